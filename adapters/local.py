@@ -1,0 +1,155 @@
+"""The "local" provider: every task on this machine's CPU or GPU through `local_models`.
+
+Each adapter resolves its model reference to local weights, loads the runner once (shared by
+all callers) and converts runner failures into the project's errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from adapters.errors import FMError, ProviderError, ProviderUnavailable
+from adapters.registry import Provider
+from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, ZeroShotClassifier
+from adapters.types import CompletionParams, ImageParams, Task
+
+NAME = "local"
+
+
+@dataclass(frozen=True)
+class Runner:
+    module: str  # in local_models/
+    cls: str
+    needs: tuple[str, ...]  # importable modules
+    install: str  # what to pip install if they are missing
+    marker: str = "config.json"  # the file that shows a folder holds a saved model
+
+
+RUNNERS: dict[Task, Runner] = {
+    Task.COMPLETION: Runner("chat_transformers", "TransformersChat", ("torch", "transformers"), "torch transformers"),
+    Task.ZERO_SHOT: Runner("clip", "ClipScorer", ("torch", "transformers"), "torch transformers"),
+    Task.CAPTIONING: Runner("captioning", "ImageCaptioner", ("torch", "transformers"), "torch transformers"),
+    Task.IMAGE_GENERATION: Runner(
+        "diffusion", "TextToImage", ("torch", "diffusers", "transformers"), "torch diffusers transformers",
+        marker="model_index.json",
+    ),
+    Task.EMBEDDINGS: Runner(
+        "sentence_embeddings", "SentenceEmbedder", ("torch", "sentence_transformers"), "sentence-transformers"
+    ),
+}
+GGUF_RUNNER = Runner("chat_gguf", "LlamaCppChat", ("llama_cpp",), "llama-cpp-python")
+
+
+def runner_for(task: Task, model: str) -> Runner:
+    if task is Task.COMPLETION and model.lower().endswith(".gguf"):
+        return GGUF_RUNNER
+    return RUNNERS[task]
+
+
+def env_var(task: Task) -> str:
+    return f"FMG_MODEL_LOCAL_{task.value.upper().replace('-', '_')}"
+
+
+def check(task: Task, model: str) -> FMError | None:
+    from local_models import weights
+
+    runner = runner_for(task, model)
+    missing = [m for m in runner.needs if importlib.util.find_spec(m) is None]
+    if missing:
+        return ProviderUnavailable(
+            f"Local {task.title.lower()} needs {', '.join(missing)}: pip install {runner.install}."
+        )
+    return weights.missing(model, runner.marker, env_var(task))
+
+
+def load_runner(task: Task, model: str):
+    """The shared runner instance for (task, model), loaded on first use."""
+    from local_models import loading, weights
+
+    runner = runner_for(task, model)
+    path = weights.resolve(model, runner.marker, env_var(task))
+
+    def build():
+        with _errors(model, loading_model=True):
+            return getattr(importlib.import_module(f"local_models.{runner.module}"), runner.cls).from_pretrained(path)
+
+    return loading.load((task, runner.cls, str(path)), build)
+
+
+@contextlib.contextmanager
+def _errors(model: str, loading_model: bool = False) -> Iterator[None]:
+    """Runner exceptions become project errors; the full detail goes to the server log only."""
+    try:
+        yield
+    except FMError:
+        raise
+    except MemoryError:
+        raise ProviderError(f"Not enough memory to run {model}: try a smaller input or model.") from None
+    except Exception as err:
+        name = type(err).__name__
+        if "OutOfMemory" in name:
+            raise ProviderError(f"The GPU ran out of memory running {model}: try a smaller size or batch.") from None
+        if loading_model:
+            raise ProviderUnavailable(
+                f"The model {model} could not be loaded ({name}): its files may be incomplete; fetch it again."
+            ) from err
+        raise ProviderError(f"The local model {model} failed ({name}): see the server log.") from err
+
+
+class LocalCompleter(Completer):
+    def _stream(self, messages, params: CompletionParams):
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            yield from runner.stream(messages, params)
+
+
+class LocalClassifier(ZeroShotClassifier):
+    def _classify(self, image, labels):
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            return runner.scores(image, labels)
+
+
+class LocalCaptioner(Captioner):
+    def _caption(self, image, prompt):
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            return runner.caption(image, prompt)
+
+
+class LocalImageGenerator(ImageGenerator):
+    def _generate(self, prompt, params: ImageParams, on_step):
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            return runner.generate(prompt, params, on_step)
+
+
+class LocalEmbedder(Embedder):
+    max_batch = 256
+
+    def _embed(self, texts, kind):
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            return runner.embed(texts, kind)
+
+
+def providers() -> list[Provider]:
+    return [
+        Provider(
+            name=NAME,
+            label="Local models",
+            adapters={
+                Task.COMPLETION: LocalCompleter,
+                Task.ZERO_SHOT: LocalClassifier,
+                Task.CAPTIONING: LocalCaptioner,
+                Task.IMAGE_GENERATION: LocalImageGenerator,
+                Task.EMBEDDINGS: LocalEmbedder,
+            },
+            check=check,
+        )
+    ]
+

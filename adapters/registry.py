@@ -1,0 +1,134 @@
+"""Which providers serve which task, whether each is usable now, and the adapters themselves.
+
+The registry is a plain dict `{provider name: Provider}`; a `Provider` maps each task it serves
+to an adapter class. Provider modules are listed in `PROVIDER_MODULES` and each exposes
+`providers()`; importing them is cheap because vendor SDKs and torch are imported only when a
+call is made. Tests register fakes with `register()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from adapters import config, keys
+from adapters.errors import FMError, MissingCredentials, UnknownProvider
+from adapters.tasks import Adapter
+from adapters.types import Task
+
+PROVIDER_MODULES = ("adapters.local",)
+
+Check = Callable[[Task, str], FMError | None]  # why (task, model) cannot run now, or None
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str  # what users and the API pass: "local", "openai", "cohere", "hf", ...
+    label: str  # what the UI shows: "Local models", "OpenAI", ...
+    adapters: Mapping[Task, Callable[[str, str], Adapter]]  # task -> factory(provider name, model)
+    check: Check = field(default=lambda task, model: None)
+    models: Callable[[Task], str | None] | None = None  # default model; config.model_for if None
+
+    def model(self, task: Task) -> str | None:
+        return self.models(task) if self.models else config.model_for(self.name, task)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One provider as a task's picker shows it."""
+
+    provider: str
+    label: str
+    model: str | None
+    reason: str | None  # None when usable now
+
+    @property
+    def usable(self) -> bool:
+        return self.reason is None
+
+
+_lock = threading.RLock()
+_providers: dict[str, Provider] = {}
+_loaded = False
+_adapters: dict[tuple[str, Task, str], Adapter] = {}
+
+
+def register(provider: Provider) -> None:
+    with _lock:
+        _load_builtins()
+        _providers[provider.name] = provider
+        for key in [k for k in _adapters if k[0] == provider.name]:
+            del _adapters[key]
+
+
+def unregister(name: str) -> None:
+    with _lock:
+        _providers.pop(name, None)
+        for key in [k for k in _adapters if k[0] == name]:
+            del _adapters[key]
+
+
+def _load_builtins() -> None:
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        for module in PROVIDER_MODULES:
+            for provider in importlib.import_module(module).providers():
+                _providers.setdefault(provider.name, provider)
+
+
+def providers() -> dict[str, Provider]:
+    _load_builtins()
+    return dict(_providers)
+
+
+def options(task: Task) -> list[Option]:
+    """Every provider, usable ones first, each with the reason it cannot serve `task` now."""
+    out = []
+    for p in providers().values():
+        if task not in p.adapters:
+            out.append(Option(p.name, p.label, None, f"{p.label} has no {task.title.lower()}."))
+            continue
+        model = p.model(task)
+        problem = p.check(task, model) if model else FMError(f"No model is configured for {task.value}.")
+        out.append(Option(p.name, p.label, model, None if problem is None else str(problem)))
+    return sorted(out, key=lambda o: not o.usable)
+
+
+def get(task: Task, provider: str, model: str | None = None, api_key: str | None = None) -> Adapter:
+    """The adapter for `provider` on `task`; raises a clear `FMError` if it cannot run now.
+
+    `api_key` (typed in the browser for one session) overrides the environment's key; such an
+    adapter is built for this call only and never cached.
+    """
+    all_providers = providers()
+    serving = [name for name, p in all_providers.items() if task in p.adapters]
+    p = all_providers.get(str(provider).strip()) if isinstance(provider, str) else None
+    if p is None:
+        raise UnknownProvider(
+            f"Unknown provider {str(provider)[:60]!r} for {task.title.lower()}: choose one of {', '.join(serving)}."
+        )
+    if task not in p.adapters:
+        raise UnknownProvider(
+            f"{p.label} has no {task.title.lower()}: choose one of {', '.join(serving)}."
+        )
+    model = (model or "").strip() or p.model(task)
+    if not model:
+        raise UnknownProvider(f"No model is configured for {p.label} {task.value}: set one in fm-gallery.toml.")
+    problem = p.check(task, model)
+    if problem is not None and not (api_key and isinstance(problem, MissingCredentials)):
+        raise problem
+    if api_key:
+        adapter = p.adapters[task](p.name, model)
+        adapter.api_key = api_key
+        keys.remember(adapter)
+        return adapter
+    key = (p.name, task, model)
+    with _lock:
+        if key not in _adapters:
+            _adapters[key] = p.adapters[task](p.name, model)
+        return _adapters[key]

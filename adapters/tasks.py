@@ -1,0 +1,223 @@
+"""One interface per task.
+
+Each public method validates its input once, times the call and builds the frozen result; a
+provider implements only the protected `_method` that talks to its backend. A provider module
+therefore stays short and cannot forget validation, timing or normalisation.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar
+
+from adapters import inputs
+from adapters.errors import FMError
+from adapters.prices import estimate_cost
+from adapters.types import (
+    Caption,
+    Classification,
+    Completion,
+    CompletionParams,
+    Embeddings,
+    Finish,
+    GeneratedImages,
+    ImageParams,
+    Message,
+    Task,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image
+
+StepCallback = Callable[[int, int], None]  # (step done, total steps)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """What a provider's `_method` may return instead of a bare value, to add metadata."""
+
+    value: object
+    usage: Usage | None = None
+    served_by: str | None = None
+
+
+StreamEvent = str | Usage | Finish  # text delta, token usage, or the finish reason
+
+
+class Adapter:
+    """A model of one provider serving one task."""
+
+    task: ClassVar[Task]
+    api_key: str | None = None  # a key given for this session only; vendors fall back to the env
+
+    def __init__(self, provider: str, model: str):
+        self.provider = provider
+        self.model = model
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r})"
+
+    def _meta(self, raw: object, started: float, usage: Usage | None = None) -> tuple[object, dict]:
+        """Split a provider's return value into (value, common result fields)."""
+        served_by = None
+        if isinstance(raw, Raw):
+            raw, usage, served_by = raw.value, raw.usage or usage, raw.served_by
+        return raw, {
+            "provider": self.provider,
+            "model": self.model,
+            "latency_s": time.perf_counter() - started,
+            "usage": usage,
+            "cost_usd": estimate_cost(self.provider, self.model, usage),
+            "served_by": served_by,
+        }
+
+
+class Completer(Adapter):
+    task = Task.COMPLETION
+
+    def stream(self, messages: Sequence[Message], params: CompletionParams | None = None) -> CompletionStream:
+        messages = inputs.check_messages(messages)
+        params = inputs.check_completion_params(params or CompletionParams())
+        return CompletionStream(self, self._stream(messages, params))
+
+    def complete(self, messages: Sequence[Message], params: CompletionParams | None = None) -> Completion:
+        stream = self.stream(messages, params)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def _stream(self, messages: list[Message], params: CompletionParams) -> Iterator[StreamEvent]:
+        raise NotImplementedError
+
+
+class CompletionStream:
+    """Iterate for text deltas; once iteration ends, `.result` is the whole `Completion`.
+
+    A stream that breaks after some text arrived ends quietly: `.result.text` keeps what was
+    received and `.result.cut` says why it stopped. A failure before any text is raised.
+    """
+
+    def __init__(self, adapter: Adapter, events: Iterable[StreamEvent]):
+        self._adapter = adapter
+        self._events = events
+        self._started = time.perf_counter()
+        self.result: Completion | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        parts: list[str] = []
+        ttft = usage = finish = cut = None
+        try:
+            for event in self._events:
+                if isinstance(event, str):
+                    if not event:
+                        continue
+                    if ttft is None:
+                        ttft = time.perf_counter() - self._started
+                    parts.append(event)
+                    yield event
+                elif isinstance(event, Usage):
+                    usage = event
+                elif isinstance(event, Finish):
+                    finish = event.reason
+        except FMError as err:
+            if not parts:
+                raise
+            cut = str(err)
+        finally:
+            close = getattr(self._events, "close", None)
+            if close is not None:
+                close()
+        _, meta = self._adapter._meta(None, self._started, usage)
+        self.result = Completion(text="".join(parts), ttft_s=ttft, finish_reason=finish, cut=cut, **meta)
+
+
+class ZeroShotClassifier(Adapter):
+    task = Task.ZERO_SHOT
+    calibrated: ClassVar[bool] = True  # False where scores are not probabilities
+
+    def classify(self, image: Image | str, labels: Sequence[str] | str) -> Classification:
+        image = inputs.load_image(image)
+        labels = inputs.check_labels(labels)
+        started = time.perf_counter()
+        raw, meta = self._meta(self._classify(image, labels), started)
+        return Classification(scores=inputs.normalise_scores(labels, raw), calibrated=self.calibrated, **meta)
+
+    def _classify(self, image: Image, labels: list[str]) -> Sequence[float] | Raw:
+        """Return one non-negative score per label, in the labels' order."""
+        raise NotImplementedError
+
+
+class Captioner(Adapter):
+    task = Task.CAPTIONING
+
+    def caption(self, image: Image | str, prompt: str | None = None) -> Caption:
+        image = inputs.load_image(image)
+        prompt = inputs.check_optional_prompt(prompt)
+        started = time.perf_counter()
+        raw, meta = self._meta(self._caption(image, prompt), started)
+        return Caption(text=str(raw).strip(), **meta)
+
+    def _caption(self, image: Image, prompt: str | None) -> str | Raw:
+        raise NotImplementedError
+
+
+class ImageGenerator(Adapter):
+    task = Task.IMAGE_GENERATION
+
+    def generate(
+        self, prompt: str, params: ImageParams | None = None, on_step: StepCallback | None = None
+    ) -> GeneratedImages:
+        prompt = inputs.check_prompt(prompt)
+        params = inputs.check_image_params(params or ImageParams())
+        if params.seed is None:
+            params = _replace_seed(params, random.randrange(2**31))
+        started = time.perf_counter()
+        raw, meta = self._meta(self._generate(prompt, params, on_step or _no_progress), started)
+        images = tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
+        return GeneratedImages(images=images, seed=params.seed, **meta)
+
+    def _generate(self, prompt: str, params: ImageParams, on_step: StepCallback) -> Sequence[Image] | Raw:
+        raise NotImplementedError
+
+
+class Embedder(Adapter):
+    task = Task.EMBEDDINGS
+    max_batch: ClassVar[int] = 64  # texts per backend call; larger inputs are split
+
+    def embed(self, texts: Sequence[str] | str, kind: str = "document") -> Embeddings:
+        texts = inputs.check_texts(texts)
+        kind = inputs.check_embed_kind(kind)
+        started = time.perf_counter()
+        chunks, usage = [], None
+        for i in range(0, len(texts), self.max_batch):
+            raw, meta = self._meta(self._embed(texts[i : i + self.max_batch], kind), started)
+            chunks.append(raw)
+            usage = _add_usage(usage, meta["usage"])
+        _, meta = self._meta(None, started, usage)
+        meta["served_by"] = None
+        return Embeddings(vectors=inputs.normalise_rows(chunks, expected_rows=len(texts)), **meta)
+
+    def _embed(self, texts: list[str], kind: str) -> np.ndarray | Sequence[Sequence[float]] | Raw:
+        raise NotImplementedError
+
+
+def _no_progress(step: int, total: int) -> None:
+    pass
+
+
+def _replace_seed(params: ImageParams, seed: int) -> ImageParams:
+    return replace(params, seed=seed)
+
+
+def _add_usage(a: Usage | None, b: Usage | None) -> Usage | None:
+    if a is None or b is None:
+        return a or b
+    return Usage(
+        input_tokens=(a.input_tokens or 0) + (b.input_tokens or 0),
+        output_tokens=(a.output_tokens or 0) + (b.output_tokens or 0) if (a.output_tokens or b.output_tokens) else None,
+    )

@@ -1,0 +1,114 @@
+"""Small frozen value types shared by every task: tasks, parameters, results.
+
+Results carry what the UI and the run log need: the output, which provider and model made it,
+how long it took, and token usage / estimated cost when known.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # numpy and PIL are only needed by callers that hold real results
+    import numpy as np
+    from PIL.Image import Image
+
+
+class Task(str, enum.Enum):
+    COMPLETION = "completion"
+    ZERO_SHOT = "zero-shot"
+    CAPTIONING = "captioning"
+    IMAGE_GENERATION = "image-generation"
+    EMBEDDINGS = "embeddings"
+
+    @property
+    def title(self) -> str:
+        return _TITLES[self]
+
+
+_TITLES = {
+    Task.COMPLETION: "Completion / chat",
+    Task.ZERO_SHOT: "Zero-shot image classification",
+    Task.CAPTIONING: "Captioning",
+    Task.IMAGE_GENERATION: "Image generation",
+    Task.EMBEDDINGS: "Embeddings",
+}
+
+Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
+
+
+@dataclass(frozen=True)
+class CompletionParams:
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageParams:
+    steps: int = 1
+    width: int = 512
+    height: int = 512
+    guidance: float = 0.0
+    negative_prompt: str = ""
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    images: int | None = None
+
+
+@dataclass(frozen=True)
+class Finish:
+    """A completion stream event: why generation stopped ("stop", "length", ...)."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Result:
+    provider: str
+    model: str
+    latency_s: float
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    served_by: str | None = None  # the backend that actually served it, where reported
+
+
+@dataclass(frozen=True, kw_only=True)
+class Completion(Result):
+    text: str
+    ttft_s: float | None = None
+    finish_reason: str | None = None
+    cut: str | None = None  # why the stream broke off, if it did; `text` is what arrived
+
+
+@dataclass(frozen=True, kw_only=True)
+class Classification(Result):
+    scores: tuple[tuple[str, float], ...]  # (label, score), best first, summing to 1
+    calibrated: bool = True  # False where scores are a model's stated guess, not probabilities
+
+    @property
+    def best(self) -> str:
+        return self.scores[0][0]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caption(Result):
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class GeneratedImages(Result):
+    images: tuple[Image, ...]
+    seed: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Embeddings(Result):
+    vectors: np.ndarray = field(repr=False)  # float32, shape (n, dim), rows L2-normalised
