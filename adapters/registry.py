@@ -18,7 +18,7 @@ from adapters.errors import FMError, MissingCredentials, UnknownProvider
 from adapters.tasks import Adapter
 from adapters.types import Task
 
-PROVIDER_MODULES = ("adapters.local",)
+PROVIDER_MODULES = ("adapters.local", "adapters.openai_api", "adapters.cohere_api", "adapters.hf_inference")
 
 Check = Callable[[Task, str], FMError | None]  # why (task, model) cannot run now, or None
 
@@ -77,7 +77,13 @@ def _load_builtins() -> None:
             return
         _loaded = True
         for module in PROVIDER_MODULES:
-            for provider in importlib.import_module(module).providers():
+            try:
+                imported = importlib.import_module(module)
+            except ModuleNotFoundError as err:
+                if err.name != module:
+                    raise
+                continue  # a provider module left out of a slim deployment
+            for provider in imported.providers():
                 _providers.setdefault(provider.name, provider)
 
 
