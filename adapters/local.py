@@ -82,9 +82,13 @@ def load_runner(task: Task, model: str):
 
 @contextlib.contextmanager
 def _errors(model: str, loading_model: bool = False) -> Iterator[None]:
-    """Runner exceptions become project errors; the full detail goes to the server log only."""
+    """Take the device slot and turn runner exceptions into project errors (the full detail goes
+    to the server log only)."""
+    from local_models.device import slot
+
     try:
-        yield
+        with slot():
+            yield
     except FMError:
         raise
     except MemoryError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,3 +26,17 @@ def placement() -> Placement:
     if wanted != "cpu" and torch.cuda.is_available():
         return Placement("cuda", torch.float16)
     return Placement("cpu", torch.float32)
+
+
+_slots: threading.BoundedSemaphore | None = None
+_slots_lock = threading.Lock()
+
+
+def slot() -> threading.BoundedSemaphore:
+    """The device slot: local model calls take turns (`FMG_LOCAL_CONCURRENCY`, default 1), so a
+    GPU is not oversubscribed whichever tab they come from. Use as `with slot(): ...`."""
+    global _slots
+    with _slots_lock:
+        if _slots is None:
+            _slots = threading.BoundedSemaphore(max(1, int(os.environ.get("FMG_LOCAL_CONCURRENCY", "1"))))
+        return _slots

@@ -1,0 +1,49 @@
+"""Captioning: describe an image in words, optionally steered by a prompt.
+
+API: `/caption(image, prompt, provider, api_key)` returns `(caption, stats)`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from adapters import registry
+from adapters.types import Task
+from demos import examples
+from demos import picker as picker_ui
+from demos.image_upload import ImageUpload
+from demos.report import shows_errors, stats
+
+TASK = Task.CAPTIONING
+TITLE = "Captioning"
+
+
+@shows_errors
+def caption(image, prompt, provider, api_key):
+    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+    result = adapter.caption(image, prompt)
+    return result.text, stats(result)
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown("Turn an image into text. Local models (BLIP, ViT-GPT2) caption; vision chat models follow a prompt.")
+        picker = picker_ui.build(TASK)
+        with gr.Row():
+            with gr.Column():
+                image = ImageUpload(label="Image", height=300)
+                prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photograph of")
+                run = gr.Button("Caption", variant="primary")
+            with gr.Column():
+                text = gr.Textbox(label="Caption", lines=3, buttons=["copy"])
+                info = gr.Markdown()
+        samples = examples.images()
+        if samples:
+            gr.Examples([[path] for path, _ in samples], inputs=[image])
+        run.click(caption, [image, prompt, *picker.inputs], [text, info], api_name="caption", concurrency_limit=16)
+        picker_ui.attach_refresh(demo, picker)
+    return demo
+
+
+if __name__ == "__main__":
+    build().queue().launch()

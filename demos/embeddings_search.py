@@ -1,0 +1,134 @@
+"""Embeddings search: embed a corpus once, then find the passages closest in meaning to a query.
+
+API: `/search(query, corpus, files, top_k, passage_words, provider, api_key)` returns
+`(hits table, stats)`. The index of a corpus is kept (a few, least recently used dropped), so
+repeated queries on the same corpus only embed the query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import gradio as gr
+
+from adapters import registry
+from adapters.errors import BadInput
+from adapters.tasks import Embedder
+from adapters.types import Task
+from demos import corpus
+from demos.report import shows_errors, stats
+from demos import picker as picker_ui
+from demos.vector_index import ExactIndex
+
+TASK = Task.EMBEDDINGS
+TITLE = "Embeddings search"
+MAX_INDEXES = 8
+COLUMNS = ["rank", "score", "source", "passage"]
+SAMPLE_CORPUS = """\
+The Eiffel Tower was completed in 1889 and stands on the Champ de Mars in Paris.
+
+Photosynthesis turns sunlight, water and carbon dioxide into glucose and oxygen inside chloroplasts.
+
+A kitten is a juvenile cat; most kittens are weaned by eight weeks of age.
+
+The stock market fell sharply after the central bank raised interest rates by half a point.
+
+CLIP learns a shared embedding space for images and text from 400 million captioned pictures.
+
+Diffusion models generate images by learning to reverse a gradual noising process.
+
+To bake sourdough, feed the starter the night before and let the dough rise slowly in the fridge.
+
+The Great Barrier Reef, off Queensland, is the largest coral reef system in the world.
+"""
+
+
+@dataclass
+class CorpusIndex:
+    passages: list[corpus.Passage]
+    index: ExactIndex
+    build_s: float
+
+
+_indexes: OrderedDict[tuple, CorpusIndex] = OrderedDict()
+_lock = threading.Lock()
+
+
+def _fingerprint(passages: list[corpus.Passage]) -> str:
+    h = hashlib.sha256()
+    for p in passages:
+        h.update(p.source.encode() + b"\0" + p.text.encode() + b"\1")
+    return h.hexdigest()
+
+
+def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[CorpusIndex, bool]:
+    """The index of `passages` for this embedder, built once; True if it came from the cache."""
+    key = (embedder.provider, embedder.model, _fingerprint(passages))
+    with _lock:
+        if key in _indexes:
+            _indexes.move_to_end(key)
+            return _indexes[key], True
+    started = time.perf_counter()
+    vectors = embedder.embed([p.text for p in passages], kind="document").vectors
+    built = CorpusIndex(passages, ExactIndex(vectors), time.perf_counter() - started)
+    with _lock:
+        _indexes[key] = built
+        while len(_indexes) > MAX_INDEXES:
+            _indexes.popitem(last=False)
+    return built, False
+
+
+@shows_errors
+def search(query, corpus_text, files, top_k, passage_words, provider, api_key):
+    if not isinstance(query, str) or not query.strip():
+        raise BadInput("The query is empty: type what you are looking for.")
+    passages = corpus.chunk(corpus.read_sources(corpus_text, files), max_words=int(passage_words or 120))
+    embedder = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+    built, cached = corpus_index(embedder, passages)
+    result = embedder.embed([query.strip()], kind="query")
+    scores, ids = built.index.search(result.vectors, int(top_k or 5))
+    rows = [
+        [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
+        for rank, (score, i) in enumerate(zip(scores[0], ids[0]))
+    ]
+    sources = len({p.source for p in passages})
+    how = "reused the index" if cached else f"indexed in {built.build_s:.2f} s"
+    note = f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
+    return rows, note
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(
+            "Semantic search: passages and query become vectors, and the nearest vectors are the closest in "
+            "meaning, even without shared words. Offline, the packaged all-MiniLM-L6-v2 embeds."
+        )
+        picker = picker_ui.build(TASK)
+        with gr.Row():
+            with gr.Column():
+                corpus_text = gr.Textbox(label="Corpus (paste text; blank lines separate passages)", lines=10,
+                                         value=SAMPLE_CORPUS)
+                files = gr.File(label="…or upload .txt, .md, .csv files", file_count="multiple",
+                                file_types=[".txt", ".md", ".csv"], type="filepath")
+                with gr.Row():
+                    top_k = gr.Slider(1, 20, value=5, step=1, label="Top k")
+                    passage_words = gr.Slider(20, 400, value=120, step=10, label="Passage size (words)")
+            with gr.Column():
+                query = gr.Textbox(label="Query", placeholder="a baby cat")
+                run = gr.Button("Search", variant="primary")
+                hits = gr.Dataframe(headers=COLUMNS, label="Closest passages", wrap=True, interactive=False)
+                info = gr.Markdown()
+        gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]],
+                    inputs=[query])
+        gr.on([run.click, query.submit], search, [query, corpus_text, files, top_k, passage_words, *picker.inputs],
+              [hits, info], api_name="search", concurrency_limit=16)
+        picker_ui.attach_refresh(demo, picker)
+    return demo
+
+
+if __name__ == "__main__":
+    build().queue().launch()

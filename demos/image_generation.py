@@ -1,0 +1,68 @@
+"""Image generation: text to image with a diffusion model, with per-step progress.
+
+API: `/generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key)`
+returns `(image, stats)`; a seed of -1 picks one at random and the stats say which.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from adapters import registry
+from adapters.types import ImageParams, Task
+from demos import picker as picker_ui
+from demos.report import shows_errors, stats
+
+TASK = Task.IMAGE_GENERATION
+TITLE = "Image generation"
+EXAMPLES = [
+    ["a watercolor painting of a lighthouse at dawn"],
+    ["an astronaut riding a horse, photorealistic"],
+    ["a bowl of ramen, studio lighting, 35mm"],
+]
+
+
+@shows_errors
+def generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key,
+             progress=gr.Progress()):
+    params = ImageParams(
+        steps=steps, width=width, height=height, guidance=guidance, negative_prompt=negative_prompt or "",
+        seed=None if seed is None or seed < 0 else seed,
+    )
+    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+    progress(0, desc="Starting")
+    result = adapter.generate(prompt, params, on_step=lambda step, total: progress((step, total), desc="Denoising"))
+    return result.images[0], f"{stats(result)} · seed {result.seed}"
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(
+            "A diffusion model turns noise into an image, one denoising step at a time, guided by your text. "
+            "SD-Turbo needs 1-4 steps and no guidance."
+        )
+        picker = picker_ui.build(TASK)
+        with gr.Row():
+            with gr.Column():
+                prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a watercolor painting of a lighthouse")
+                negative = gr.Textbox(label="Negative prompt (used when guidance > 1)", lines=1)
+                with gr.Row():
+                    steps = gr.Slider(1, 50, value=1, step=1, label="Steps")
+                    guidance = gr.Slider(0.0, 15.0, value=0.0, step=0.5, label="Guidance")
+                with gr.Row():
+                    width = gr.Slider(256, 1024, value=512, step=64, label="Width")
+                    height = gr.Slider(256, 1024, value=512, step=64, label="Height")
+                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                run = gr.Button("Generate", variant="primary")
+            with gr.Column():
+                image = gr.Image(label="Result", type="pil", format="png")
+                info = gr.Markdown()
+        gr.Examples(EXAMPLES, inputs=[prompt])
+        run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs], [image, info],
+                  api_name="generate", concurrency_limit=16)
+        picker_ui.attach_refresh(demo, picker)
+    return demo
+
+
+if __name__ == "__main__":
+    build().queue().launch()

@@ -1,0 +1,81 @@
+"""How results and failures are shown: one stats line per result, one sentence per error.
+
+`shows_errors` wraps every event handler: project errors become a `gr.Error` with their own
+message; anything unexpected is logged in full on the server and shown as one plain sentence,
+so no traceback ever reaches the page.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+from collections.abc import Callable
+
+import gradio as gr
+
+from adapters.errors import FMError
+from adapters.keys import redact
+from adapters.types import Completion, Result
+
+log = logging.getLogger("fm_gallery.demos")
+UNEXPECTED = "Something went wrong on the server; it has been logged. Try again, or pick another provider."
+
+
+def user_error(err: BaseException) -> gr.Error:
+    """The `gr.Error` to raise for `err`. Gradio renders its message as HTML: it is escaped, since
+    messages may quote user input (a file name, a label)."""
+    if isinstance(err, FMError):
+        return gr.Error(html.escape(redact(str(err)), quote=False), print_exception=False)
+    if isinstance(err, gr.Error):
+        return err
+    log.error("unexpected error: %s", redact(f"{type(err).__name__}: {err}"), exc_info=err)
+    return gr.Error(UNEXPECTED, print_exception=False)
+
+
+def shows_errors(fn: Callable) -> Callable:
+    """Turn every exception from a handler (plain or generator) into a clear `gr.Error`."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as err:
+                raise user_error(err) from None
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            raise user_error(err) from None
+
+    return wrapper
+
+
+def stats(result: Result) -> str:
+    """One line: provider and model, latency, first token, tokens, cost."""
+    parts = [f"**{result.provider}** · `{result.model}`"]
+    if result.served_by and result.served_by != result.provider:
+        parts.append(f"served by {result.served_by}")
+    parts.append(f"{result.latency_s:.2f} s")
+    if isinstance(result, Completion) and result.ttft_s is not None:
+        parts.append(f"first token {result.ttft_s:.2f} s")
+    usage = result.usage
+    if usage and (usage.input_tokens is not None or usage.output_tokens is not None):
+        parts.append(f"{_n(usage.input_tokens)} in / {_n(usage.output_tokens)} out tokens")
+    if usage and usage.images:
+        parts.append(f"{usage.images} image{'s' if usage.images > 1 else ''}")
+    parts.append("cost unknown" if result.cost_usd is None else f"${result.cost_usd:.5f}")
+    line = " · ".join(parts)
+    if isinstance(result, Completion) and result.cut:
+        line += f"\n\n⚠️ The reply was cut off: {result.cut}"
+    return line
+
+
+def _n(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"

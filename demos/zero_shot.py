@@ -1,0 +1,54 @@
+"""Zero-shot image classification: score an image against labels the user makes up (CLIP-style).
+
+API: `/classify(image, labels, provider, api_key)` returns `(label scores, stats)`.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from adapters import registry
+from adapters.types import Task
+from demos import examples
+from demos import picker as picker_ui
+from demos.image_upload import ImageUpload
+from demos.report import shows_errors, stats
+
+TASK = Task.ZERO_SHOT
+TITLE = "Zero-shot classification"
+UNCALIBRATED = "⚠️ These scores are the model's own estimate, not calibrated probabilities."
+
+
+@shows_errors
+def classify(image, labels, provider, api_key):
+    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+    result = adapter.classify(image, labels)
+    note = stats(result) if result.calibrated else f"{stats(result)}\n\n{UNCALIBRATED}"
+    return dict(result.scores), note
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as demo:
+        gr.Markdown(
+            "No training, no fixed classes: a contrastive image-text model embeds the image and each label, "
+            "and the closest label wins. Write labels as short captions (\"a photo of a cat\") for better scores."
+        )
+        picker = picker_ui.build(TASK)
+        with gr.Row():
+            with gr.Column():
+                image = ImageUpload(label="Image", height=300)
+                labels = gr.Textbox(label="Candidate labels (comma separated)", value="a cat, a dog, a car")
+                run = gr.Button("Classify", variant="primary")
+            with gr.Column():
+                scores = gr.Label(label="Scores", num_top_classes=10)
+                info = gr.Markdown()
+        samples = examples.images()
+        if samples:
+            gr.Examples([list(s) for s in samples], inputs=[image, labels])
+        run.click(classify, [image, labels, *picker.inputs], [scores, info], api_name="classify", concurrency_limit=16)
+        picker_ui.attach_refresh(demo, picker)
+    return demo
+
+
+if __name__ == "__main__":
+    build().queue().launch()
