@@ -74,7 +74,12 @@ def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
             img.load()
     except BadInput:
         raise
-    except (UnidentifiedImageError, PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
+        raise BadInput(
+            f"'{name}' has far more pixels than the {MAX_IMAGE_PIXELS // 1_000_000} megapixel limit: "
+            "upload a smaller image."
+        ) from None
+    except UnidentifiedImageError:
         raise BadInput(
             f"'{name}' is not an image this app can read: upload a PNG, JPEG, WebP or GIF file."
         ) from None

@@ -97,6 +97,9 @@ def _errors(model: str, loading_model: bool = False) -> Iterator[None]:
         name = type(err).__name__
         if "OutOfMemory" in name:
             raise ProviderError(f"The GPU ran out of memory running {model}: try a smaller size or batch.") from None
+        if isinstance(err, ImportError):
+            missing = err.name or "a package"
+            raise ProviderUnavailable(f"The model {model} needs {missing}, which is not installed: pip install {missing}.") from err
         if loading_model:
             raise ProviderUnavailable(
                 f"The model {model} could not be loaded ({name}): its files may be incomplete; fetch it again."

@@ -46,7 +46,7 @@ class Raw:
     served_by: str | None = None
 
 
-StreamEvent = str | Usage | Finish  # text delta, token usage, or the finish reason
+StreamEvent = str | Usage | Finish | Raw  # text delta, token usage, finish reason, or Raw(None, usage, served_by)
 
 
 class Adapter:
@@ -110,7 +110,7 @@ class CompletionStream:
 
     def __iter__(self) -> Iterator[str]:
         parts: list[str] = []
-        ttft = usage = finish = cut = None
+        ttft = usage = finish = cut = served_by = None
         try:
             for event in self._events:
                 if isinstance(event, str):
@@ -124,6 +124,9 @@ class CompletionStream:
                     usage = event
                 elif isinstance(event, Finish):
                     finish = event.reason
+                elif isinstance(event, Raw):  # metadata, e.g. which backend is serving the stream
+                    usage = event.usage or usage
+                    served_by = event.served_by or served_by
         except FMError as err:
             if not parts:
                 raise
@@ -132,7 +135,7 @@ class CompletionStream:
             close = getattr(self._events, "close", None)
             if close is not None:
                 close()
-        _, meta = self._adapter._meta(None, self._started, usage)
+        _, meta = self._adapter._meta(Raw(None, usage, served_by), self._started)
         self.result = Completion(text="".join(parts), ttft_s=ttft, finish_reason=finish, cut=cut, **meta)
 
 
@@ -193,13 +196,14 @@ class Embedder(Adapter):
         texts = inputs.check_texts(texts)
         kind = inputs.check_embed_kind(kind)
         started = time.perf_counter()
-        chunks, usage = [], None
+        chunks, usage, served = [], None, set()
         for i in range(0, len(texts), self.max_batch):
             raw, meta = self._meta(self._embed(texts[i : i + self.max_batch], kind), started)
             chunks.append(raw)
             usage = _add_usage(usage, meta["usage"])
+            served.add(meta["served_by"])
         _, meta = self._meta(None, started, usage)
-        meta["served_by"] = None
+        meta["served_by"] = served.pop() if len(served) == 1 else None  # only when every batch agrees
         return Embeddings(vectors=inputs.normalise_rows(chunks, expected_rows=len(texts)), **meta)
 
     def _embed(self, texts: list[str], kind: str) -> np.ndarray | Sequence[Sequence[float]] | Raw:

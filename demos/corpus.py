@@ -75,32 +75,21 @@ def _csv_as_text(text: str) -> str:
 
 
 def chunk(sources: list[tuple[str, str]], max_words: int = 120, overlap: int = 20) -> list[Passage]:
-    """Passages of at most `max_words` words: paragraphs are kept whole and packed together when
-    short; a long paragraph is cut into windows that overlap by `overlap` words."""
+    """One passage per paragraph (blank lines separate them, as the reader wrote them); a
+    paragraph over `max_words` words is cut into windows that overlap by `overlap` words, so a
+    sentence on a boundary is found whole in one of them."""
     if not 10 <= max_words <= 1000:
         raise BadInput(f"Passage size must be between 10 and 1000 words (got {max_words}).")
     overlap = max(0, min(overlap, max_words // 2))
+    step = max_words - overlap
     passages: list[Passage] = []
     for source, text in sources:
-        pending: list[str] = []
         for paragraph in re.split(r"\n\s*\n", text):
             words = paragraph.split()
-            if not words:
-                continue
-            if len(pending) + len(words) > max_words and pending:
-                passages.append(Passage(" ".join(pending), source))
-                pending = []
-            if len(words) <= max_words:
-                pending += words
-                continue
-            step = max_words - overlap
-            for start in range(0, len(words), step):
+            for start in range(0, max(len(words) - overlap, 1), step):
                 window = words[start : start + max_words]
-                passages.append(Passage(" ".join(window), source))
-                if start + max_words >= len(words):
-                    break
-        if pending:
-            passages.append(Passage(" ".join(pending), source))
+                if window:
+                    passages.append(Passage(" ".join(window), source))
     if not passages:
         raise BadInput("The corpus has no text to search: paste some text or upload non-empty files.")
     if len(passages) > MAX_PASSAGES:

