@@ -21,11 +21,12 @@ Try foundation models side by side: on this machine or at hosted vendors, throug
 
 
 def build() -> gr.Blocks:
+    tabs = [(tab.TITLE, tab.build()) for tab in TABS]  # built outside: a Blocks made inside renders twice
     with gr.Blocks(title="fm-gallery") as blocks:
         gr.Markdown(HEADER)
-        for tab in TABS:
-            with gr.Tab(tab.TITLE):
-                tab.build().render()
+        for title, tab_blocks in tabs:
+            with gr.Tab(title):
+                tab_blocks.render()
     # Local models serialise themselves on one device slot (adapters.local); vendor calls and
     # queued local calls may wait concurrently, up to each listener's concurrency_limit.
     blocks.queue(max_size=256, default_concurrency_limit=16)

@@ -70,7 +70,10 @@ def stats(result: Result) -> str:
         parts.append(f"{_n(usage.input_tokens)} in / {_n(usage.output_tokens)} out tokens")
     if usage and usage.images:
         parts.append(f"{usage.images} image{'s' if usage.images > 1 else ''}")
-    parts.append("cost unknown" if result.cost_usd is None else f"${result.cost_usd:.5f}")
+    if result.cost_usd is None:
+        parts.append("cost unknown")
+    else:
+        parts.append("no cost" if result.cost_usd == 0 else f"${result.cost_usd:.5f}")
     line = " · ".join(parts)
     if isinstance(result, Completion) and result.cut:
         line += f"\n\n⚠️ The reply was cut off: {result.cut}"

