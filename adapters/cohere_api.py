@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -98,11 +99,13 @@ def classify(exc: BaseException) -> FMError:
     import httpx
     import pydantic
     from cohere.core.api_error import ApiError
+    from cohere.core.http_sse import SSEError
     from cohere.core.parse_error import ParsingError
 
     if isinstance(exc, ApiError):
         return _api_error(exc)
-    if isinstance(exc, (ParsingError, json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError)):
+    malformed = (ParsingError, SSEError, json.JSONDecodeError, pydantic.ValidationError, UnicodeDecodeError)
+    if isinstance(exc, malformed):  # before TransportError: SSEError (not an event stream) is one
         return faults.malformed_error(LABEL)
     if isinstance(exc, httpx.TimeoutException):
         return faults.timeout_error(LABEL, config.settings().timeout_s)
@@ -168,6 +171,7 @@ class _CohereClient:
     api_key: str | None = None
     _client: Any = None
     _client_for: tuple[str, str | None] | None = None
+    _closer: weakref.finalize | None = None
 
     def _sdk(self) -> Any:
         key = self.api_key or keys.from_env(KEY_VAR)
@@ -177,8 +181,11 @@ class _CohereClient:
         ident = (hashlib.sha256(key.encode()).hexdigest(), base_url)  # the key itself is not kept twice
         with _client_lock:
             if self._client is None or self._client_for != ident:
-                _close(self._client)
+                if self._closer is not None:
+                    self._closer()  # close the old client's connections now
                 self._client, self._client_for = _build_client(key, base_url), ident
+                # Session-key adapters are built per call: close their sockets when they are dropped.
+                self._closer = weakref.finalize(self, _close, self._client)
             return self._client
 
     def _call(self, request: Callable[[Any, dict[str, Any]], T]) -> T:
@@ -267,6 +274,7 @@ class CohereCompleter(_CohereClient, Completer):
         args = _chat_args(self.model, messages, params)
 
         def open_stream(seconds_left: float) -> Iterator[Any]:
+            # The per-read timeout set here bounds the first byte and then every gap between chunks.
             return client.chat_stream(**args, request_options=_request_options(seconds_left))
 
         ended = False
@@ -289,7 +297,8 @@ def _message_end(event: Any) -> Iterator[Usage | Finish]:
     reason = _finish_reason(getattr(delta, "finish_reason", None))
     if reason == "error":
         detail = keys.redact(" ".join(str(getattr(delta, "error", None) or "").split()))[:200]
-        raise ProviderError(f"{LABEL} stopped with an error{': ' + detail if detail else ''}.", provider=LABEL)
+        said = f" ({detail.rstrip('.')})" if detail else ""
+        raise ProviderError(f"{LABEL} stopped with an error{said}: try again.", provider=LABEL)
     yield Finish(reason)
 
 
@@ -420,11 +429,15 @@ class CohereClassifier(_Embedding, ZeroShotClassifier):
                 request_options=options,
             )
         )
-        return _float_vectors(response, 1)[0], _usage(getattr(response, "meta", None))
+        # Priced per image, not per token: image tokens are not added to the text tokens, so the
+        # cost is "unknown" until prices.toml has a per_image price, never a wrong number.
+        billed = _usage(getattr(response, "meta", None))
+        return _float_vectors(response, 1)[0], Usage(images=(billed and billed.images) or 1)
 
     def _label_vectors(self, labels: list[str]) -> tuple[list[list[float]], Usage | None]:
         with self._labels_lock:
-            known = {label: self._labels[(self.model, label)] for label in labels if (self.model, label) in self._labels}
+            cached = [(label, self._labels.get((self.model, label))) for label in labels]
+            known = {label: vector for label, vector in cached if vector is not None}
             for label in known:
                 self._labels.move_to_end((self.model, label))
         missing = [label for label in labels if label not in known]
@@ -459,7 +472,6 @@ class CohereReranker(_CohereClient):
     def __init__(self, provider: str = NAME, model: str | None = None):
         self.provider = provider
         self.model = model or rerank_model()
-        self.last_usage: Usage | None = None  # search units are not tokens: kept for display only
 
     def __repr__(self) -> str:
         return f"CohereReranker(model={self.model!r})"

@@ -219,9 +219,15 @@ def _replace_seed(params: ImageParams, seed: int) -> ImageParams:
 
 
 def _add_usage(a: Usage | None, b: Usage | None) -> Usage | None:
+    """The sum of two usages; a count unknown on both sides stays unknown (None)."""
     if a is None or b is None:
         return a or b
+
+    def add(x: int | None, y: int | None) -> int | None:
+        return None if x is None and y is None else (x or 0) + (y or 0)
+
     return Usage(
-        input_tokens=(a.input_tokens or 0) + (b.input_tokens or 0),
-        output_tokens=(a.output_tokens or 0) + (b.output_tokens or 0) if (a.output_tokens or b.output_tokens) else None,
+        input_tokens=add(a.input_tokens, b.input_tokens),
+        output_tokens=add(a.output_tokens, b.output_tokens),
+        images=add(a.images, b.images),
     )
