@@ -40,7 +40,7 @@ DEFAULT_MODELS: dict[str, dict[Task, str]] = {
         Task.COMPLETION: "gpt-4o-mini",
         Task.ZERO_SHOT: "gpt-4o-mini",
         Task.CAPTIONING: "gpt-4o-mini",
-        Task.IMAGE_GENERATION: "dall-e-2",
+        Task.IMAGE_GENERATION: "gpt-image-1-mini",  # dall-e-2/3 and gpt-image-1 are retired
         Task.EMBEDDINGS: "text-embedding-3-small",
     },
     "cohere": {

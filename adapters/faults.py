@@ -61,9 +61,9 @@ def http_error(label: str, status: int, *, key_var: str | None = None, detail: s
     )
 
 
-def timeout_error(label: str, seconds: float, what: str = "answer") -> ProviderTimeout:
+def timeout_error(label: str, seconds: float, what: str = "answer", setting: str = "FMG_TIMEOUT_S") -> ProviderTimeout:
     return ProviderTimeout(
-        f"{label} did not {what} within {seconds:g} s: try again, or raise the deadline with FMG_TIMEOUT_S.",
+        f"{label} did not {what} within {seconds:g} s: try again, or raise the deadline with {setting}.",
         provider=label,
     )
 
@@ -101,7 +101,7 @@ def backoff(attempt: int, cap: float) -> float:
 
 
 def call(label: str, attempt: Callable[[float], T], classify: Callable[[BaseException], FMError],
-         *, timeout_s: float | None = None) -> T:
+         *, timeout_s: float | None = None, what: str = "answer", setting: str = "FMG_TIMEOUT_S") -> T:
     """Run `attempt(seconds_left)` under the policy; `classify` turns SDK exceptions into ours."""
     settings = config.settings()
     budget = timeout_s if timeout_s is not None else settings.timeout_s
@@ -109,7 +109,7 @@ def call(label: str, attempt: Callable[[float], T], classify: Callable[[BaseExce
     for number in range(1, settings.max_attempts + 1):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise timeout_error(label, budget)
+            raise timeout_error(label, budget, what, setting)
         try:
             return attempt(left)
         except FMError as err:
@@ -117,7 +117,7 @@ def call(label: str, attempt: Callable[[float], T], classify: Callable[[BaseExce
         except Exception as exc:  # noqa: BLE001 - every SDK exception is converted here
             error = classify(exc)
         if isinstance(error, ProviderTimeout):
-            raise timeout_error(label, budget)  # the attempt had all the time left: none remains
+            raise timeout_error(label, budget, what, setting)  # the attempt had all the time left
         if not (isinstance(error, ProviderError) and error.retryable) or number == settings.max_attempts:
             raise error
         wait = error.retry_after if error.retry_after is not None else backoff(number, settings.max_backoff_s)
@@ -145,7 +145,8 @@ def stream(label: str, open_stream: Callable[[float], Iterator[T]], classify: Ca
         except StopIteration:
             return events, []
 
-    events, head = call(label, first, classify, timeout_s=settings.first_token_timeout_s)
+    events, head = call(label, first, classify, timeout_s=settings.first_token_timeout_s,
+                        what="start answering", setting="FMG_FIRST_TOKEN_TIMEOUT_S")
     yield from head
     try:
         yield from events

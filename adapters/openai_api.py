@@ -153,7 +153,7 @@ def classify(exc: BaseException, endpoint: Endpoint = OPENAI) -> FMError:
         retryable = isinstance(exc.body, Mapping) and exc.body.get("type") == "server_error"
         return ProviderError(faults.message_for(label, None, detail=exc.message), provider=label, retryable=retryable)
     if isinstance(exc, (ValueError, KeyError, TypeError, AttributeError, IndexError)):
-        log.warning("%s: unreadable response (%s)", label, type(exc).__name__)
+        log.warning("%s: unreadable response (%s)", label, type(exc).__name__, exc_info=exc)
         return faults.malformed_error(label)
     log.error("%s: unexpected %s", label, type(exc).__name__, exc_info=exc)
     return ProviderError(f"{label} failed ({type(exc).__name__}): see the server log.", provider=label)
@@ -173,7 +173,8 @@ def _cut_error(endpoint: Endpoint, exc: BaseException, idle_s: float) -> FMError
 
     label = endpoint.label
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderTimeout(f"{label} stopped sending for {idle_s:.3g} s mid-answer: try again.", provider=label)
+        return ProviderTimeout(f"{label} stopped sending for {math.ceil(idle_s)} s mid-answer: try again.",
+                               provider=label)
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(f"{label} closed the connection mid-answer: try again.", provider=label, retryable=True)
     return classify(exc, endpoint)
@@ -227,19 +228,23 @@ class OpenAIAdapter:
         self._cached = (key, url, client)
         return client
 
-    def _classify(self, exc: BaseException) -> FMError:
+    def _fault(self, exc: BaseException) -> FMError:
         return classify(exc, self.endpoint)
 
     def _call(self, request: Callable[[Any, float], T]) -> T:
-        """Run `request(client, seconds_left)` under the shared fault policy."""
-        return faults.call(self.label, lambda seconds_left: request(self.client(), seconds_left), self._classify)
+        """Run `request(client, seconds_left)` under the shared fault policy. The request reads
+        the response too, so that an unreadable one is classified (as malformed) like any fault."""
+        return faults.call(self.label, lambda seconds_left: request(self.client(), seconds_left), self._fault)
 
     def _vision_chat(self, content: list[dict], max_tokens: int, **extra: Any) -> Raw:
         """One non-streamed chat turn; returns the reply text with usage and the serving model."""
         params = {"model": self.model, "messages": [{"role": "user", "content": content}],
                   self.endpoint.max_tokens_param(): max_tokens, **extra}
-        response = self._call(lambda client, left: client.chat.completions.create(**params, timeout=left))
-        return _reply(response, self.label)
+
+        def attempt(client: Any, seconds_left: float) -> Raw:
+            return _reply(client.chat.completions.create(**params, timeout=seconds_left), self.label)
+
+        return self._call(attempt)
 
 
 def _reply(response: Any, label: str) -> Raw:
@@ -257,7 +262,8 @@ def _reply(response: Any, label: str) -> Raw:
 def _usage(usage: Any) -> Usage | None:
     if usage is None:
         return None
-    return Usage(input_tokens=getattr(usage, "prompt_tokens", None), output_tokens=getattr(usage, "completion_tokens", None))
+    return Usage(input_tokens=getattr(usage, "prompt_tokens", None),
+                 output_tokens=getattr(usage, "completion_tokens", None))
 
 
 class OpenAICompleter(OpenAIAdapter, Completer):
@@ -278,7 +284,7 @@ class OpenAICompleter(OpenAIAdapter, Completer):
             stream = self.client().chat.completions.create(**request, timeout=seconds_left)
             return self._events(stream, seconds_left)
 
-        yield from faults.stream(self.label, open_stream, self._classify)
+        yield from faults.stream(self.label, open_stream, self._fault)
 
     def _events(self, stream, idle_s: float) -> Iterator[str | Usage | Finish]:
         """Chunks to text deltas, then Usage and Finish. A fault before any text is left to the
@@ -465,11 +471,13 @@ def image_size(model: str, width: int, height: int) -> str:
 
 
 def _round16(value: int) -> int:
-    return max(16, round(value / 16) * 16)
+    return max(16, int(value / 16 + 0.5) * 16)
 
 
 class OpenAIImageGenerator(OpenAIAdapter, ImageGenerator):
     """`images.generate`; one image per call. OpenAI takes no seed, steps or guidance."""
+
+    takes_seed = False
 
     def _generate(self, prompt, params: ImageParams, on_step):
         if params.negative_prompt:
@@ -478,12 +486,15 @@ class OpenAIImageGenerator(OpenAIAdapter, ImageGenerator):
                    "size": image_size(self.model, params.width, params.height)}
         if not self.model.startswith(B64_ONLY_MODELS):
             request["response_format"] = "b64_json"
-        response = self._call(lambda client, left: client.images.generate(**request, timeout=left))
+        images = self._call(lambda client, left: self._images(client.images.generate(**request, timeout=left)))
+        on_step(1, 1)
+        return Raw(images, usage=Usage(images=len(images)))
+
+    def _images(self, response: Any) -> list[Image]:
         images = [self._decode(item) for item in (getattr(response, "data", None) or [])]
         if not images:
             raise ProviderError(f"{self.label} returned no image: try again or change the prompt.", provider=self.label)
-        on_step(1, 1)
-        return Raw(images, usage=Usage(images=len(images)))
+        return images
 
     def _decode(self, item: Any) -> Image:
         from PIL import Image as PILImage
@@ -509,11 +520,14 @@ class OpenAIEmbedder(OpenAIAdapter, Embedder):
     max_batch = 256  # well inside the API's 2048 inputs / 300k tokens per request
 
     def _embed(self, texts, kind):
-        response = self._call(lambda client, left: client.embeddings.create(model=self.model, input=texts, timeout=left))
-        rows = sorted(response.data, key=lambda item: item.index)
-        usage = getattr(response, "usage", None)
-        tokens = getattr(usage, "prompt_tokens", None) if usage is not None else None
-        return Raw([row.embedding for row in rows], usage=Usage(input_tokens=tokens) if tokens is not None else None)
+        return self._call(lambda client, left: _vectors(client.embeddings.create(model=self.model, input=texts,
+                                                                                 timeout=left)))
+
+
+def _vectors(response: Any) -> Raw:
+    rows = sorted(response.data, key=lambda item: item.index)
+    tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+    return Raw([row.embedding for row in rows], usage=Usage(input_tokens=tokens) if tokens is not None else None)
 
 
 # --------------------------------------------------------------------------- providers

@@ -171,6 +171,7 @@ class Captioner(Adapter):
 
 class ImageGenerator(Adapter):
     task = Task.IMAGE_GENERATION
+    takes_seed: ClassVar[bool] = True  # False where the backend has no seed: the result says None
 
     def generate(
         self, prompt: str, params: ImageParams | None = None, on_step: StepCallback | None = None
@@ -182,7 +183,7 @@ class ImageGenerator(Adapter):
         started = time.perf_counter()
         raw, meta = self._meta(self._generate(prompt, params, on_step or _no_progress), started)
         images = tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
-        return GeneratedImages(images=images, seed=params.seed, **meta)
+        return GeneratedImages(images=images, seed=params.seed if self.takes_seed else None, **meta)
 
     def _generate(self, prompt: str, params: ImageParams, on_step: StepCallback) -> Sequence[Image] | Raw:
         raise NotImplementedError

@@ -11,9 +11,11 @@ import gradio as gr
 from adapters import registry
 from adapters.types import ImageParams, Task
 from demos import picker as picker_ui
+from demos import run_log
 from demos.report import shows_errors, stats
 
 TASK = Task.IMAGE_GENERATION
+TAB = "image-generation"  # the tab's id in the app and in the run log
 TITLE = "Image generation"
 EXAMPLES = [
     ["a watercolor painting of a lighthouse at dawn"],
@@ -25,14 +27,35 @@ EXAMPLES = [
 @shows_errors
 def generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key,
              progress=gr.Progress()):
-    params = ImageParams(
-        steps=steps, width=width, height=height, guidance=guidance, negative_prompt=negative_prompt or "",
-        seed=None if seed is None or seed < 0 else seed,
-    )
-    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
-    progress(0, desc="Starting")
-    result = adapter.generate(prompt, params, on_step=lambda step, total: progress((step, total), desc="Denoising"))
-    return result.images[0], f"{stats(result)} · seed {result.seed}"
+    logged = run_log.run(tab=TAB, task=TASK, provider=provider,
+                         inputs={"prompt": prompt, "negative_prompt": negative_prompt},
+                         params={"steps": steps, "width": width, "height": height, "guidance": guidance, "seed": seed})
+    with logged:
+        params = ImageParams(
+            steps=steps, width=width, height=height, guidance=guidance, negative_prompt=negative_prompt or "",
+            seed=None if seed is None or seed < 0 else seed,
+        )
+        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        logged.uses(adapter)
+        progress(0, desc="Starting")
+        result = adapter.generate(prompt, params, on_step=lambda step, total: progress((step, total), desc="Denoising"))
+        logged.done(result, output=result.images[0])
+    seed_note = f"seed {result.seed}" if result.seed is not None else "this provider takes no seed"
+    return result.images[0], f"{stats(result)} · {seed_note}"
+
+
+def reopen(run: dict) -> list:
+    """Values for `reopen_inputs` from a logged run, with the seed it actually used (so that
+    generating again reproduces the image where the provider honours seeds)."""
+    inputs, params, output = run.get("inputs") or {}, run.get("params") or {}, run.get("output")
+    seed = output["seed"] if isinstance(output, dict) and "seed" in output else params.get("seed", gr.skip())
+    return [
+        inputs.get("prompt", ""),
+        inputs.get("negative_prompt") or "",
+        *(params.get(name, gr.skip()) for name in ("steps", "width", "height", "guidance")),
+        seed,
+        run.get("provider"),
+    ]
 
 
 def build() -> gr.Blocks:
@@ -62,6 +85,7 @@ def build() -> gr.Blocks:
         run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs], [image, info],
                   api_name="generate", concurrency_limit=16)
         picker_ui.attach_refresh(demo, picker)
+    demo.reopen_inputs = [prompt, negative, steps, width, height, guidance, seed, picker.provider]
     return demo
 
 

@@ -245,7 +245,7 @@ def test_stream_slow_first_byte_fails_at_the_first_token_deadline(server, monkey
     elapsed = time.monotonic() - started
     assert 0.9 <= elapsed < 2.0
     assert len(server.requests) == 1
-    assert_clean(str(caught.value), "did not answer within 1 s")
+    assert_clean(str(caught.value), "did not start answering within 1 s")
 
 
 def test_stream_401_is_not_retried(server):
