@@ -191,7 +191,8 @@ class _CohereClient:
     def _call(self, request: Callable[[Any, dict[str, Any]], T]) -> T:
         """Run `request(client, request_options)` under the project's fault policy."""
         client = self._sdk()
-        return faults.call(LABEL, lambda seconds_left: request(client, _request_options(seconds_left)), classify)
+        return faults.call(LABEL, lambda seconds_left: request(client, _request_options(seconds_left)),
+                           faults.session_aware(classify, self.api_key))
 
 
 def _close(client: Any) -> None:
@@ -278,7 +279,7 @@ class CohereCompleter(_CohereClient, Completer):
             return client.chat_stream(**args, request_options=_request_options(seconds_left))
 
         ended = False
-        for event in faults.stream(LABEL, open_stream, classify):
+        for event in faults.stream(LABEL, open_stream, faults.session_aware(classify, self.api_key)):
             kind = getattr(event, "type", None)
             if kind == "content-delta":
                 yield _delta_text(event)

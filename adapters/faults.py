@@ -80,6 +80,22 @@ def malformed_error(label: str) -> ProviderError:
     return ProviderError(f"{label} sent a response this app could not read: try again later.", provider=label)
 
 
+def session_aware(classify: Callable[[BaseException], FMError], api_key: str | None
+                  ) -> Callable[[BaseException], FMError]:
+    """With a key typed for this session, a rejected key points at that key, not an env var."""
+    if not api_key:
+        return classify
+
+    def converted(exc: BaseException) -> FMError:
+        err = classify(exc)
+        if isinstance(err, ProviderError) and err.status in (401, 403):
+            return ProviderError(message_for(err.provider, err.status, "the key typed for this session"),
+                                 provider=err.provider, status=err.status)
+        return err
+
+    return converted
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP date), or None."""
     if not value:

@@ -229,7 +229,7 @@ class OpenAIAdapter:
         return client
 
     def _fault(self, exc: BaseException) -> FMError:
-        return classify(exc, self.endpoint)
+        return faults.session_aware(lambda e: classify(e, self.endpoint), self.api_key)(exc)
 
     def _call(self, request: Callable[[Any, float], T]) -> T:
         """Run `request(client, seconds_left)` under the shared fault policy. The request reads
