@@ -12,21 +12,28 @@ import logging
 import gradio as gr
 
 from adapters.keys import install_log_redaction
-from demos import captioning, completion, embeddings_search, image_generation, zero_shot
+from demos import captioning, compare, completion, embeddings_search, history, image_generation, zero_shot
 
-TABS = (completion, zero_shot, captioning, image_generation, embeddings_search)
+# each has TAB, TITLE, build() and reopen(run); History comes last
+TABS = (completion, zero_shot, captioning, image_generation, embeddings_search, compare)
 MAX_UPLOAD = "25mb"
 HEADER = """# fm-gallery
 Try foundation models side by side: on this machine or at hosted vendors, through one adapter layer."""
 
 
 def build() -> gr.Blocks:
-    tabs = [(tab.TITLE, tab.build()) for tab in TABS]  # built outside: a Blocks made inside renders twice
+    built = [(tab, tab.build()) for tab in TABS]  # built outside: a Blocks made inside renders twice
+    history_blocks = history.build()
     with gr.Blocks(title="fm-gallery") as blocks:
         gr.Markdown(HEADER)
-        for title, tab_blocks in tabs:
-            with gr.Tab(title):
-                tab_blocks.render()
+        with gr.Tabs() as tabs:  # tab ids let History switch to the tab a run came from
+            for tab, tab_blocks in built:
+                with gr.Tab(tab.TITLE, id=tab.TAB):
+                    tab_blocks.render()
+            with gr.Tab(history.TITLE, id=history.TAB) as history_tab:
+                history_blocks.render()
+        history.attach(history_blocks, tabs, history_tab,
+                       {tab.TAB: (tab.reopen, tab_blocks.reopen_inputs) for tab, tab_blocks in built})
     # Local models serialise themselves on one device slot (adapters.local); vendor calls and
     # queued local calls may wait concurrently, up to each listener's concurrency_limit.
     blocks.queue(max_size=256, default_concurrency_limit=16)

@@ -75,6 +75,9 @@ Call = Callable[[Target, Emit], T]
 class Abandoned(Exception):
     """Raised by `emit` inside a target's thread once nobody waits for it any more."""
 
+    def __init__(self):
+        super().__init__("The comparison stopped waiting for this target (its deadline passed or the page closed).")
+
 
 def error_sentence(err: BaseException) -> str:
     """The sentence shown for a target's failure; anything unexpected is logged in full here."""
@@ -147,7 +150,7 @@ def _work(i: int, target: Target, call: Call, events: queue.SimpleQueue, abandon
         value, error = call(target, emit), None
     except Abandoned:
         return
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - a thread's failure becomes its target's error cell
         value, error = None, error_sentence(err)
     if not abandoned.is_set():
         events.put((i, Outcome(target, value, error, time.perf_counter() - started)))

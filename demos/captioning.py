@@ -9,20 +9,31 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Task
-from demos import examples
+from demos import examples, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
 
 TASK = Task.CAPTIONING
+TAB = "captioning"  # the tab's id in the app and in the run log
 TITLE = "Captioning"
 
 
 @shows_errors
 def caption(image, prompt, provider, api_key):
-    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
-    result = adapter.caption(image, prompt)
+    with run_log.run(tab=TAB, task=TASK, provider=provider,
+                     inputs={"image": run_log.Upload(image), "prompt": prompt}) as logged:
+        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        logged.uses(adapter)
+        result = adapter.caption(image, prompt)
+        logged.done(result, output=result.text)
     return result.text, stats(result)
+
+
+def reopen(run: dict) -> list:
+    """Values for `reopen_inputs` from a logged run: its image (kept in the log folder), prompt, provider."""
+    inputs = run.get("inputs") or {}
+    return [run_log.open_image(inputs.get("image")), inputs.get("prompt") or "", run.get("provider")]
 
 
 def build() -> gr.Blocks:
@@ -42,6 +53,7 @@ def build() -> gr.Blocks:
             gr.Examples([[path] for path, _ in samples], inputs=[image])
         run.click(caption, [image, prompt, *picker.inputs], [text, info], api_name="caption", concurrency_limit=16)
         picker_ui.attach_refresh(demo, picker)
+    demo.reopen_inputs = [image, prompt, picker.provider]
     return demo
 
 

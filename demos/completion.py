@@ -11,9 +11,11 @@ import gradio as gr
 from adapters import registry
 from adapters.types import CompletionParams, Task
 from demos import picker as picker_ui
+from demos import run_log
 from demos.report import shows_errors, stats
 
 TASK = Task.COMPLETION
+TAB = "chat"  # the tab's id in the app and in the run log
 TITLE = "Chat"
 EXAMPLES = [
     "Explain transfer learning in two sentences.",
@@ -28,26 +30,48 @@ def _seed(value: float | None) -> int | None:
 
 @shows_errors
 def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed):
-    """Stream the assistant's reply to `message`; on failure the chat is left as it was."""
-    history = list(history or [])
-    if not isinstance(message, str) or not message.strip():
-        raise gr.Error("The prompt is empty: type a message first.")
-    messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
-    messages += [{"role": m["role"], "content": _text(m["content"])} for m in history if m.get("role") in ("user", "assistant")]
-    messages.append({"role": "user", "content": message})
-    params = CompletionParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=_seed(seed))
+    """Stream the assistant's reply to `message`; on failure the chat is left as it was.
 
-    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
-    stream = adapter.stream(messages, params)  # validates before anything is shown
-    shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-    try:
-        for delta in stream:
-            shown[-1]["content"] += delta
-            yield shown, "…"
-    except Exception:
-        yield history, ""  # nothing arrived: leave the chat as it was (the prompt stays in its box)
-        raise
+    The run is logged once, when the stream ends (or breaks, or is cancelled)."""
+    history = list(history or [])
+    past = [{"role": m["role"], "content": _text(m["content"])}
+            for m in history if m.get("role") in ("user", "assistant")]
+    logged = run_log.run(tab=TAB, task=TASK, provider=provider,
+                         inputs={"message": message, "history": past, "system": system},
+                         params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed})
+    with logged:
+        if not isinstance(message, str) or not message.strip():
+            raise gr.Error("The prompt is empty: type a message first.")
+        messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
+        messages += past + [{"role": "user", "content": message}]
+        params = CompletionParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=_seed(seed))
+
+        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        logged.uses(adapter)
+        stream = adapter.stream(messages, params)  # validates before anything is shown
+        shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        try:
+            for delta in stream:
+                shown[-1]["content"] += delta
+                yield shown, "…"
+        except Exception:
+            yield history, ""  # nothing arrived: leave the chat as it was (the prompt stays in its box)
+            raise
+        logged.done(stream.result, output=stream.result.text)
     yield shown, stats(stream.result)
+
+
+def reopen(run: dict) -> list:
+    """Values for `reopen_inputs` from a logged run: the conversation before that turn, the
+    message in its box, provider and parameters (never the session key)."""
+    inputs, params = run.get("inputs") or {}, run.get("params") or {}
+    return [
+        inputs.get("message", ""),
+        inputs.get("history") or [],
+        run.get("provider"),
+        inputs.get("system") or "",
+        *(params.get(name, gr.skip()) for name in ("max_tokens", "temperature", "top_p", "seed")),
+    ]
 
 
 def _text(content) -> str:
@@ -88,6 +112,7 @@ def build() -> gr.Blocks:
               ).success(lambda: "", outputs=message, api_visibility="private", queue=False)
         clear.click(lambda: ([], ""), outputs=[chatbot, info], api_visibility="private", queue=False)
         picker_ui.attach_refresh(demo, picker)
+    demo.reopen_inputs = [message, chatbot, picker.provider, system, max_tokens, temperature, top_p, seed]
     return demo
 
 

@@ -8,6 +8,7 @@ repeated queries on the same corpus only embed the query.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -19,12 +20,13 @@ from adapters import registry
 from adapters.errors import BadInput
 from adapters.tasks import Embedder
 from adapters.types import Task
-from demos import corpus
-from demos.report import shows_errors, stats
+from demos import corpus, run_log
 from demos import picker as picker_ui
+from demos.report import shows_errors, stats
 from demos.vector_index import ExactIndex
 
 TASK = Task.EMBEDDINGS
+TAB = "embeddings-search"  # the tab's id in the app and in the run log
 TITLE = "Embeddings search"
 MAX_INDEXES = 8
 COLUMNS = ["rank", "score", "source", "passage"]
@@ -84,21 +86,47 @@ def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[Co
 
 @shows_errors
 def search(query, corpus_text, files, top_k, passage_words, provider, api_key):
-    if not isinstance(query, str) or not query.strip():
-        raise BadInput("The query is empty: type what you are looking for.")
-    passages = corpus.chunk(corpus.read_sources(corpus_text, files), max_words=int(passage_words or 120))
-    embedder = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
-    built, cached = corpus_index(embedder, passages)
-    result = embedder.embed([query.strip()], kind="query")
-    scores, ids = built.index.search(result.vectors, int(top_k or 5))
-    rows = [
-        [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
-        for rank, (score, i) in enumerate(zip(scores[0], ids[0]))
-    ]
+    # Uploaded files are logged by name only: the pasted corpus is kept (cut if long), files are not.
+    inputs = {"query": query, "corpus": corpus_text, "files": _file_names(files)}
+    logged = run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs,
+                         params={"top_k": top_k, "passage_words": passage_words})
+    with logged:
+        if not isinstance(query, str) or not query.strip():
+            raise BadInput("The query is empty: type what you are looking for.")
+        passages = corpus.chunk(corpus.read_sources(corpus_text, files), max_words=int(passage_words or 120))
+        embedder = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        logged.uses(embedder)
+        built, cached = corpus_index(embedder, passages)
+        result = embedder.embed([query.strip()], kind="query")
+        scores, ids = built.index.search(result.vectors, int(top_k or 5))
+        rows = [
+            [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
+            for rank, (score, i) in enumerate(zip(scores[0], ids[0]))
+        ]
+        logged.done(result, output=[dict(zip(COLUMNS, row)) for row in rows])
     sources = len({p.source for p in passages})
     how = "reused the index" if cached else f"indexed in {built.build_s:.2f} s"
     note = f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
     return rows, note
+
+
+def _file_names(files) -> list[str]:
+    paths = [f if isinstance(f, str) else getattr(f, "name", None) or getattr(f, "path", None) for f in files or []]
+    return [os.path.basename(p) for p in paths if p]
+
+
+def reopen(run: dict) -> list:
+    """Values for `reopen_inputs` from a logged run. Uploaded files were not kept, so the file box
+    is emptied; the pasted corpus comes back (cut, with a note, if it was very long)."""
+    inputs, params = run.get("inputs") or {}, run.get("params") or {}
+    return [
+        inputs.get("query", ""),
+        inputs.get("corpus") or "",
+        None,
+        params.get("top_k", gr.skip()),
+        params.get("passage_words", gr.skip()),
+        run.get("provider"),
+    ]
 
 
 def build() -> gr.Blocks:
@@ -127,6 +155,7 @@ def build() -> gr.Blocks:
         gr.on([run.click, query.submit], search, [query, corpus_text, files, top_k, passage_words, *picker.inputs],
               [hits, info], api_name="search", concurrency_limit=16)
         picker_ui.attach_refresh(demo, picker)
+    demo.reopen_inputs = [query, corpus_text, files, top_k, passage_words, picker.provider]
     return demo
 
 

@@ -19,6 +19,11 @@ class ImageUpload(gr.Image):
         kwargs.setdefault("sources", ["upload", "clipboard"])
         super().__init__(**kwargs)
 
+    def get_config(self, cls=None):
+        # Gradio sends the page the props named in `cls.__init__`'s signature; ours is `**kwargs`,
+        # which would send none (no `sources`, ...), and the page fails to draw the whole tab.
+        return super().get_config(cls or gr.Image)
+
     def preprocess(self, payload):
         if payload is None:
             return None

@@ -9,22 +9,33 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Task
-from demos import examples
+from demos import examples, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
 
 TASK = Task.ZERO_SHOT
+TAB = "zero-shot"  # the tab's id in the app and in the run log
 TITLE = "Zero-shot classification"
 UNCALIBRATED = "⚠️ These scores are the model's own estimate, not calibrated probabilities."
 
 
 @shows_errors
 def classify(image, labels, provider, api_key):
-    adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
-    result = adapter.classify(image, labels)
+    inputs = {"image": run_log.Upload(image), "labels": labels}
+    with run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs) as logged:
+        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        logged.uses(adapter)
+        result = adapter.classify(image, labels)
+        logged.done(result, output=dict(result.scores))
     note = stats(result) if result.calibrated else f"{stats(result)}\n\n{UNCALIBRATED}"
     return dict(result.scores), note
+
+
+def reopen(run: dict) -> list:
+    """Values for `reopen_inputs` from a logged run: its image (kept in the log folder), labels, provider."""
+    inputs = run.get("inputs") or {}
+    return [run_log.open_image(inputs.get("image")), inputs.get("labels", ""), run.get("provider")]
 
 
 def build() -> gr.Blocks:
@@ -47,6 +58,7 @@ def build() -> gr.Blocks:
             gr.Examples([list(s) for s in samples], inputs=[image, labels])
         run.click(classify, [image, labels, *picker.inputs], [scores, info], api_name="classify", concurrency_limit=16)
         picker_ui.attach_refresh(demo, picker)
+    demo.reopen_inputs = [image, labels, picker.provider]
     return demo
 
 

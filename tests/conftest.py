@@ -13,10 +13,12 @@ VENDOR_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CO_API_KEY", "COHERE_API_KEY
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path_factory):
-    """No real keys, no developer config file, no stray model overrides leak into a test."""
+    """No real keys, no developer config file, no stray model overrides leak into a test, and
+    no run is logged to the developer's own run log."""
     for var in VENDOR_ENV:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FMG_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such-config.toml"))
+    monkeypatch.setenv("FMG_RUN_LOG", str(tmp_path_factory.mktemp("run-log") / "runs.sqlite3"))
     import os
 
     for var in [v for v in os.environ if v.startswith("FMG_MODEL_")]:

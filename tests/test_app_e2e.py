@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 
 import pytest
@@ -45,7 +46,17 @@ def image_file(tmp_path):
 
 def test_every_demo_has_a_named_endpoint(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/chat", "/classify", "/caption", "/generate", "/search"} <= endpoints
+    assert {"/chat", "/classify", "/caption", "/generate", "/search", "/history", "/export"} <= endpoints
+
+
+def test_every_image_input_sends_the_page_its_props():
+    """The page draws a component from the props in the config; an image input without them
+    (`sources`, `type`, ...) breaks its whole tab in the browser, though every API call works."""
+    import app
+
+    images = [c for c in app.demo.config["components"] if c.get("type") == "image"]
+    assert len(images) >= 4
+    assert all({"sources", "type", "buttons"} <= set(c["props"]) for c in images)
 
 
 def test_chat_streams_through_the_client(client):
@@ -65,6 +76,21 @@ def test_classify_caption_generate_search(client, image_file):
     assert Image.open(path).size == (64, 64) and "seed 3" in info
     table, info = client.predict("rockets", "cats purr\n\nrockets fly", None, 1, 120, "fake", "", api_name="/search")
     assert table["data"][0][3] == "rockets fly" and "2 passages" in info
+
+
+def test_history_lists_the_runs_and_exports_them(client, image_file):
+    client.predict(handle_file(str(image_file)), "", "fake", "", api_name="/caption")
+    client.predict("a fox", "", 1, 64, 64, 0.0, 3, "fake", "", api_name="/generate")
+    table = client.predict("captioning", "fake", "", False, api_name="/history")
+    (row,) = table["data"]
+    assert row[1:4] == ["captioning", "fake", "fake-1"] and row[9] == "a 50x40 image"
+    everything = client.predict("", "", "", False, api_name="/history")["data"]
+    assert [r[1] for r in everything] == ["image-generation", "captioning"]
+    path = client.predict("CSV", api_name="/export")
+    with open(path, newline="", encoding="utf-8") as f:
+        exported = list(csv.DictReader(f))
+    assert [r["id"] for r in exported] == [r[-1] for r in everything]
+    assert exported[0]["image_path"] == f"images/{exported[0]['id']}.png"
 
 
 @pytest.mark.parametrize(
