@@ -30,6 +30,9 @@ class Provider:
     adapters: Mapping[Task, Callable[[str, str], Adapter]]  # task -> factory(provider name, model)
     check: Check = field(default=lambda task, model: None)
     models: Callable[[Task], str | None] | None = None  # default model; config.model_for if None
+    # The SDK family it speaks ("openai", "cohere", "hf", "local"), for the reproduce snippets
+    # (`adapters.snippets`); empty: inferred from the module of its adapters.
+    kind: str = ""
 
     def model(self, task: Task) -> str | None:
         return self.models(task) if self.models else config.model_for(self.name, task)

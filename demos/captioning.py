@@ -1,6 +1,7 @@
 """Captioning: describe an image in words, optionally steered by a prompt.
 
-API: `/caption(image, prompt, provider, api_key)` returns `(caption, stats)`.
+API: `/caption(image, prompt, provider, api_key)` returns `(caption, stats)`; the page also shows
+the call as a Python program (`demos.reproduce`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Task
-from demos import examples, run_log
+from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
@@ -21,13 +22,14 @@ TITLE = "Captioning"
 
 @shows_errors
 def caption(image, prompt, provider, api_key):
+    """(caption, stats, program): the program is the call in Python."""
     with run_log.run(tab=TAB, task=TASK, provider=provider,
                      inputs={"image": run_log.Upload(image), "prompt": prompt}) as logged:
         adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
         logged.uses(adapter)
         result = adapter.caption(image, prompt)
         logged.done(result, output=result.text)
-    return result.text, stats(result)
+    return result.text, stats(result), reproduce.of(TASK, adapter, {"prompt": prompt}, {})
 
 
 def reopen(run: dict) -> list:
@@ -48,10 +50,12 @@ def build() -> gr.Blocks:
             with gr.Column():
                 text = gr.Textbox(label="Caption", lines=3, buttons=["copy"])
                 info = gr.Markdown()
+                program = reproduce.box()
         samples = examples.images()
         if samples:
             gr.Examples([[path] for path, _ in samples], inputs=[image])
-        run.click(caption, [image, prompt, *picker.inputs], [text, info], api_name="caption", concurrency_limit=16)
+        program.after(run.click(caption, [image, prompt, *picker.inputs], [text, info, program.state],
+                                api_name="caption", concurrency_limit=16))
         picker_ui.attach_refresh(demo, picker)
     demo.reopen_inputs = [image, prompt, picker.provider]
     return demo

@@ -11,9 +11,9 @@ API:
   `targets`: 2-6 "provider" or "provider:model"; `api_key` goes only to `key_provider`'s targets)
   returns a summary per target:
   `{"comparison_id", "task", "blind", "names_hidden", "wall_s", "targets": [{"name", "output",
-  "latency_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "note", "error"}]}`
-  (`output`: text, {label: score}, an image file, or hits; blind: `name` is "Model A", ... and
-  cost and notes are left out until the vote).
+  "latency_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "note", "snippet", "error"}]}`
+  (`output`: text, {label: score}, an image file, or hits; `snippet`: the call as a Python program;
+  blind: `name` is "Model A", ... and cost, notes and snippets are left out until the vote).
 - `/vote(comparison_id, choice)` with "A".."F", "tie" or "skip" reveals the names and returns the
   task's leaderboard; `/leaderboard(task)` returns it.
 """
@@ -31,7 +31,7 @@ import gradio as gr
 from adapters import registry
 from adapters.types import Completion, Task
 from demos import comparison as cmp
-from demos import leaderboard, run_log
+from demos import leaderboard, reproduce, run_log
 from demos.comparison import LETTERS, MAX_TARGETS, Comparison, Form
 from demos.embeddings_search import SAMPLE_CORPUS
 from demos.image_upload import ImageUpload
@@ -136,7 +136,17 @@ def page(comparison: Comparison | None) -> list:
     waiting = comparison is not None and comparison.awaits_vote
     updates += [gr.update(visible=waiting), chart(comparison), status(comparison),
                 comparison.id if waiting else None]
-    return updates
+    return updates + [program(comparison, i) for i in range(MAX_TARGETS)]
+
+
+def program(comparison: Comparison | None, i: int) -> str:
+    """Column `i`'s call as a Python program; while blind, a note instead (the program names the model)."""
+    if comparison is None or i >= len(comparison.targets):
+        return ""
+    if comparison.hidden:
+        return reproduce.HIDDEN
+    outcome = comparison.outcomes[i]
+    return outcome.value.snippet if outcome is not None and outcome.ok else ""
 
 
 def _slot_updates(comparison: Comparison | None, i: int) -> list:
@@ -303,6 +313,7 @@ def _target_summary(comparison: Comparison, i: int) -> dict:
     if not comparison.hidden:
         entry["cost_usd"] = result.cost_usd if result else None
         entry["note"] = cell.note if cell else ""
+        entry["snippet"] = cell.snippet if cell else None
     return entry
 
 
@@ -390,10 +401,12 @@ class _Page:
             self.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random; the same for every target)")
         self.run = gr.Button("Compare", variant="primary")
         self.status = gr.Markdown()
-        self.slots = []
+        self.slots, self.programs = [], []  # a program box per column, listed after the other outputs
         with gr.Row(equal_height=False):
             for i in range(MAX_TARGETS):
-                self.slots.append(self._slot(i))
+                slot, code = self._slot(i)
+                self.slots.append(slot)
+                self.programs.append(code)
         with gr.Row(visible=False) as self.vote_row:
             self.tie = gr.Button("Tie", size="sm")
             self.skip = gr.Button("Reveal without voting", size="sm", variant="secondary")
@@ -407,7 +420,7 @@ class _Page:
         self.api_result = gr.JSON(visible=False)
 
     @staticmethod
-    def _slot(i: int) -> list:
+    def _slot(i: int) -> tuple[list, gr.Code]:
         with gr.Column(visible=False, min_width=220) as column:
             title = gr.Markdown()
             text = gr.Textbox(show_label=False, lines=8, max_lines=24, buttons=["copy"])
@@ -417,7 +430,8 @@ class _Page:
                                 column_widths=["18%", "22%", "60%"])
             stats = gr.Markdown()
             vote_button = gr.Button(f"{LETTERS[i]} is best", visible=False, size="sm", variant="primary")
-        return [column, title, text, scores, image, hits, stats, vote_button]
+            code = reproduce.code_box()
+        return [column, title, text, scores, image, hits, stats, vote_button], code
 
     @property
     def inputs(self) -> list:
@@ -427,7 +441,8 @@ class _Page:
 
     @property
     def outputs(self) -> list:
-        return [c for slot in self.slots for c in slot] + [self.vote_row, self.chart, self.status, self.comparison_id]
+        return ([c for slot in self.slots for c in slot] + [self.vote_row, self.chart, self.status, self.comparison_id]
+                + self.programs)
 
     @property
     def task_outputs(self) -> list:

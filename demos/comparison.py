@@ -18,13 +18,13 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
-from adapters import fanout, inputs, registry
+from adapters import fanout, inputs, registry, snippets
 from adapters.errors import BadInput
 from adapters.fanout import Emit, Outcome, Target
 from adapters.tasks import Adapter
-from adapters.types import CompletionParams, ImageParams, Result, Task
+from adapters.types import CompletionParams, GeneratedImages, ImageParams, Result, Task
 from demos import corpus, leaderboard, run_log
 from demos.embeddings_search import corpus_index
 
@@ -61,16 +61,18 @@ class Cell:
     result: Result
     output: object  # text, {label: score}, a PIL image, or hit rows [rank, score, passage]
     note: str = ""  # about this output (uncalibrated scores, a reused index, the seed)
+    snippet: str = ""  # the call as a Python program (adapters.snippets)
 
 
 @dataclass(frozen=True)
 class Job:
     """A task's checked input and how one adapter runs it; `inputs`/`params` are what a run log
-    may record (never a key)."""
+    may record (never a key), `call` the input as the adapter receives it (for the snippet)."""
 
     run: Callable[[Adapter, Emit], Cell]
     inputs: dict
     params: dict
+    call: dict = field(default_factory=dict)
 
 
 def prepare(task: Task, form: Form) -> Job:
@@ -90,7 +92,7 @@ def _completion_job(form: Form) -> Job:
         result = stream.result
         return Cell(result, result.text, f"⚠️ cut off: {result.cut}" if result.cut else "")
 
-    return Job(run, {"prompt": messages[-1]["content"]}, asdict(params))
+    return Job(run, {"prompt": messages[-1]["content"]}, asdict(params), {"messages": messages})
 
 
 def _zero_shot_job(form: Form) -> Job:
@@ -100,7 +102,7 @@ def _zero_shot_job(form: Form) -> Job:
         result = adapter.classify(image, labels)
         return Cell(result, dict(result.scores), "" if result.calibrated else "scores are the model's guess, not calibrated")
 
-    return Job(run, {"image": run_log.Upload(form.image), "labels": labels}, {})
+    return Job(run, {"image": run_log.Upload(form.image), "labels": labels}, {}, {"labels": labels})
 
 
 def _captioning_job(form: Form) -> Job:
@@ -110,7 +112,7 @@ def _captioning_job(form: Form) -> Job:
         result = adapter.caption(image, prompt)
         return Cell(result, result.text)
 
-    return Job(run, {"image": run_log.Upload(form.image), "prompt": prompt}, {})
+    return Job(run, {"image": run_log.Upload(form.image), "prompt": prompt}, {}, {"prompt": prompt})
 
 
 def _image_generation_job(form: Form) -> Job:
@@ -125,7 +127,7 @@ def _image_generation_job(form: Form) -> Job:
         result = adapter.generate(prompt, params)
         return Cell(result, result.images[0], f"seed {result.seed}")
 
-    return Job(run, {"prompt": prompt}, asdict(params))
+    return Job(run, {"prompt": prompt}, asdict(params), {"prompt": prompt})
 
 
 def _embeddings_job(form: Form) -> Job:
@@ -144,7 +146,8 @@ def _embeddings_job(form: Form) -> Job:
         how = "index reused" if cached else f"{len(passages)} passages indexed in {built.build_s:.2f} s"
         return Cell(result, hits, f"{how}; cost is the query's only")
 
-    return Job(run, {"query": query, "corpus": form.corpus_text}, {"top_k": top_k, "passages": len(passages)})
+    return Job(run, {"query": query, "corpus": form.corpus_text}, {"top_k": top_k, "passages": len(passages)},
+               {"query": query, "documents": [p.text for p in passages]})
 
 
 _JOBS: dict[Task, Callable[[Form], Job]] = {
@@ -318,9 +321,17 @@ def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Compa
             logged.uses(adapter)
             cell = job.run(adapter, emit)
             logged.done(cell.result, output=cell.output)
-        return cell
+        return replace(cell, snippet=_snippet(task, job, adapter, cell.result))
 
     return call
+
+
+def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
+    params = dict(job.params)
+    if isinstance(result, GeneratedImages) and result.seed is not None:
+        params["seed"] = result.seed
+    return snippets.snippet(task, adapter.provider, adapter.model, job.call, params,
+                            secrets=[getattr(adapter, "api_key", None)])
 
 
 # --- blind votes ---------------------------------------------------------------------------------

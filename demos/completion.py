@@ -1,17 +1,19 @@
 """Completion / chat: stream a reply from any provider, with latency, tokens and cost.
 
 API: `/chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed)`
-streams `(history, stats)`.
+streams `(history, stats)`. The page also shows the call as a Python program (`demos.reproduce`).
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict
 
 import gradio as gr
 
 from adapters import registry
 from adapters.types import CompletionParams, Task
 from demos import picker as picker_ui
-from demos import run_log
+from demos import reproduce, run_log
 from demos.report import shows_errors, stats
 
 TASK = Task.COMPLETION
@@ -30,7 +32,8 @@ def _seed(value: float | None) -> int | None:
 
 @shows_errors
 def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed):
-    """Stream the assistant's reply to `message`; on failure the chat is left as it was.
+    """Stream the assistant's reply to `message`; on failure the chat is left as it was. Yields
+    (history, stats, program): the program (the call in Python) comes with the last frame.
 
     The run is logged once, when the stream ends (or breaks, or is cancelled)."""
     history = list(history or [])
@@ -53,12 +56,12 @@ def chat(message, history, provider, api_key, system, max_tokens, temperature, t
         try:
             for delta in stream:
                 shown[-1]["content"] += delta
-                yield shown, "…"
+                yield shown, "…", gr.skip()
         except Exception:
-            yield history, ""  # nothing arrived: leave the chat as it was (the prompt stays in its box)
+            yield history, "", gr.skip()  # nothing arrived: leave the chat as it was (the prompt stays in its box)
             raise
         logged.done(stream.result, output=stream.result.text)
-    yield shown, stats(stream.result)
+    yield shown, stats(stream.result), reproduce.of(TASK, adapter, {"messages": messages}, asdict(params))
 
 
 def reopen(run: dict) -> list:
@@ -104,13 +107,16 @@ def build() -> gr.Blocks:
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
         info = gr.Markdown()
+        program = reproduce.box()
         clear = gr.Button("Clear chat", size="sm")
         gr.Examples(EXAMPLES, inputs=[message])
 
         inputs = [message, chatbot, *picker.inputs, system, max_tokens, temperature, top_p, seed]
-        gr.on([send.click, message.submit], chat, inputs, [chatbot, info], api_name="chat", concurrency_limit=16
-              ).success(lambda: "", outputs=message, api_visibility="private", queue=False)
-        clear.click(lambda: ([], ""), outputs=[chatbot, info], api_visibility="private", queue=False)
+        sent = gr.on([send.click, message.submit], chat, inputs, [chatbot, info, program.state], api_name="chat",
+                     concurrency_limit=16)
+        sent.success(lambda: "", outputs=message, api_visibility="private", queue=False)
+        program.after(sent)
+        clear.click(lambda: ([], "", ""), outputs=[chatbot, info, program.code], api_visibility="private", queue=False)
         picker_ui.attach_refresh(demo, picker)
     demo.reopen_inputs = [message, chatbot, picker.provider, system, max_tokens, temperature, top_p, seed]
     return demo

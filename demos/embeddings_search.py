@@ -1,7 +1,7 @@
 """Embeddings search: embed a corpus once, then find the passages closest in meaning to a query.
 
 API: `/search(query, corpus, files, top_k, passage_words, provider, api_key)` returns
-`(hits table, stats)`. The index of a corpus is kept (a few, least recently used dropped), so
+`(hits table, stats)`; the page also shows the calls as a Python program (`demos.reproduce`). The index of a corpus is kept (a few, least recently used dropped), so
 repeated queries on the same corpus only embed the query.
 """
 
@@ -20,7 +20,7 @@ from adapters import registry
 from adapters.errors import BadInput
 from adapters.tasks import Embedder
 from adapters.types import Task
-from demos import corpus, run_log
+from demos import corpus, reproduce, run_log
 from demos import picker as picker_ui
 from demos.report import shows_errors, stats
 from demos.vector_index import ExactIndex
@@ -86,6 +86,7 @@ def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[Co
 
 @shows_errors
 def search(query, corpus_text, files, top_k, passage_words, provider, api_key):
+    """(hits, stats, program): the program embeds the same passages and query in Python."""
     # Uploaded files are logged by name only: the pasted corpus is kept (cut if long), files are not.
     inputs = {"query": query, "corpus": corpus_text, "files": _file_names(files)}
     logged = run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs,
@@ -107,7 +108,9 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key):
     sources = len({p.source for p in passages})
     how = "reused the index" if cached else f"indexed in {built.build_s:.2f} s"
     note = f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
-    return rows, note
+    program = reproduce.of(TASK, embedder, {"query": query.strip(), "documents": [p.text for p in passages]},
+                           {"top_k": int(top_k or 5)})
+    return rows, note, program
 
 
 def _file_names(files) -> list[str]:
@@ -150,10 +153,12 @@ def build() -> gr.Blocks:
                 run = gr.Button("Search", variant="primary")
                 hits = gr.Dataframe(headers=COLUMNS, label="Closest passages", wrap=True, interactive=False)
                 info = gr.Markdown()
+                program = reproduce.box()
         gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]],
                     inputs=[query])
-        gr.on([run.click, query.submit], search, [query, corpus_text, files, top_k, passage_words, *picker.inputs],
-              [hits, info], api_name="search", concurrency_limit=16)
+        program.after(gr.on([run.click, query.submit], search,
+                            [query, corpus_text, files, top_k, passage_words, *picker.inputs],
+                            [hits, info, program.state], api_name="search", concurrency_limit=16))
         picker_ui.attach_refresh(demo, picker)
     demo.reopen_inputs = [query, corpus_text, files, top_k, passage_words, picker.provider]
     return demo

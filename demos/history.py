@@ -20,7 +20,7 @@ from typing import Any
 
 import gradio as gr
 
-from demos import run_log
+from demos import reproduce, run_log
 from demos.report import shows_errors
 
 TAB = "history"
@@ -75,13 +75,14 @@ def export(fmt):
 @shows_errors
 @_readable
 def detail(run_id):
-    """The whole record of one run, and its image (generated or uploaded) if it has one."""
+    """The whole record of one run, its image (generated or uploaded) if it has one, and the run
+    as a Python program (the vendor's SDK or the local library, same model, parameters and seed)."""
     run = run_log.get(run_id or "")
     if run is None:
-        return None, None
+        return None, None, ""
     inputs = run.get("inputs") or {}
     image = run_log.open_image(run.get("image_path") or (inputs.get("image") if isinstance(inputs, dict) else None))
-    return run, image
+    return run, image, reproduce.for_run(run)
 
 
 def pick(evt: gr.SelectData) -> str:
@@ -171,6 +172,7 @@ def build() -> gr.Blocks:
                 run_id = gr.Textbox(label="Selected run (click a row)", max_lines=1)
                 open_button = gr.Button("Open in its tab", variant="primary")
                 record = gr.JSON(label="Run detail")
+                program = reproduce.code_box()
             with gr.Column(scale=1):
                 image = gr.Image(label="Image of this run", type="pil", interactive=False, height=260)
                 fmt = gr.Radio(list(FORMATS), value="CSV", label="Export every run as")
@@ -185,7 +187,7 @@ def build() -> gr.Blocks:
         demo.load(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
         demo.load(where, outputs=info, api_visibility="private", queue=False)
         table.select(pick, None, run_id, api_visibility="private", queue=False)
-        run_id.change(detail, run_id, [record, image], api_visibility="private")
+        run_id.change(detail, run_id, [record, image, program], api_visibility="private")
         export_button.click(export, fmt, file, api_name="export")
     demo.filters, demo.table, demo.run_id, demo.open_button = filters, table, run_id, open_button
     return demo

@@ -1,7 +1,8 @@
 """Image generation: text to image with a diffusion model, with per-step progress.
 
 API: `/generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key)`
-returns `(image, stats)`; a seed of -1 picks one at random and the stats say which.
+returns `(image, stats)`; a seed of -1 picks one at random and the stats say which. The page also
+shows the call as a Python program with that seed (`demos.reproduce`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import gradio as gr
 from adapters import registry
 from adapters.types import ImageParams, Task
 from demos import picker as picker_ui
-from demos import run_log
+from demos import reproduce, run_log
 from demos.report import shows_errors, stats
 
 TASK = Task.IMAGE_GENERATION
@@ -27,6 +28,7 @@ EXAMPLES = [
 @shows_errors
 def generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key,
              progress=gr.Progress()):
+    """(image, stats, program): the program is the call in Python, with the seed it used."""
     logged = run_log.run(tab=TAB, task=TASK, provider=provider,
                          inputs={"prompt": prompt, "negative_prompt": negative_prompt},
                          params={"steps": steps, "width": width, "height": height, "guidance": guidance, "seed": seed})
@@ -41,7 +43,10 @@ def generate(prompt, negative_prompt, steps, width, height, guidance, seed, prov
         result = adapter.generate(prompt, params, on_step=lambda step, total: progress((step, total), desc="Denoising"))
         logged.done(result, output=result.images[0])
     seed_note = f"seed {result.seed}" if result.seed is not None else "this provider takes no seed"
-    return result.images[0], f"{stats(result)} · {seed_note}"
+    used = {"steps": params.steps, "width": params.width, "height": params.height, "guidance": params.guidance,
+            "seed": params.seed if result.seed is None else result.seed}
+    program = reproduce.of(TASK, adapter, {"prompt": prompt, "negative_prompt": params.negative_prompt}, used)
+    return result.images[0], f"{stats(result)} · {seed_note}", program
 
 
 def reopen(run: dict) -> list:
@@ -81,9 +86,10 @@ def build() -> gr.Blocks:
             with gr.Column():
                 image = gr.Image(label="Result", type="pil", format="png")
                 info = gr.Markdown()
+                program = reproduce.box()
         gr.Examples(EXAMPLES, inputs=[prompt])
-        run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs], [image, info],
-                  api_name="generate", concurrency_limit=16)
+        program.after(run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs],
+                                [image, info, program.state], api_name="generate", concurrency_limit=16))
         picker_ui.attach_refresh(demo, picker)
     demo.reopen_inputs = [prompt, negative, steps, width, height, guidance, seed, picker.provider]
     return demo

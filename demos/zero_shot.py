@@ -1,6 +1,7 @@
 """Zero-shot image classification: score an image against labels the user makes up (CLIP-style).
 
-API: `/classify(image, labels, provider, api_key)` returns `(label scores, stats)`.
+API: `/classify(image, labels, provider, api_key)` returns `(label scores, stats)`; the page also
+shows the call as a Python program (`demos.reproduce`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Task
-from demos import examples, run_log
+from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
@@ -22,6 +23,7 @@ UNCALIBRATED = "⚠️ These scores are the model's own estimate, not calibrated
 
 @shows_errors
 def classify(image, labels, provider, api_key):
+    """(label scores, stats, program): the program is the call in Python."""
     inputs = {"image": run_log.Upload(image), "labels": labels}
     with run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs) as logged:
         adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
@@ -29,7 +31,7 @@ def classify(image, labels, provider, api_key):
         result = adapter.classify(image, labels)
         logged.done(result, output=dict(result.scores))
     note = stats(result) if result.calibrated else f"{stats(result)}\n\n{UNCALIBRATED}"
-    return dict(result.scores), note
+    return dict(result.scores), note, reproduce.of(TASK, adapter, {"labels": labels}, {})
 
 
 def reopen(run: dict) -> list:
@@ -53,10 +55,12 @@ def build() -> gr.Blocks:
             with gr.Column():
                 scores = gr.Label(label="Scores", num_top_classes=10)
                 info = gr.Markdown()
+                program = reproduce.box()
         samples = examples.images()
         if samples:
             gr.Examples([list(s) for s in samples], inputs=[image, labels])
-        run.click(classify, [image, labels, *picker.inputs], [scores, info], api_name="classify", concurrency_limit=16)
+        program.after(run.click(classify, [image, labels, *picker.inputs], [scores, info, program.state],
+                                api_name="classify", concurrency_limit=16))
         picker_ui.attach_refresh(demo, picker)
     demo.reopen_inputs = [image, labels, picker.provider]
     return demo

@@ -1,4 +1,5 @@
-"""The page as a person uses it: headless Chromium opens the app and runs a chat and a search.
+"""The page as a person uses it: headless Chromium opens the app, runs a chat (and opens its Python
+program) and a search.
 
 Skipped where Chromium or Playwright is absent (`apt-get install chromium`, `pip install
 playwright`; no browser download is needed). Set FMG_SCREENSHOT=path.png to save a picture.
@@ -49,6 +50,8 @@ def test_chat_and_search_in_a_real_browser(page_url, tmp_path):
             expect(reply).not_to_be_empty(timeout=60_000)
             expect(page.get_by_text("first token")).to_be_visible(timeout=60_000)
             expect(chat).to_have_value("")  # cleared only after success
+            page.get_by_text("Reproduce in Python").locator("visible=true").first.click()
+            expect(page.get_by_text("llm.create_chat_completion(").first).to_be_visible(timeout=10_000)
             if os.environ.get("FMG_SCREENSHOT"):
                 page.screenshot(path=os.environ["FMG_SCREENSHOT"])
 

@@ -70,9 +70,10 @@ def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider):
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     frames = chat("say it back", history)
     assert len(frames) >= 4  # one frame per delta, then the stats
-    final_history, info = frames[-1]
+    final_history, info, program = frames[-1]
     assert final_history[-1] == {"role": "assistant", "content": "echo: say it back"}
     assert final_history[:2] == history and "fake" in info and "tokens" in info
+    assert program.startswith("# No Python snippet is available") and "'fake'" in program  # a fake has no SDK
 
 
 def test_chat_failure_leaves_the_history_as_it_was(fake_provider):
@@ -87,7 +88,7 @@ def test_chat_failure_leaves_the_history_as_it_was(fake_provider):
 
 
 def test_chat_cut_stream_keeps_text_and_says_so(fake_provider):
-    final_history, info = chat("CUT here please")[-1]
+    final_history, info, _ = chat("CUT here please")[-1]
     assert final_history[-1]["content"] == "echo: CUT" and "cut off" in info
 
 
@@ -100,7 +101,7 @@ def test_chat_bad_input_is_a_clear_error(fake_provider, message, provider, match
 def test_classify_returns_label_scores(fake_provider, tmp_path):
     path = tmp_path / "x.png"
     Image.new("RGB", (40, 40)).save(path)
-    scores, info = zero_shot.classify(str(path), "a dog, cat", "fake", "")
+    scores, info, _ = zero_shot.classify(str(path), "a dog, cat", "fake", "")
     assert set(scores) == {"a dog", "cat"} and abs(sum(scores.values()) - 1) < 1e-9
     assert "fake" in info
 
@@ -108,10 +109,10 @@ def test_classify_returns_label_scores(fake_provider, tmp_path):
 def test_caption_and_generate(fake_provider, tmp_path):
     path = tmp_path / "x.png"
     Image.new("RGB", (30, 20)).save(path)
-    text, _ = captioning.caption(str(path), "", "fake", "")
+    text, _, _ = captioning.caption(str(path), "", "fake", "")
     assert text == "a 30x20 image"
     seen = []
-    image, info = image_generation.generate("a fox", "", 2, 64, 64, 0.0, 7, "fake", "",
+    image, info, _ = image_generation.generate("a fox", "", 2, 64, 64, 0.0, 7, "fake", "",
                                             progress=lambda *a, **k: seen.append(a))
     assert image.size == (64, 64) and "seed 7" in info and len(seen) == 3
 
@@ -136,17 +137,17 @@ def test_unexpected_exceptions_become_one_plain_sentence(fake_provider, monkeypa
 
 def test_search_finds_the_passage_sharing_words_and_reuses_the_index(fake_provider):
     corpus_text = "cats purr and sleep\n\nrockets fly to space\n\nsoup is hot"
-    rows, info = embeddings_search.search("space rockets", corpus_text, None, 2, 120, "fake", "")
+    rows, info, _ = embeddings_search.search("space rockets", corpus_text, None, 2, 120, "fake", "")
     assert rows[0][3] == "rockets fly to space" and rows[0][0] == 1 and len(rows) == 2
     assert "3 passages" in info and "indexed" in info
-    rows2, info2 = embeddings_search.search("hot soup", corpus_text, None, 1, 120, "fake", "")
+    rows2, info2, _ = embeddings_search.search("hot soup", corpus_text, None, 1, 120, "fake", "")
     assert rows2[0][3] == "soup is hot" and "reused the index" in info2
 
 
 def test_search_reads_uploaded_files(fake_provider, tmp_path):
     (tmp_path / "a.md").write_text("# Notes\n\nthe lighthouse keeper\n")
     (tmp_path / "b.csv").write_text("name,role\nAda,engineer\nBob,lighthouse keeper\n")
-    rows, _ = embeddings_search.search("lighthouse keeper", "", [str(tmp_path / "a.md"), str(tmp_path / "b.csv")],
+    rows, _, _ = embeddings_search.search("lighthouse keeper", "", [str(tmp_path / "a.md"), str(tmp_path / "b.csv")],
                                        5, 120, "fake", "")
     sources = {r[2] for r in rows}
     assert sources == {"a.md", "b.csv"}

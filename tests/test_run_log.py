@@ -218,8 +218,9 @@ def test_history_table_rows_and_previews(fake_provider, photo):
     assert rows["zero-shot"]["input"] == "[image] a dog, a cat"
     assert rows["zero-shot"]["output"].startswith(("a dog (", "a cat ("))
     assert rows["embeddings-search"]["output"] == "rockets fly to space"
-    record, image = history.detail(rows["image-generation"]["id"])
+    record, image, program = history.detail(rows["image-generation"]["id"])
     assert record["tab"] == "image-generation" and image.size == (64, 72)
+    assert program.startswith("# No Python snippet is available")  # the fake provider has no SDK
     assert history.history("chat", "", "", True) == []
 
 
@@ -301,7 +302,7 @@ def test_an_unwritable_log_only_warns(fake_provider, tmp_path, monkeypatch, capl
     blocker.write_text("not a folder")
     monkeypatch.setenv("FMG_RUN_LOG", str(blocker / "runs.sqlite3"))
     with caplog.at_level(logging.WARNING, logger="fm_gallery.run_log"):
-        text, _ = captioning.caption(Image.new("RGB", (8, 8)), "", "fake", "")
+        text, _, _ = captioning.caption(Image.new("RGB", (8, 8)), "", "fake", "")
     assert text == "a 8x8 image"
     assert "could not record" in caplog.text
 
@@ -311,7 +312,7 @@ def test_a_log_from_a_newer_version_is_left_alone(fake_provider, log_path, caplo
     with sqlite3.connect(log_path) as conn:
         conn.execute(f"PRAGMA user_version = {run_log.SCHEMA_VERSION + 1}")
     with caplog.at_level(logging.WARNING, logger="fm_gallery.run_log"):
-        text, _ = captioning.caption(Image.new("RGB", (8, 8)), "", "fake", "")
+        text, _, _ = captioning.caption(Image.new("RGB", (8, 8)), "", "fake", "")
     assert text == "a 8x8 image" and "newer" not in text
     assert "schema" in caplog.text
     with sqlite3.connect(log_path) as conn:
