@@ -29,6 +29,7 @@ TASK = Task.EMBEDDINGS
 TAB = "embeddings-search"  # the tab's id in the app and in the run log
 TITLE = "Embeddings search"
 MAX_INDEXES = 8
+RERANK_POOL = 4  # with rerank, the embedding search proposes this many candidates per hit wanted
 COLUMNS = ["rank", "score", "source", "passage"]
 SAMPLE_CORPUS = """\
 The Eiffel Tower was completed in 1889 and stands on the Champ de Mars in Paris.
@@ -85,12 +86,14 @@ def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[Co
 
 
 @shows_errors
-def search(query, corpus_text, files, top_k, passage_words, provider, api_key):
-    """(hits, stats, program): the program embeds the same passages and query in Python."""
+def search(query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False):
+    """(hits, stats, program): the program embeds the same passages and query in Python.
+
+    With `rerank`, the embedding search proposes candidates and Cohere's reranker orders them."""
     # Uploaded files are logged by name only: the pasted corpus is kept (cut if long), files are not.
     inputs = {"query": query, "corpus": corpus_text, "files": _file_names(files)}
     logged = run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs,
-                         params={"top_k": top_k, "passage_words": passage_words})
+                         params={"top_k": top_k, "passage_words": passage_words, "rerank": bool(rerank)})
     with logged:
         if not isinstance(query, str) or not query.strip():
             raise BadInput("The query is empty: type what you are looking for.")
@@ -99,18 +102,40 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key):
         logged.uses(embedder)
         built, cached = corpus_index(embedder, passages)
         result = embedder.embed([query.strip()], kind="query")
-        scores, ids = built.index.search(result.vectors, int(top_k or 5))
+        k = int(top_k or 5)
+        scores, ids = built.index.search(result.vectors, max(k * RERANK_POOL, 20) if rerank else k)
+        hits = list(zip(ids[0].tolist(), scores[0].tolist()))
+        if rerank:
+            hits = _reranked(query.strip(), built.passages, [i for i, _ in hits], k, provider, api_key)
         rows = [
             [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
-            for rank, (score, i) in enumerate(zip(scores[0], ids[0]))
+            for rank, (i, score) in enumerate(hits)
         ]
         logged.done(result, output=[dict(zip(COLUMNS, row)) for row in rows])
     sources = len({p.source for p in passages})
     how = "reused the index" if cached else f"indexed in {built.build_s:.2f} s"
     note = f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
-    program = reproduce.of(TASK, embedder, {"query": query.strip(), "documents": [p.text for p in passages]},
-                           {"top_k": int(top_k or 5)})
+    if rerank:
+        note += " · scores are Cohere rerank relevance"
+    params = {"top_k": int(top_k or 5)}
+    if rerank:
+        from adapters.cohere_api import rerank_model
+
+        params["rerank_model"] = rerank_model()
+    program = reproduce.of(TASK, embedder, {"query": query.strip(), "documents": [p.text for p in passages]}, params)
     return rows, note, program
+
+
+def _reranked(query: str, passages: list, candidates: list[int], k: int, provider: str, api_key: str | None
+              ) -> list[tuple[int, float]]:
+    """The best `k` of the candidate passages by Cohere's reranker, as (passage index, relevance).
+    A key typed for this session is used only when the session's provider is Cohere itself."""
+    from adapters import cohere_api  # the reranker belongs to its vendor's module
+
+    key = (api_key or "").strip() if provider == cohere_api.NAME else ""
+    reranker = cohere_api.reranker(api_key=key or None)
+    order = reranker.rerank(query, [passages[i].text for i in candidates], top_n=k)
+    return [(candidates[j], score) for j, score in order]
 
 
 def _file_names(files) -> list[str]:
@@ -129,6 +154,7 @@ def reopen(run: dict) -> list:
         params.get("top_k", gr.skip()),
         params.get("passage_words", gr.skip()),
         run.get("provider"),
+        bool(params.get("rerank", False)),
     ]
 
 
@@ -150,6 +176,7 @@ def build() -> gr.Blocks:
                     passage_words = gr.Slider(20, 400, value=120, step=10, label="Passage size (words)")
             with gr.Column():
                 query = gr.Textbox(label="Query", placeholder="a baby cat")
+                rerank = gr.Checkbox(label="Rerank the hits with Cohere (needs CO_API_KEY)", value=False)
                 run = gr.Button("Search", variant="primary")
                 hits = gr.Dataframe(headers=COLUMNS, label="Closest passages", wrap=True, interactive=False)
                 info = gr.Markdown()
@@ -157,10 +184,10 @@ def build() -> gr.Blocks:
         gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]],
                     inputs=[query])
         program.after(gr.on([run.click, query.submit], search,
-                            [query, corpus_text, files, top_k, passage_words, *picker.inputs],
+                            [query, corpus_text, files, top_k, passage_words, *picker.inputs, rerank],
                             [hits, info, program.state], api_name="search", concurrency_limit=16))
         picker_ui.attach_refresh(demo, picker)
-    demo.reopen_inputs = [query, corpus_text, files, top_k, passage_words, picker.provider]
+    demo.reopen_inputs = [query, corpus_text, files, top_k, passage_words, picker.provider, rerank]
     return demo
 
 
