@@ -95,7 +95,7 @@ def test_every_tab_logs_one_row_with_provider_model_timing_and_output(fake_provi
 
     hits = runs["embeddings-search"]["output"]
     assert hits == [{"rank": 1, "score": hits[0]["score"], "source": "pasted text", "passage": "rockets fly to space"}]
-    assert runs["embeddings-search"]["params"] == {"top_k": 1, "passage_words": 120}
+    assert runs["embeddings-search"]["params"] == {"top_k": 1, "passage_words": 120, "rerank": False}
 
 
 def test_uploaded_images_are_copied_into_the_log_folder_once(fake_provider, photo, log_path):
@@ -239,7 +239,7 @@ def test_every_tab_reopens_its_inputs_and_parameters(fake_provider, photo):
     assert captioning.reopen(runs["captioning"])[1:] == ["a photo of", "fake"]
     assert image_generation.reopen(runs["image-generation"]) == ["a fox", "", 2, 64, 72, 0.0, 7, "fake"]
     assert embeddings_search.reopen(runs["embeddings-search"]) == [
-        "space rockets", "cats purr\n\nrockets fly to space", None, 1, 120, "fake"]
+        "space rockets", "cats purr\n\nrockets fly to space", None, 1, 120, "fake", False]
 
     switch, *values = history.open_in_tab(runs["captioning"]["id"], targets)
     assert switch.selected == "captioning"
