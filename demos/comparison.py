@@ -349,6 +349,10 @@ class _WaitingVotes:
             while len(self._items) > MAX_WAITING_VOTES:
                 self._items.popitem(last=False)
 
+    def __contains__(self, comparison_id: object) -> bool:
+        with self._lock:
+            return comparison_id in self._items
+
     def take(self, comparison_id: str, check: Callable[[Comparison], None]) -> Comparison:
         """Remove and return the comparison once `check` accepts it (so a bad choice keeps it)."""
         with self._lock:
@@ -361,6 +365,11 @@ class _WaitingVotes:
 
 
 _waiting = _WaitingVotes()
+
+
+def awaits_vote(comparison_id: str | None) -> bool:
+    """True while a blind comparison's names must stay hidden (History asks before showing a run)."""
+    return bool(comparison_id) and comparison_id in _waiting
 
 
 def parse_choice(comparison: Comparison, choice: str) -> int | str:

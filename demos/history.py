@@ -20,7 +20,7 @@ from typing import Any
 
 import gradio as gr
 
-from demos import reproduce, run_log
+from demos import comparison, reproduce, run_log
 from demos.report import shows_errors
 
 TAB = "history"
@@ -53,7 +53,7 @@ def history(tab, provider, text, errors_only):
     """The runs matching the filters, newest first, one table row each (at most LIMIT)."""
     runs = run_log.query(tab=tab or None, provider=provider or None, text=text or None,
                          errors_only=bool(errors_only), limit=LIMIT)
-    return [_table_row(r) for r in runs]
+    return [_table_row(_masked(r)) for r in runs]
 
 
 @shows_errors
@@ -80,6 +80,9 @@ def detail(run_id):
     run = run_log.get(run_id or "")
     if run is None:
         return None, None, ""
+    if _masked(run) is not run:
+        run = _masked(run)
+        return run, None, "# The names of a blind comparison stay hidden until its vote."
     inputs = run.get("inputs") or {}
     image = run_log.open_image(run.get("image_path") or (inputs.get("image") if isinstance(inputs, dict) else None))
     return run, image, reproduce.for_run(run)
@@ -106,6 +109,19 @@ def where() -> str:
         return "The run log is **off** (`FMG_RUN_LOG=off`): new runs are not recorded."
     return (f"Runs are recorded in `{path}` (set `FMG_RUN_LOG` to move it, `FMG_RUN_LOG=off` to stop). "
             "API keys never are.")
+
+
+HIDDEN = "hidden until the vote"
+
+
+def _masked(run: dict) -> dict:
+    """A blind Compare run still waiting for its vote, with every name-revealing field hidden
+    (the run itself, unchanged, for anything else)."""
+    params = run.get("params") or {}
+    if run.get("tab") != "compare" or not params.get("blind") or not comparison.awaits_vote(params.get("comparison_id")):
+        return run
+    return run | {"provider": HIDDEN, "model": HIDDEN, "served_by": None, "cost_usd": None,
+                  "params": params | {"targets": HIDDEN}, "error": run.get("error") and "(hidden until the vote)"}
 
 
 def _table_row(run: dict) -> list:

@@ -363,3 +363,23 @@ def test_every_target_is_logged_without_the_key_and_reopens_the_comparison(fake_
     assert values["task"] == "zero-shot" and values["targets"]["value"] == ["fake:fake-1", "fake:needs-key"]
     assert values["labels"]["value"] == "a cat, a dog" and values["image_row"]["visible"]
     assert values["image"].size == (50, 40) and values["blind"] is False
+
+
+def test_history_hides_a_blind_comparisons_names_until_the_vote(timed_providers):
+    from demos import history
+
+    a, b = timed_providers("secret-alpha", 0.01), timed_providers("secret-beta", 0.01)
+    done = finished(Task.COMPLETION, [a, b], Form(prompt="hello"), blind=True)
+    shown = repr(history.history("compare", "", "", False)) + repr(
+        [history.detail(r["id"]) for r in run_log_runs()])
+    assert "secret-alpha" not in shown and "secret-beta" not in shown and history.HIDDEN in shown
+
+    comparison.vote(done.id, "tie")
+    shown = repr(history.history("compare", "", "", False))
+    assert "secret-alpha" in shown and "secret-beta" in shown
+
+
+def run_log_runs():
+    from demos import run_log
+
+    return run_log.query(tab="compare")
