@@ -17,6 +17,7 @@ from demos import captioning, compare, completion, embeddings_search, history, i
 # each has TAB, TITLE, build() and reopen(run); History comes last
 TABS = (completion, zero_shot, captioning, image_generation, embeddings_search, compare)
 MAX_UPLOAD = "25mb"
+MAX_THREADS = 64  # Gradio's default 40 worker threads would cap concurrent streams below the chat limit
 HEADER = """# fm-gallery
 Try foundation models side by side: on this machine or at hosted vendors, through one adapter layer."""
 
@@ -46,7 +47,7 @@ demo = build()
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    demo.launch(max_file_size=MAX_UPLOAD, show_error=False)
+    demo.launch(max_file_size=MAX_UPLOAD, show_error=False, max_threads=MAX_THREADS)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from adapters.errors import BadInput
@@ -71,23 +70,28 @@ def _env_name(provider: str, task: Task) -> str:
     return f"FMG_MODEL_{provider}_{task.value}".upper().replace("-", "_")
 
 
-_file_cache: dict[tuple[str, float], dict[str, Any]] = {}
+_file_cache: dict[str, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # path -> (file signature, parsed)
 
 
 def config_file() -> dict[str, Any]:
-    """The parsed TOML config (empty if there is none); re-read when the file changes."""
-    path = Path(os.environ.get("FMG_CONFIG") or "fm-gallery.toml")
+    """The parsed TOML config (empty if there is none); re-read when the file changes.
+
+    Every vendor call asks (for its settings), so the check is one `stat`, not a path resolve."""
+    given = os.environ.get("FMG_CONFIG") or "fm-gallery.toml"
+    path = os.path.abspath(given)
     try:
-        key = (str(path.resolve()), path.stat().st_mtime)
+        st = os.stat(path)
     except OSError:
         return {}
-    if key not in _file_cache:
+    signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+    cached = _file_cache.get(path)
+    if cached is None or cached[0] != signature:
         try:
-            with path.open("rb") as f:
-                _file_cache[key] = tomllib.load(f)
+            with open(path, "rb") as f:
+                cached = _file_cache[path] = (signature, tomllib.load(f))
         except (OSError, tomllib.TOMLDecodeError) as err:
-            raise BadInput(f"The config file {path} could not be read ({err}): fix or remove it.") from None
-    return _file_cache[key]
+            raise BadInput(f"The config file {given} could not be read ({err}): fix or remove it.") from None
+    return cached[1]
 
 
 def model_for(provider: str, task: Task) -> str | None:

@@ -117,9 +117,11 @@ def backoff(attempt: int, cap: float) -> float:
 
 
 def call(label: str, attempt: Callable[[float], T], classify: Callable[[BaseException], FMError],
-         *, timeout_s: float | None = None, what: str = "answer", setting: str = "FMG_TIMEOUT_S") -> T:
-    """Run `attempt(seconds_left)` under the policy; `classify` turns SDK exceptions into ours."""
-    settings = config.settings()
+         *, timeout_s: float | None = None, what: str = "answer", setting: str = "FMG_TIMEOUT_S",
+         settings: config.Settings | None = None) -> T:
+    """Run `attempt(seconds_left)` under the policy; `classify` turns SDK exceptions into ours.
+    `settings`: the caller's, if it has just read them (reading them costs a stat and env look-ups)."""
+    settings = settings or config.settings()
     budget = timeout_s if timeout_s is not None else settings.timeout_s
     deadline = time.monotonic() + budget
     for number in range(1, settings.max_attempts + 1):
@@ -161,7 +163,7 @@ def stream(label: str, open_stream: Callable[[float], Iterator[T]], classify: Ca
         except StopIteration:
             return events, []
 
-    events, head = call(label, first, classify, timeout_s=settings.first_token_timeout_s,
+    events, head = call(label, first, classify, timeout_s=settings.first_token_timeout_s, settings=settings,
                         what="start answering", setting="FMG_FIRST_TOKEN_TIMEOUT_S")
     yield from head
     try:

@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -290,16 +291,52 @@ class OpenAICompleter(OpenAIAdapter, Completer):
         """Chunks to text deltas, then Usage and Finish. A fault before any text is left to the
         retry policy; after text it becomes a plain 'broke off' error (the text is kept)."""
         shown = False
+        finished = _keep_alive(stream.response)
         with stream:
             try:
                 for chunk in stream:
                     for event in _chunk_events(chunk):
                         shown = shown or isinstance(event, str)
+                        if isinstance(event, Finish):
+                            finished.set()
                         yield event
             except Exception as exc:  # noqa: BLE001 - converted below
                 if not shown:
                     raise
                 raise _cut_error(self.endpoint, exc, idle_s) from None
+
+
+KEEP_ALIVE_READ_S = 0.1  # how long a finished stream may take to end its HTTP body (the async SDK's bound)
+
+
+def _keep_alive(response: Any) -> threading.Event:
+    """Keep the connection of a finished stream for the next call.
+
+    The sync SDK closes a stream's response as soon as it reads `data: [DONE]`, before the
+    end of the HTTP/1.1 body, and an unfinished response cannot go back to the pool: every
+    streamed reply would open a new connection (a new TLS handshake with a hosted vendor). The
+    async SDK reads the rest first, for at most 0.1 s; so does this, but only once the reply has
+    finished (set the returned event), so a stream stopped early still closes at once. The rest
+    is a few bytes; a server that holds the body open just loses the connection.
+    """
+    finished = threading.Event()
+    close = response.close
+
+    def read_rest_then_close() -> None:
+        try:
+            if finished.is_set() and not response.is_closed and response.http_version == "HTTP/1.1":
+                timeouts = response.request.extensions.get("timeout")
+                if isinstance(timeouts, dict):  # read by the transport when the body is read again
+                    timeouts["read"] = KEEP_ALIVE_READ_S
+                for _ in response.stream:  # the raw bytes after [DONE]: the end of the chunked body
+                    pass
+        except Exception:  # noqa: BLE001 - a connection that cannot be reused is just closed
+            pass
+        finally:
+            close()
+
+    response.close = read_rest_then_close
+    return finished
 
 
 def _chunk_events(chunk: Any) -> Iterator[str | Usage | Finish]:

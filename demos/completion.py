@@ -6,6 +6,8 @@ streams `(history, stats)`. The page also shows the call as a Python program (`d
 
 from __future__ import annotations
 
+import time
+
 from dataclasses import asdict
 
 import gradio as gr
@@ -17,6 +19,11 @@ from demos import reproduce, run_log
 from demos.report import shows_errors, stats
 
 TASK = Task.COMPLETION
+# Streams mostly wait on a vendor (local models queue on the device slot anyway), so many may run
+# at once; each sends the page at most 10 updates a second, which keeps one server process
+# responsive under 50 concurrent streams (bench/app_streaming.py).
+CHAT_CONCURRENCY = 64
+UPDATE_EVERY_S = 0.1
 TAB = "chat"  # the tab's id in the app and in the run log
 TITLE = "Chat"
 EXAMPLES = [
@@ -53,10 +60,13 @@ def chat(message, history, provider, api_key, system, max_tokens, temperature, t
         logged.uses(adapter)
         stream = adapter.stream(messages, params)  # validates before anything is shown
         shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        sent = 0.0  # the page gets the growing reply at most every UPDATE_EVERY_S (the first token at once)
         try:
             for delta in stream:
                 shown[-1]["content"] += delta
-                yield shown, "…", gr.skip()
+                if time.monotonic() - sent >= UPDATE_EVERY_S:
+                    sent = time.monotonic()
+                    yield shown, "…", gr.skip()
         except Exception:
             yield history, "", gr.skip()  # nothing arrived: leave the chat as it was (the prompt stays in its box)
             raise
@@ -113,7 +123,7 @@ def build() -> gr.Blocks:
 
         inputs = [message, chatbot, *picker.inputs, system, max_tokens, temperature, top_p, seed]
         sent = gr.on([send.click, message.submit], chat, inputs, [chatbot, info, program.state], api_name="chat",
-                     concurrency_limit=16)
+                     concurrency_limit=CHAT_CONCURRENCY)
         sent.success(lambda: "", outputs=message, api_visibility="private", queue=False)
         program.after(sent)
         clear.click(lambda: ([], "", ""), outputs=[chatbot, info, program.code], api_visibility="private", queue=False)

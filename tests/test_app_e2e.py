@@ -59,7 +59,10 @@ def test_every_image_input_sends_the_page_its_props():
     assert all({"sources", "type", "buttons"} <= set(c["props"]) for c in images)
 
 
-def test_chat_streams_through_the_client(client):
+def test_chat_streams_through_the_client(client, monkeypatch):
+    from demos import completion
+
+    monkeypatch.setattr(completion, "UPDATE_EVERY_S", 0.0)
     job = client.submit("stream this back", [], "fake", "", "", 32, 0.7, 1.0, -1, api_name="/chat")
     frames = list(job)
     history, info = job.result()

@@ -66,7 +66,8 @@ def chat(message, history=(), provider="fake", **kw):
                                 args["max_tokens"], args["temperature"], args["top_p"], args["seed"]))
 
 
-def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider):
+def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider, monkeypatch):
+    monkeypatch.setattr(completion, "UPDATE_EVERY_S", 0.0)  # a frame per delta
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     frames = chat("say it back", history)
     assert len(frames) >= 4  # one frame per delta, then the stats
@@ -74,6 +75,13 @@ def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider):
     assert final_history[-1] == {"role": "assistant", "content": "echo: say it back"}
     assert final_history[:2] == history and "fake" in info and "tokens" in info
     assert program.startswith("# No Python snippet is available") and "'fake'" in program  # a fake has no SDK
+
+
+def test_chat_sends_at_most_one_update_per_interval(fake_provider, monkeypatch):
+    monkeypatch.setattr(completion, "UPDATE_EVERY_S", 60.0)
+    frames = chat("one two three four five six")
+    assert len(frames) == 2  # the first token at once, then only the final answer
+    assert frames[-1][0][-1]["content"] == "echo: one two three four five six"
 
 
 def test_chat_failure_leaves_the_history_as_it_was(fake_provider):

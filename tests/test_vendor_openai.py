@@ -307,6 +307,30 @@ def test_the_client_is_cached_and_rebuilt_when_the_key_changes(monkeypatch, serv
     assert adapter.client() is not first
 
 
+def test_finished_streams_keep_their_connection_and_stopped_ones_close_it(server):
+    """The sync SDK closes a stream at [DONE] before the end of the HTTP body; the adapter reads
+    the rest so the next call reuses the connection (no new TLS handshake per reply)."""
+    adapter = registry.get(Task.COMPLETION, "openai")
+    adapter.client().close()  # start from an empty pool
+    adapter._cached = None
+    for _ in range(3):
+        assert adapter.complete(HELLO).text == ECHO
+    assert server.connections == 1
+    stream = iter(adapter.stream(HELLO))
+    next(stream)
+    stream.close()  # stopped early: that connection is closed, not drained
+    assert adapter.complete(HELLO).text == ECHO
+    assert server.connections == 2
+
+
+def test_a_server_holding_the_body_open_after_done_does_not_delay_the_answer(server):
+    server.script(Reply(sse=stream_frames(["held", "open"], usage={"prompt_tokens": 1, "completion_tokens": 2,
+                                                                    "total_tokens": 3}), hold_s=3.0))
+    started = time.monotonic()
+    result = registry.get(Task.COMPLETION, "openai").complete(HELLO)
+    assert result.text == "held open" and time.monotonic() - started < 1.5  # not the 3 s hold
+
+
 def test_importing_the_module_does_not_import_the_sdk():
     code = "import sys, adapters.openai_api as m; m.providers(); sys.exit('openai' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1], capture_output=True)

@@ -41,12 +41,14 @@ class Reply:
     chunks: list[bytes] | None = None  # raw streamed chunks (e.g. JSON lines)
     interval_s: float = 0.0  # between streamed chunks
     cut_after: int | None = None  # close the connection after this many streamed chunks
+    hold_s: float = 0.0  # after the last streamed chunk, wait this long before ending the body
 
 
 class FakeServer:
     def __init__(self, route: Callable[[Request], Reply]):
         self.route = route
         self.requests: list[Request] = []
+        self.connections = 0  # accepted so far: a client that reuses connections opens few
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         server = self
@@ -56,6 +58,11 @@ class FakeServer:
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                with server._lock:
+                    server.connections += 1
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -94,6 +101,7 @@ class FakeServer:
         with self._lock:
             self._script.clear()
             self.requests.clear()
+            self.connections = 0
 
     def start(self) -> FakeServer:
         self._thread.start()
@@ -133,6 +141,8 @@ class FakeServer:
                     time.sleep(reply.interval_s)
                 handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 handler.wfile.flush()
+            if reply.hold_s:
+                time.sleep(reply.hold_s)
             handler.wfile.write(b"0\r\n\r\n")
             handler.wfile.flush()
             return
