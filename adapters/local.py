@@ -1,21 +1,29 @@
 """The "local" provider: every task on this machine's CPU or GPU through `local_models`.
 
 Each adapter resolves its model reference to local weights, loads the runner once (shared by
-all callers) and converts runner failures into the project's errors.
+all callers) and converts runner failures into the project's errors. Local calls take turns on
+the device slot; embeddings and CLIP scoring requests that arrive together are first joined
+into one model call (`local_models.batching`), which then takes the slot once for all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from adapters.errors import FMError, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, ZeroShotClassifier
 from adapters.types import CompletionParams, ImageParams, Task
+
+if TYPE_CHECKING:
+    from local_models.batching import MicroBatcher
 
 NAME = "local"
 
@@ -81,13 +89,13 @@ def load_runner(task: Task, model: str):
 
 
 @contextlib.contextmanager
-def _errors(model: str, loading_model: bool = False) -> Iterator[None]:
+def _errors(model: str, loading_model: bool = False, take_slot: bool = True) -> Iterator[None]:
     """Take the device slot and turn runner exceptions into project errors (the full detail goes
-    to the server log only)."""
+    to the server log only). A batched call takes the slot later, in `_run_slotted`."""
     from local_models.device import slot
 
     try:
-        with slot():
+        with slot() if take_slot else contextlib.nullcontext():
             yield
     except FMError:
         raise
@@ -107,6 +115,40 @@ def _errors(model: str, loading_model: bool = False) -> Iterator[None]:
         raise ProviderError(f"The local model {model} failed ({name}): see the server log.") from err
 
 
+# --- micro-batching: concurrent embeddings and CLIP scoring calls run as one model call ---------------
+
+_batchers: dict[tuple[Task, str, str], MicroBatcher] = {}  # (task, model, runner method) -> its batcher
+_batchers_lock = threading.Lock()
+
+
+def _run_batched(adapter, method: str, items: list, key, max_items: int):
+    """`runner.<method>(items, key)` for this caller. With batching on (the default; `FMG_BATCHING=off`
+    turns it off) the items of concurrent callers with the same key are joined into one call: the
+    batcher collects them before the device slot is taken, or the slot would let one through at a time.
+    """
+    from local_models import batching
+
+    load_runner(adapter.task, adapter.model)  # a model that cannot load fails this caller, before any queue
+    with _errors(adapter.model, take_slot=False):
+        if not batching.enabled():
+            return _run_slotted(adapter.task, adapter.model, method, items, key)
+        name = (adapter.task, adapter.model, method)
+        with _batchers_lock:
+            if name not in _batchers:
+                run = functools.partial(_run_slotted, adapter.task, adapter.model, method)
+                _batchers[name] = batching.MicroBatcher(run, max_items=max_items, name=f"fmg-batch-{method}")
+            batcher = _batchers[name]
+        return batcher.submit(items, key)
+
+
+def _run_slotted(task: Task, model: str, method: str, items: list, key):
+    from local_models.device import slot
+
+    runner = load_runner(task, model)
+    with slot():
+        return getattr(runner, method)(items, key)
+
+
 class LocalCompleter(Completer):
     def _stream(self, messages, params: CompletionParams):
         runner = load_runner(self.task, self.model)
@@ -115,10 +157,10 @@ class LocalCompleter(Completer):
 
 
 class LocalClassifier(ZeroShotClassifier):
+    max_batch = 64  # images per model call when concurrent requests with the same labels are joined
+
     def _classify(self, image, labels):
-        runner = load_runner(self.task, self.model)
-        with _errors(self.model):
-            return runner.scores(image, labels)
+        return _run_batched(self, "scores_batch", [image], tuple(labels), self.max_batch)[0]
 
 
 class LocalCaptioner(Captioner):
@@ -139,9 +181,7 @@ class LocalEmbedder(Embedder):
     max_batch = 256
 
     def _embed(self, texts, kind):
-        runner = load_runner(self.task, self.model)
-        with _errors(self.model):
-            return runner.embed(texts, kind)
+        return _run_batched(self, "embed", texts, kind, self.max_batch)
 
 
 def providers() -> list[Provider]:

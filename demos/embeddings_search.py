@@ -23,7 +23,7 @@ from adapters.types import Task
 from demos import corpus, reproduce, run_log
 from demos import picker as picker_ui
 from demos.report import shows_errors, stats
-from demos.vector_index import ExactIndex
+from demos.vector_index import ApproxIndex, ExactIndex, build_index
 
 TASK = Task.EMBEDDINGS
 TAB = "embeddings-search"  # the tab's id in the app and in the run log
@@ -53,7 +53,7 @@ The Great Barrier Reef, off Queensland, is the largest coral reef system in the 
 @dataclass
 class CorpusIndex:
     passages: list[corpus.Passage]
-    index: ExactIndex
+    index: ExactIndex | ApproxIndex
     build_s: float
 
 
@@ -77,7 +77,7 @@ def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[Co
             return _indexes[key], True
     started = time.perf_counter()
     vectors = embedder.embed([p.text for p in passages], kind="document").vectors
-    built = CorpusIndex(passages, ExactIndex(vectors), time.perf_counter() - started)
+    built = CorpusIndex(passages, build_index(vectors), time.perf_counter() - started)
     with _lock:
         _indexes[key] = built
         while len(_indexes) > MAX_INDEXES:

@@ -7,10 +7,13 @@ share the first one's key (up to `max_items` items in all), makes one `run(items
 gives each caller its own slice of the results, in order.
 
 Collecting happens before the model is called, so `run` is where the device slot is taken: a
-caller waiting here holds nothing. A lone caller is not delayed: the worker waits `max_wait_s`
-for more requests only while the traffic is concurrent (the last batch joined several
-requests). When a joined call fails, each of its requests is run again alone, so an error
-(a bad input, say) reaches only the caller that caused it.
+caller waiting here holds nothing. A lone caller is not delayed: the worker waits for more
+requests only while the traffic is concurrent (the last batch joined several requests), and
+then only until as many are waiting as the last batch had, or a quarter of the time the last
+batch took to run has passed (at most `max_wait_s`): the callers of one batch come back at
+about the same time, and this joins them again instead of running the first few to return
+alone, for at most a quarter more latency. When a joined call fails, each of its requests is run
+again alone, so an error (a bad input, say) reaches only the caller that caused it.
 
 `FMG_BATCHING=off` turns batching off (each call runs alone, as a baseline for `bench/batching.py`).
 """
@@ -24,7 +27,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
-MAX_WAIT_S = 0.002  # how long a batch waits for more requests under concurrent traffic
+MAX_WAIT_S = 0.05  # the longest a batch waits for more requests under concurrent traffic
+WAIT_FRACTION = 0.25  # ... and at most this fraction of the last batch's run time
 IDLE_EXIT_S = 5.0  # the worker thread ends after this long without requests (a new one starts on demand)
 
 Run = Callable[[list[Any], Hashable], Sequence[Any]]  # (items, key) -> one result per item
@@ -57,7 +61,8 @@ class MicroBatcher:
         self._pending: deque[_Request] = deque()
         self._wakeup = threading.Condition()
         self._worker: threading.Thread | None = None
-        self._concurrent = False  # did the last batch join several requests?
+        self._expected = 1  # requests in the last batch: how many to wait for
+        self._last_run_s = 0.0
         self.batches = 0  # calls of `run` made, for tests and benchmarks
         self.requests = 0  # requests served
 
@@ -85,18 +90,19 @@ class MicroBatcher:
                     if not self._pending:
                         self._worker = None  # the next submit starts a new worker
                         return
-                if self._concurrent:
-                    deadline = time.monotonic() + self.max_wait_s
-                    while self._fill() < self.max_items and (left := deadline - time.monotonic()) > 0:
+                if self._expected > 1:
+                    deadline = time.monotonic() + min(self.max_wait_s, WAIT_FRACTION * self._last_run_s)
+                    while self._short() and (left := deadline - time.monotonic()) > 0:
                         self._wakeup.wait(left)
                 batch = self._take()
-            self._concurrent = len(batch) > 1
+            self._expected = len(batch)
             self._execute(batch)
 
-    def _fill(self) -> int:
-        """Items waiting with the first request's key."""
+    def _short(self) -> bool:
+        """Fewer requests wait with the first one's key than the last batch had (and room is left)?"""
         key = self._pending[0].key
-        return sum(len(r.items) for r in self._pending if r.key == key)
+        same = [r for r in self._pending if r.key == key]
+        return len(same) < self._expected and sum(len(r.items) for r in same) < self.max_items
 
     def _take(self) -> list[_Request]:
         """The first request and those after it with the same key, up to `max_items` items (the
@@ -117,9 +123,15 @@ class MicroBatcher:
         items = [item for request in batch for item in request.items]
         try:
             self.batches += 1
+            started = time.monotonic()
             results = self._run(items, batch[0].key)
+            self._last_run_s = time.monotonic() - started
             if len(results) != len(items):
                 raise RuntimeError(f"{self.name}: run returned {len(results)} results for {len(items)} items")
+            bounds = [0]
+            for request in batch:
+                bounds.append(bounds[-1] + len(request.items))
+            shares = [results[a:b] for a, b in zip(bounds, bounds[1:])]  # slices: an array stays an array
         except BaseException as err:  # noqa: BLE001 - every waiting caller must be released
             if len(batch) == 1:
                 batch[0].error = err
@@ -128,9 +140,7 @@ class MicroBatcher:
                 for request in batch:
                     self._execute([request])
             return
-        start = 0
-        for request in batch:
-            request.result = results[start : start + len(request.items)]  # a slice: an array stays an array
-            start += len(request.items)
+        for request, share in zip(batch, shares):
+            request.result = share
             self.requests += 1
             request.done.set()

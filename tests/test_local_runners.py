@@ -168,6 +168,25 @@ def test_clip_label_cache_is_bounded(tiny):
     assert len(small._label_cache) == 2
 
 
+def test_clip_caches_image_embeddings_by_pixels(tiny):
+    from local_models.clip import ClipScorer
+
+    runner = load_runner(Task.ZERO_SHOT, str(tiny("clip")))
+    scorer = ClipScorer(runner.model, runner.processor, runner.placement, image_cache_size=2)
+    labels = ["sun", "moon"]
+    first = scorer.scores(picture("green"), labels)
+    assert (scorer.image_cache_hits, scorer.image_cache_misses) == (0, 1)
+    assert scorer.scores(picture("green"), labels) == pytest.approx(first, abs=1e-6)  # an equal image, another object
+    assert (scorer.image_cache_hits, scorer.image_cache_misses) == (1, 1)
+    scorer.scores_batch([picture("white"), picture("white"), picture("green")], labels)  # a new image, twice
+    assert (scorer.image_cache_hits, scorer.image_cache_misses) == (3, 2)
+    scorer.scores(picture("black"), labels)
+    assert len(scorer._image_cache) == 2  # bounded, least recently used out
+    uncached = ClipScorer(runner.model, runner.processor, runner.placement, image_cache_size=0)
+    assert uncached.scores(picture("green"), labels) == pytest.approx(first, abs=1e-5)
+    assert len(uncached._image_cache) == 0
+
+
 def test_clip_batch_matches_single_images(tiny):
     runner = load_runner(Task.ZERO_SHOT, str(tiny("clip")))
     images, labels = [picture("red"), picture("white", (50, 80))], ["cat", "dog"]
