@@ -353,7 +353,9 @@ def test_every_target_is_logged_without_the_key_and_reopens_the_comparison(fake_
 
     finished(Task.ZERO_SHOT, ["fake", "fake:needs-key"], Form(image=image_file, labels="a cat, a dog"),
              api_key="sk-never-logged-42", key_provider="other")
-    runs = run_log.query(tab="compare")
+    deadline = time.monotonic() + 5  # each target logs from its own thread, which may end just after
+    while len(runs := run_log.query(tab="compare")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert sorted((r["model"], r["error"] is None) for r in runs) == [("fake-1", True), ("needs-key", False)]
     assert all(r["provider"] == "fake" and r["task"] == "zero-shot" for r in runs)
     assert all(r["params"]["targets"] == ["fake:fake-1", "fake:needs-key"] for r in runs)
