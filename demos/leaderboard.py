@@ -31,6 +31,7 @@ from pathlib import Path
 
 from adapters.errors import BadInput
 from adapters.types import Task
+from demos.sqlite_wal import open_wal
 
 K = 32.0
 START = 1000.0
@@ -78,12 +79,12 @@ def db_path() -> Path:
 
 def connect() -> sqlite3.Connection:
     """A new connection per use: sqlite3 connections are not shared across threads."""
-    path = db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)  # transactions are explicit
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable against a killed process
-    conn.executescript(SCHEMA)
+    conn, _ = open_wal(db_path(), busy_timeout_s=10.0)  # transactions are explicit
+    try:
+        conn.executescript(SCHEMA)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 

@@ -48,6 +48,7 @@ from typing import Any, Self
 from adapters.errors import FMError
 from adapters.keys import REDACTED, redact
 from adapters.types import Completion, GeneratedImages, Result, Task
+from demos.sqlite_wal import open_wal
 
 log = logging.getLogger("fm_gallery.run_log")
 
@@ -156,15 +157,11 @@ def _forget_connection() -> None:
 
 
 def _open(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # prompts are private: the folder is the owner's
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True)
+    conn, mode = open_wal(path, BUSY_TIMEOUT_MS / 1000)  # prompts are private: the folder is the owner's
     try:
         conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
+        if mode != "wal":
             log.warning("the run log at %s is in %s mode, not WAL (a network file system?)", path, mode)
-        conn.execute("PRAGMA synchronous = NORMAL")
         _create_schema(conn, path)
     except BaseException:
         conn.close()
