@@ -14,6 +14,7 @@ from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
+from demos.standalone import standalone
 
 TASK = Task.CAPTIONING
 TAB = "captioning"  # the tab's id in the app and in the run log
@@ -38,27 +39,31 @@ def reopen(run: dict) -> list:
     return [run_log.open_image(inputs.get("image")), inputs.get("prompt") or "", run.get("provider")]
 
 
+def layout(root: gr.Blocks) -> list:
+    """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
+    `build()`'s page of its own); returns the inputs that `reopen` fills."""
+    gr.Markdown("Turn an image into text. Local models (BLIP, ViT-GPT2) caption; vision chat models follow a prompt.")
+    picker = picker_ui.build(TASK)
+    with gr.Row():
+        with gr.Column():
+            image = ImageUpload(label="Image", height=300)
+            prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photograph of")
+            run = gr.Button("Caption", variant="primary")
+        with gr.Column():
+            text = gr.Textbox(label="Caption", lines=3, buttons=["copy"])
+            info = gr.Markdown()
+            program = reproduce.box()
+    samples = examples.images()
+    if samples:
+        gr.Examples([[path] for path, _ in samples], inputs=[image])
+    program.after(run.click(caption, [image, prompt, *picker.inputs], [text, info, program.state],
+                            api_name="caption", concurrency_limit=16))
+    picker_ui.attach_refresh(root, picker)
+    return [image, prompt, picker.provider]
+
+
 def build() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown("Turn an image into text. Local models (BLIP, ViT-GPT2) caption; vision chat models follow a prompt.")
-        picker = picker_ui.build(TASK)
-        with gr.Row():
-            with gr.Column():
-                image = ImageUpload(label="Image", height=300)
-                prompt = gr.Textbox(label="Prompt (optional)", placeholder="a photograph of")
-                run = gr.Button("Caption", variant="primary")
-            with gr.Column():
-                text = gr.Textbox(label="Caption", lines=3, buttons=["copy"])
-                info = gr.Markdown()
-                program = reproduce.box()
-        samples = examples.images()
-        if samples:
-            gr.Examples([[path] for path, _ in samples], inputs=[image])
-        program.after(run.click(caption, [image, prompt, *picker.inputs], [text, info, program.state],
-                                api_name="caption", concurrency_limit=16))
-        picker_ui.attach_refresh(demo, picker)
-    demo.reopen_inputs = [image, prompt, picker.provider]
-    return demo
+    return standalone(TITLE, layout)
 
 
 if __name__ == "__main__":

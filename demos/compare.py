@@ -36,6 +36,7 @@ from demos.comparison import LETTERS, MAX_TARGETS, Comparison, Form
 from demos.embeddings_search import SAMPLE_CORPUS
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors
+from demos.standalone import standalone
 
 TAB = cmp.TAB  # the tab's id in the app and in the run log
 TITLE = "Compare"
@@ -511,31 +512,35 @@ def reopen(run: dict) -> list:
     return [layout[name] for name in LAYOUT + REFILLED] + page(None)
 
 
-def build() -> gr.Blocks:
+def layout(root: gr.Blocks) -> list:
+    """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
+    `build()`'s page of its own); returns the inputs that `reopen` fills."""
     IMAGE_DIR.mkdir(parents=True, exist_ok=True)
     gr.set_static_paths([str(IMAGE_DIR)])
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(
-            "Send one input to several models at once and read the answers side by side. In **blind** mode the "
-            "columns are Model A, B, ... until you vote; votes build a per-task leaderboard."
-        )
-        ui = _Page(Task.COMPLETION)
-        # .input, not .change: re-opening a run sets the task and its targets together, and must not be reset
-        ui.task.input(on_task, ui.task, ui.task_outputs + ui.outputs, api_visibility="private", queue=False)
-        demo.load(on_task, ui.task, ui.task_outputs + ui.outputs, api_visibility="private", queue=False)
-        ui.run.click(compare_page, ui.inputs, ui.outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
-        ui.api_trigger.click(compare, ui.inputs, ui.api_result, api_name="compare", concurrency_limit=CONCURRENCY)
-        for i, slot in enumerate(ui.slots):
-            slot[-1].click(_vote_handler(LETTERS[i]), ui.comparison_id, ui.outputs + [ui.board],
-                           api_visibility="private")
-        ui.tie.click(_vote_handler("tie"), ui.comparison_id, ui.outputs + [ui.board], api_visibility="private")
-        ui.skip.click(_vote_handler("skip"), ui.comparison_id, ui.outputs + [ui.board], api_visibility="private")
-        ui.refresh.click(lambda task: _board_rows(cmp.parse_task(task)), ui.task, ui.board,
-                         api_visibility="private", queue=False)
-        gr.api(vote, api_name="vote")
-        gr.api(leaderboard_api, api_name="leaderboard")
-    demo.reopen_inputs = ui.reopen_inputs
-    return demo
+    gr.Markdown(
+        "Send one input to several models at once and read the answers side by side. In **blind** mode the "
+        "columns are Model A, B, ... until you vote; votes build a per-task leaderboard."
+    )
+    ui = _Page(Task.COMPLETION)
+    # .input, not .change: re-opening a run sets the task and its targets together, and must not be reset
+    ui.task.input(on_task, ui.task, ui.task_outputs + ui.outputs, api_visibility="private", queue=False)
+    root.load(on_task, ui.task, ui.task_outputs + ui.outputs, api_visibility="private", queue=False)
+    ui.run.click(compare_page, ui.inputs, ui.outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
+    ui.api_trigger.click(compare, ui.inputs, ui.api_result, api_name="compare", concurrency_limit=CONCURRENCY)
+    for i, slot in enumerate(ui.slots):
+        slot[-1].click(_vote_handler(LETTERS[i]), ui.comparison_id, ui.outputs + [ui.board],
+                       api_visibility="private")
+    ui.tie.click(_vote_handler("tie"), ui.comparison_id, ui.outputs + [ui.board], api_visibility="private")
+    ui.skip.click(_vote_handler("skip"), ui.comparison_id, ui.outputs + [ui.board], api_visibility="private")
+    ui.refresh.click(lambda task: _board_rows(cmp.parse_task(task)), ui.task, ui.board,
+                     api_visibility="private", queue=False)
+    gr.api(vote, api_name="vote")
+    gr.api(leaderboard_api, api_name="leaderboard")
+    return ui.reopen_inputs
+
+
+def build() -> gr.Blocks:
+    return standalone(TITLE, layout)
 
 
 if __name__ == "__main__":

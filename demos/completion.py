@@ -7,7 +7,6 @@ streams `(history, stats)`. The page also shows the call as a Python program (`d
 from __future__ import annotations
 
 import time
-
 from dataclasses import asdict
 
 import gradio as gr
@@ -17,6 +16,7 @@ from adapters.types import CompletionParams, Task
 from demos import picker as picker_ui
 from demos import reproduce, run_log
 from demos.report import shows_errors, stats
+from demos.standalone import standalone
 
 TASK = Task.COMPLETION
 # Streams mostly wait on a vendor (local models queue on the device slot anyway), so many may run
@@ -98,38 +98,42 @@ def _text(content) -> str:
     return str(content)
 
 
-def build() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(
-            "Stream a reply from a language model. Try prompt engineering (a system prompt, few-shot "
-            "examples) and see what prompt injection does. Offline, the packaged SmolLM2-135M answers."
-        )
-        picker = picker_ui.build(TASK)
-        chatbot = gr.Chatbot(label="Conversation", height=380)
+def layout(root: gr.Blocks) -> list:
+    """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
+    `build()`'s page of its own); returns the inputs that `reopen` fills."""
+    gr.Markdown(
+        "Stream a reply from a language model. Try prompt engineering (a system prompt, few-shot "
+        "examples) and see what prompt injection does. Offline, the packaged SmolLM2-135M answers."
+    )
+    picker = picker_ui.build(TASK)
+    chatbot = gr.Chatbot(label="Conversation", height=380)
+    with gr.Row():
+        message = gr.Textbox(label="Message", placeholder="Ask something…", scale=5, lines=2, max_lines=8)
+        send = gr.Button("Send", variant="primary", scale=1)
+    with gr.Accordion("Parameters", open=False):
+        system = gr.Textbox(label="System prompt", lines=2, placeholder="You are a helpful assistant.")
         with gr.Row():
-            message = gr.Textbox(label="Message", placeholder="Ask something…", scale=5, lines=2, max_lines=8)
-            send = gr.Button("Send", variant="primary", scale=1)
-        with gr.Accordion("Parameters", open=False):
-            system = gr.Textbox(label="System prompt", lines=2, placeholder="You are a helpful assistant.")
-            with gr.Row():
-                max_tokens = gr.Slider(1, 4096, value=256, step=1, label="Max tokens")
-                temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
-                top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-        info = gr.Markdown()
-        program = reproduce.box()
-        clear = gr.Button("Clear chat", size="sm")
-        gr.Examples(EXAMPLES, inputs=[message])
+            max_tokens = gr.Slider(1, 4096, value=256, step=1, label="Max tokens")
+            temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
+            top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
+            seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+    info = gr.Markdown()
+    program = reproduce.box()
+    clear = gr.Button("Clear chat", size="sm")
+    gr.Examples(EXAMPLES, inputs=[message])
 
-        inputs = [message, chatbot, *picker.inputs, system, max_tokens, temperature, top_p, seed]
-        sent = gr.on([send.click, message.submit], chat, inputs, [chatbot, info, program.state], api_name="chat",
-                     concurrency_limit=CHAT_CONCURRENCY)
-        sent.success(lambda: "", outputs=message, api_visibility="private", queue=False)
-        program.after(sent)
-        clear.click(lambda: ([], "", ""), outputs=[chatbot, info, program.code], api_visibility="private", queue=False)
-        picker_ui.attach_refresh(demo, picker)
-    demo.reopen_inputs = [message, chatbot, picker.provider, system, max_tokens, temperature, top_p, seed]
-    return demo
+    inputs = [message, chatbot, *picker.inputs, system, max_tokens, temperature, top_p, seed]
+    sent = gr.on([send.click, message.submit], chat, inputs, [chatbot, info, program.state], api_name="chat",
+                 concurrency_limit=CHAT_CONCURRENCY)
+    sent.success(lambda: "", outputs=message, api_visibility="private", queue=False)
+    program.after(sent)
+    clear.click(lambda: ([], "", ""), outputs=[chatbot, info, program.code], api_visibility="private", queue=False)
+    picker_ui.attach_refresh(root, picker)
+    return [message, chatbot, picker.provider, system, max_tokens, temperature, top_p, seed]
+
+
+def build() -> gr.Blocks:
+    return standalone(TITLE, layout)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from adapters.types import Task
 from demos import corpus, reproduce, run_log
 from demos import picker as picker_ui
 from demos.report import shows_errors, stats
+from demos.standalone import standalone
 from demos.vector_index import ApproxIndex, ExactIndex, build_index
 
 TASK = Task.EMBEDDINGS
@@ -158,37 +159,41 @@ def reopen(run: dict) -> list:
     ]
 
 
+def layout(root: gr.Blocks) -> list:
+    """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
+    `build()`'s page of its own); returns the inputs that `reopen` fills."""
+    gr.Markdown(
+        "Semantic search: passages and query become vectors, and the nearest vectors are the closest in "
+        "meaning, even without shared words. Offline, the packaged all-MiniLM-L6-v2 embeds."
+    )
+    picker = picker_ui.build(TASK)
+    with gr.Row():
+        with gr.Column():
+            corpus_text = gr.Textbox(label="Corpus (paste text; blank lines separate passages)", lines=10,
+                                     value=SAMPLE_CORPUS)
+            files = gr.File(label="…or upload .txt, .md, .csv files", file_count="multiple",
+                            file_types=[".txt", ".md", ".csv"], type="filepath")
+            with gr.Row():
+                top_k = gr.Slider(1, 20, value=5, step=1, label="Top k")
+                passage_words = gr.Slider(20, 400, value=120, step=10, label="Passage size (words)")
+        with gr.Column():
+            query = gr.Textbox(label="Query", placeholder="a baby cat")
+            rerank = gr.Checkbox(label="Rerank the hits with Cohere (needs CO_API_KEY)", value=False)
+            run = gr.Button("Search", variant="primary")
+            hits = gr.Dataframe(headers=COLUMNS, label="Closest passages", wrap=True, interactive=False)
+            info = gr.Markdown()
+            program = reproduce.box()
+    gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]],
+                inputs=[query])
+    program.after(gr.on([run.click, query.submit], search,
+                        [query, corpus_text, files, top_k, passage_words, *picker.inputs, rerank],
+                        [hits, info, program.state], api_name="search", concurrency_limit=16))
+    picker_ui.attach_refresh(root, picker)
+    return [query, corpus_text, files, top_k, passage_words, picker.provider, rerank]
+
+
 def build() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(
-            "Semantic search: passages and query become vectors, and the nearest vectors are the closest in "
-            "meaning, even without shared words. Offline, the packaged all-MiniLM-L6-v2 embeds."
-        )
-        picker = picker_ui.build(TASK)
-        with gr.Row():
-            with gr.Column():
-                corpus_text = gr.Textbox(label="Corpus (paste text; blank lines separate passages)", lines=10,
-                                         value=SAMPLE_CORPUS)
-                files = gr.File(label="…or upload .txt, .md, .csv files", file_count="multiple",
-                                file_types=[".txt", ".md", ".csv"], type="filepath")
-                with gr.Row():
-                    top_k = gr.Slider(1, 20, value=5, step=1, label="Top k")
-                    passage_words = gr.Slider(20, 400, value=120, step=10, label="Passage size (words)")
-            with gr.Column():
-                query = gr.Textbox(label="Query", placeholder="a baby cat")
-                rerank = gr.Checkbox(label="Rerank the hits with Cohere (needs CO_API_KEY)", value=False)
-                run = gr.Button("Search", variant="primary")
-                hits = gr.Dataframe(headers=COLUMNS, label="Closest passages", wrap=True, interactive=False)
-                info = gr.Markdown()
-                program = reproduce.box()
-        gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]],
-                    inputs=[query])
-        program.after(gr.on([run.click, query.submit], search,
-                            [query, corpus_text, files, top_k, passage_words, *picker.inputs, rerank],
-                            [hits, info, program.state], api_name="search", concurrency_limit=16))
-        picker_ui.attach_refresh(demo, picker)
-    demo.reopen_inputs = [query, corpus_text, files, top_k, passage_words, picker.provider, rerank]
-    return demo
+    return standalone(TITLE, layout)
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ def example_dir() -> Path:
 def images() -> list[tuple[str, str]]:
     """[(png path, labels)] for the samples available; empty if scikit-image is not installed."""
     try:
-        from skimage import data
         from PIL import Image
+        from skimage import data
     except ImportError:
         return []
     folder = example_dir()

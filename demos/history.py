@@ -14,6 +14,7 @@ import functools
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -172,41 +173,55 @@ def _short(text: str) -> str:
     return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
 
 
-def build() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
-        info = gr.Markdown(where())
-        with gr.Row():
-            tab = gr.Dropdown(choices=[("all", "")], value="", label="Tab", allow_custom_value=True, scale=1)
-            provider = gr.Dropdown(choices=[("all", "")], value="", label="Provider", allow_custom_value=True, scale=1)
-            text = gr.Textbox(label="Contains", placeholder="words in the input, output, model or error", scale=2)
-            errors_only = gr.Checkbox(label="Errors only", value=False, scale=1)
-            refresh = gr.Button("Refresh", scale=1)
-        table = gr.Dataframe(headers=COLUMNS, label=f"Runs, newest first (at most {LIMIT})", interactive=False,
-                             wrap=True, max_height=420, column_widths=WIDTHS)
-        with gr.Row():
-            with gr.Column(scale=2):
-                run_id = gr.Textbox(label="Selected run (click a row)", max_lines=1)
-                open_button = gr.Button("Open in its tab", variant="primary")
-                record = gr.JSON(label="Run detail")
-                program = reproduce.code_box()
-            with gr.Column(scale=1):
-                image = gr.Image(label="Image of this run", type="pil", interactive=False, height=260)
-                fmt = gr.Radio(list(FORMATS), value="CSV", label="Export every run as")
-                export_button = gr.Button("Export")
-                file = gr.File(label="Exported runs", interactive=False)
+@dataclass(frozen=True)
+class Page:
+    """The History tab's components that `attach` wires to the rest of the app."""
+    filters: list
+    table: gr.Dataframe
+    run_id: gr.Textbox
+    open_button: gr.Button
 
-        filters = [tab, provider, text, errors_only]
-        gr.on([refresh.click, text.submit, tab.input, provider.input, errors_only.input], history, filters, table,
-              api_name="history")
-        refresh.click(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
-        demo.load(history, filters, table, api_visibility="private")
-        demo.load(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
-        demo.load(where, outputs=info, api_visibility="private", queue=False)
-        table.select(pick, None, run_id, api_visibility="private", queue=False)
-        run_id.change(detail, run_id, [record, image, program], api_visibility="private")
-        export_button.click(export, fmt, file, api_name="export")
-    demo.filters, demo.table, demo.run_id, demo.open_button = filters, table, run_id, open_button
-    return demo
+
+def layout(root: gr.Blocks) -> Page:
+    """The tab's components and events, built inside the open `root` Blocks."""
+    info = gr.Markdown(where())
+    with gr.Row():
+        tab = gr.Dropdown(choices=[("all", "")], value="", label="Tab", allow_custom_value=True, scale=1)
+        provider = gr.Dropdown(choices=[("all", "")], value="", label="Provider", allow_custom_value=True, scale=1)
+        text = gr.Textbox(label="Contains", placeholder="words in the input, output, model or error", scale=2)
+        errors_only = gr.Checkbox(label="Errors only", value=False, scale=1)
+        refresh = gr.Button("Refresh", scale=1)
+    table = gr.Dataframe(headers=COLUMNS, label=f"Runs, newest first (at most {LIMIT})", interactive=False,
+                         wrap=True, max_height=420, column_widths=WIDTHS)
+    with gr.Row():
+        with gr.Column(scale=2):
+            run_id = gr.Textbox(label="Selected run (click a row)", max_lines=1)
+            open_button = gr.Button("Open in its tab", variant="primary")
+            record = gr.JSON(label="Run detail")
+            program = reproduce.code_box()
+        with gr.Column(scale=1):
+            image = gr.Image(label="Image of this run", type="pil", interactive=False, height=260)
+            fmt = gr.Radio(list(FORMATS), value="CSV", label="Export every run as")
+            export_button = gr.Button("Export")
+            file = gr.File(label="Exported runs", interactive=False)
+
+    filters = [tab, provider, text, errors_only]
+    gr.on([refresh.click, text.submit, tab.input, provider.input, errors_only.input], history, filters, table,
+          api_name="history")
+    refresh.click(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
+    root.load(history, filters, table, api_visibility="private")
+    root.load(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
+    root.load(where, outputs=info, api_visibility="private", queue=False)
+    table.select(pick, None, run_id, api_visibility="private", queue=False)
+    run_id.change(detail, run_id, [record, image, program], api_visibility="private")
+    export_button.click(export, fmt, file, api_name="export")
+    return Page(filters, table, run_id, open_button)
+
+
+def build() -> gr.Blocks:
+    with gr.Blocks(title=TITLE) as page:
+        layout(page)
+    return page
 
 
 @shows_errors
@@ -224,15 +239,15 @@ def open_in_tab(run_id, targets: dict[str, Reopener]) -> list:
     return [gr.Tabs(selected=run["tab"]), *values]
 
 
-def attach(demo: gr.Blocks, tabs: gr.Tabs, history_tab: gr.Tab, targets: dict[str, Reopener]) -> None:
+def attach(page: Page, tabs: gr.Tabs, history_tab: gr.Tab, targets: dict[str, Reopener]) -> None:
     """Wire the History tab into the app (call inside the app's Blocks, after every tab is
     rendered): "Open in its tab" fills the run's tab and switches to it, and the table is
     refreshed whenever the History tab is opened. `targets` maps a tab id to its `reopen`
     function and the components that function fills."""
     outputs = [tabs] + [c for _, components in targets.values() for c in components]
-    demo.open_button.click(lambda run_id: open_in_tab(run_id, targets), demo.run_id, outputs,
+    page.open_button.click(lambda run_id: open_in_tab(run_id, targets), page.run_id, outputs,
                            api_visibility="private")
-    history_tab.select(history, demo.filters, demo.table, api_visibility="private")
+    history_tab.select(history, page.filters, page.table, api_visibility="private")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from adapters.types import ImageParams, Task
 from demos import picker as picker_ui
 from demos import reproduce, run_log
 from demos.report import shows_errors, stats
+from demos.standalone import standalone
 
 TASK = Task.IMAGE_GENERATION
 TAB = "image-generation"  # the tab's id in the app and in the run log
@@ -63,36 +64,40 @@ def reopen(run: dict) -> list:
     ]
 
 
+def layout(root: gr.Blocks) -> list:
+    """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
+    `build()`'s page of its own); returns the inputs that `reopen` fills."""
+    gr.Markdown(
+        "A diffusion model turns noise into an image, one denoising step at a time, guided by your text. "
+        "SD-Turbo needs 1-4 steps and no guidance."
+    )
+    picker = picker_ui.build(TASK)
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a watercolor painting of a lighthouse")
+            negative = gr.Textbox(label="Negative prompt (used when guidance > 1)", lines=1)
+            # Numbers, not sliders: out-of-range values reach adapters.inputs, whose message names them
+            with gr.Row():
+                steps = gr.Number(value=1, precision=0, label="Steps (1-100)")
+                guidance = gr.Number(value=0.0, step=0.5, label="Guidance (0: off)")
+                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+            with gr.Row():
+                width = gr.Number(value=512, precision=0, step=64, label="Width (multiple of 8)")
+                height = gr.Number(value=512, precision=0, step=64, label="Height (multiple of 8)")
+            run = gr.Button("Generate", variant="primary")
+        with gr.Column():
+            image = gr.Image(label="Result", type="pil", format="png")
+            info = gr.Markdown()
+            program = reproduce.box()
+    gr.Examples(EXAMPLES, inputs=[prompt])
+    program.after(run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs],
+                            [image, info, program.state], api_name="generate", concurrency_limit=16))
+    picker_ui.attach_refresh(root, picker)
+    return [prompt, negative, steps, width, height, guidance, seed, picker.provider]
+
+
 def build() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(
-            "A diffusion model turns noise into an image, one denoising step at a time, guided by your text. "
-            "SD-Turbo needs 1-4 steps and no guidance."
-        )
-        picker = picker_ui.build(TASK)
-        with gr.Row():
-            with gr.Column():
-                prompt = gr.Textbox(label="Prompt", lines=2, placeholder="a watercolor painting of a lighthouse")
-                negative = gr.Textbox(label="Negative prompt (used when guidance > 1)", lines=1)
-                # Numbers, not sliders: out-of-range values reach adapters.inputs, whose message names them
-                with gr.Row():
-                    steps = gr.Number(value=1, precision=0, label="Steps (1-100)")
-                    guidance = gr.Number(value=0.0, step=0.5, label="Guidance (0: off)")
-                    seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-                with gr.Row():
-                    width = gr.Number(value=512, precision=0, step=64, label="Width (multiple of 8)")
-                    height = gr.Number(value=512, precision=0, step=64, label="Height (multiple of 8)")
-                run = gr.Button("Generate", variant="primary")
-            with gr.Column():
-                image = gr.Image(label="Result", type="pil", format="png")
-                info = gr.Markdown()
-                program = reproduce.box()
-        gr.Examples(EXAMPLES, inputs=[prompt])
-        program.after(run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs],
-                                [image, info, program.state], api_name="generate", concurrency_limit=16))
-        picker_ui.attach_refresh(demo, picker)
-    demo.reopen_inputs = [prompt, negative, steps, width, height, guidance, seed, picker.provider]
-    return demo
+    return standalone(TITLE, layout)
 
 
 if __name__ == "__main__":

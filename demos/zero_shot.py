@@ -14,6 +14,7 @@ from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
+from demos.standalone import standalone
 
 TASK = Task.ZERO_SHOT
 TAB = "zero-shot"  # the tab's id in the app and in the run log
@@ -40,30 +41,34 @@ def reopen(run: dict) -> list:
     return [run_log.open_image(inputs.get("image")), inputs.get("labels", ""), run.get("provider")]
 
 
+def layout(root: gr.Blocks) -> list:
+    """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
+    `build()`'s page of its own); returns the inputs that `reopen` fills."""
+    gr.Markdown(
+        "No training, no fixed classes: a contrastive image-text model embeds the image and each label, "
+        "and the closest label wins. Write labels as short captions (\"a photo of a cat\") for better scores."
+    )
+    picker = picker_ui.build(TASK)
+    with gr.Row():
+        with gr.Column():
+            image = ImageUpload(label="Image", height=300)
+            labels = gr.Textbox(label="Candidate labels (comma separated)", value="a cat, a dog, a car")
+            run = gr.Button("Classify", variant="primary")
+        with gr.Column():
+            scores = gr.Label(label="Scores", num_top_classes=10)
+            info = gr.Markdown()
+            program = reproduce.box()
+    samples = examples.images()
+    if samples:
+        gr.Examples([list(s) for s in samples], inputs=[image, labels])
+    program.after(run.click(classify, [image, labels, *picker.inputs], [scores, info, program.state],
+                            api_name="classify", concurrency_limit=16))
+    picker_ui.attach_refresh(root, picker)
+    return [image, labels, picker.provider]
+
+
 def build() -> gr.Blocks:
-    with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(
-            "No training, no fixed classes: a contrastive image-text model embeds the image and each label, "
-            "and the closest label wins. Write labels as short captions (\"a photo of a cat\") for better scores."
-        )
-        picker = picker_ui.build(TASK)
-        with gr.Row():
-            with gr.Column():
-                image = ImageUpload(label="Image", height=300)
-                labels = gr.Textbox(label="Candidate labels (comma separated)", value="a cat, a dog, a car")
-                run = gr.Button("Classify", variant="primary")
-            with gr.Column():
-                scores = gr.Label(label="Scores", num_top_classes=10)
-                info = gr.Markdown()
-                program = reproduce.box()
-        samples = examples.images()
-        if samples:
-            gr.Examples([list(s) for s in samples], inputs=[image, labels])
-        program.after(run.click(classify, [image, labels, *picker.inputs], [scores, info, program.state],
-                                api_name="classify", concurrency_limit=16))
-        picker_ui.attach_refresh(demo, picker)
-    demo.reopen_inputs = [image, labels, picker.provider]
-    return demo
+    return standalone(TITLE, layout)
 
 
 if __name__ == "__main__":

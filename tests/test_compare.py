@@ -75,7 +75,9 @@ def test_a_comparison_takes_about_the_slowest_target_not_the_sum(timed_providers
     assert [o.ok for o in result.outcomes] == [True, True, True]
     assert [result.outputs[i] for i in range(3)] == ["echo: one two three"] * 3
     assert 0.8 <= wall < 0.8 + SLACK_S < sum(delays.values())
-    assert {o.target.provider: round(o.elapsed_s, 1) for o in result.outcomes} == {"tortoise": 0.8, "hare": 0.2, "fox": 0.4}
+    elapsed = {o.target.provider: o.elapsed_s for o in result.outcomes}
+    assert all(delays[name] <= elapsed[name] <= wall for name in delays)  # each its own time, not the slowest's
+    assert elapsed["hare"] < elapsed["fox"] < elapsed["tortoise"]
 
 
 @pytest.mark.parametrize("task", [Task.ZERO_SHOT, Task.CAPTIONING, Task.IMAGE_GENERATION])
