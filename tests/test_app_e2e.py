@@ -29,7 +29,7 @@ def client():
     import app
 
     app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                    max_file_size=app.MAX_UPLOAD)
+                    **app.launch_options())
     try:
         yield Client(app.demo.local_url, verbose=False)
     finally:
