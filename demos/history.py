@@ -68,7 +68,7 @@ def export(fmt):
     suffix, write = FORMATS[fmt]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = Path(tempfile.mkdtemp(prefix="fmg-export-")) / f"fm-gallery-runs-{stamp}.{suffix}"
-    count = write(target)
+    count = write(target, shown=_masked)  # a blind comparison's names stay hidden until its vote
     gr.Info(f"Exported {count:,} run{'s' if count != 1 else ''}.")
     return str(target)
 

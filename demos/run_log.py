@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -453,9 +453,15 @@ def distinct(column: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def export_csv(target: str | os.PathLike) -> int:
-    """Write every run, newest first, as CSV (JSON columns as JSON text, NULL as an empty cell);
-    the number of runs written."""
+Shown = Callable[[dict[str, Any]], dict[str, Any]]  # a run as an export may show it (e.g. masked)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
+
+
+def export_csv(target: str | os.PathLike, shown: Shown = lambda run: run) -> int:
+    """Write every run, newest first, as `shown` gives it, as CSV (JSON columns as JSON text,
+    NULL as an empty cell); the number of runs written. A text cell that a spreadsheet would
+    read as a formula (it starts with = + - @) gets a leading apostrophe, as OWASP advises: a
+    prompt or a model's answer must not run in whoever opens the file."""
     count = 0
 
     def write(f):
@@ -463,8 +469,10 @@ def export_csv(target: str | os.PathLike) -> int:
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(COLUMNS)
-        for row in _select(raw=True):
-            writer.writerow(["" if row[c] is None else row[c] for c in COLUMNS])
+        for run in _select():
+            run = shown(run)
+            writer.writerow([_csv_cell(_json(run[c]) if c in JSON_COLUMNS and run[c] is not None else run[c])
+                             for c in COLUMNS])
             count += 1
         text.flush()
         text.detach()
@@ -473,14 +481,23 @@ def export_csv(target: str | os.PathLike) -> int:
     return count
 
 
-def export_jsonl(target: str | os.PathLike) -> int:
-    """Write every run, newest first, one JSON object a line (JSON columns nested); the count."""
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def export_jsonl(target: str | os.PathLike, shown: Shown = lambda run: run) -> int:
+    """Write every run, newest first, as `shown` gives it, one JSON object a line (JSON columns
+    nested); the count."""
     count = 0
 
     def write(f):
         nonlocal count
-        for row in _select():
-            f.write(_json(row).encode("utf-8") + b"\n")
+        for run in _select():
+            f.write(_json(shown(run)).encode("utf-8") + b"\n")
             count += 1
 
     _write_atomically(Path(target), write)
@@ -488,7 +505,7 @@ def export_jsonl(target: str | os.PathLike) -> int:
 
 
 def _select(tab: str | None = None, provider: str | None = None, text: str | None = None, errors_only: bool = False,
-            limit: int | None = None, raw: bool = False) -> Iterator[dict[str, Any]]:
+            limit: int | None = None) -> Iterator[dict[str, Any]]:
     path = location()
     if path is None or not path.exists():
         return
@@ -511,7 +528,7 @@ def _select(tab: str | None = None, provider: str | None = None, text: str | Non
         sql += " LIMIT ?"
         args.append(max(0, int(limit)))
     for row in _connection(path).execute(sql, args):
-        yield dict(row) if raw else _decoded(row)
+        yield _decoded(row)
 
 
 def _decoded(row: sqlite3.Row) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import pathlib
 import re
 import time
 import uuid
@@ -374,13 +375,18 @@ def test_history_hides_a_blind_comparisons_names_until_the_vote(timed_providers)
 
     a, b = timed_providers("secret-alpha", 0.01), timed_providers("secret-beta", 0.01)
     done = finished(Task.COMPLETION, [a, b], Form(prompt="hello"), blind=True)
-    shown = repr(history.history("compare", "", "", False)) + repr(
-        [history.detail(r["id"]) for r in run_log_runs()])
-    assert "secret-alpha" not in shown and "secret-beta" not in shown and history.HIDDEN in shown
+
+    def shown() -> str:
+        exports = [pathlib.Path(history.export(fmt)).read_text(encoding="utf-8") for fmt in history.FORMATS]
+        return repr(history.history("compare", "", "", False)) + repr(
+            [history.detail(r["id"]) for r in run_log_runs()]) + "".join(exports)
+
+    before = shown()
+    assert "secret-alpha" not in before and "secret-beta" not in before and history.HIDDEN in before
 
     comparison.vote(done.id, "tie")
-    shown = repr(history.history("compare", "", "", False))
-    assert "secret-alpha" in shown and "secret-beta" in shown
+    after = shown()
+    assert "secret-alpha" in after and "secret-beta" in after and history.HIDDEN not in after
 
 
 def run_log_runs():

