@@ -1,9 +1,9 @@
 """Target 7: `python app.py` to its first served page, and its idle memory, against a bare Gradio
 app with the same number of tabs (`bench/bare_app.py`: a few components and one event per tab),
 started the same way. A third process, the bare app with each tab built as a `gr.Blocks` of its
-own and rendered into its tab (as app.py assembles its demos), shows what that pattern costs:
-Gradio builds a FastAPI app (about 80 routes) when a Blocks is created and again when its
-`with` block closes.
+own and rendered into its tab (as app.py assembled its demos until it built them all into one
+Blocks), shows what that pattern costs: Gradio builds a FastAPI app (about 80 routes) when a
+Blocks is created and again when its `with` block closes.
 
 Each run starts the script in a fresh process on a free port and polls `GET /` every 10 ms until
 it answers 200: that is the time to first page. One second later the process's resident memory
@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
                                                        **result},
                          [("first page: from starting the process to GET / answering 200 (polled every 10 ms); idle RSS: "
                           "VmRSS one second later"),
-                          "bare_blocks: the bare app with a gr.Blocks per tab rendered into it, as app.py builds its tabs"])
+                          "bare_blocks: the bare app with a gr.Blocks per tab rendered into it (app.py's former pattern)"])
 
 
 if __name__ == "__main__":
