@@ -4,6 +4,7 @@ Each adapter resolves its model reference to local weights, loads the runner onc
 all callers) and converts runner failures into the project's errors. Local calls take turns on
 the device slot; embeddings and CLIP scoring requests that arrive together are first joined
 into one model call (`local_models.batching`), which then takes the slot once for all of them.
+A CLIP image is resized in its caller's thread before that, holding neither the slot nor a batch.
 """
 
 from __future__ import annotations
@@ -121,17 +122,17 @@ _batchers: dict[tuple[Task, str, str], MicroBatcher] = {}  # (task, model, runne
 _batchers_lock = threading.Lock()
 
 
-def _run_batched(adapter, method: str, items: list, key, max_items: int):
+def _run_batched(adapter, runner, method: str, items: list, key, max_items: int):
     """`runner.<method>(items, key)` for this caller. With batching on (the default; `FMG_BATCHING=off`
     turns it off) the items of concurrent callers with the same key are joined into one call: the
     batcher collects them before the device slot is taken, or the slot would let one through at a time.
+    The caller loads `runner` first, so that a model that cannot load fails it alone, before any queue.
     """
     from local_models import batching
 
-    load_runner(adapter.task, adapter.model)  # a model that cannot load fails this caller, before any queue
     with _errors(adapter.model, take_slot=False):
         if not batching.enabled():
-            return _run_slotted(adapter.task, adapter.model, method, items, key)
+            return _call_slotted(runner, method, items, key)
         name = (adapter.task, adapter.model, method)
         with _batchers_lock:
             if name not in _batchers:
@@ -142,9 +143,12 @@ def _run_batched(adapter, method: str, items: list, key, max_items: int):
 
 
 def _run_slotted(task: Task, model: str, method: str, items: list, key):
+    return _call_slotted(load_runner(task, model), method, items, key)
+
+
+def _call_slotted(runner, method: str, items: list, key):
     from local_models.device import slot
 
-    runner = load_runner(task, model)
     with slot():
         return getattr(runner, method)(items, key)
 
@@ -160,7 +164,10 @@ class LocalClassifier(ZeroShotClassifier):
     max_batch = 64  # images per model call when concurrent requests with the same labels are joined
 
     def _classify(self, image, labels):
-        return _run_batched(self, "scores_batch", [image], tuple(labels), self.max_batch)[0]
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model, take_slot=False):  # in this thread, while the model serves other callers
+            pixels = runner.prepare(image)
+        return _run_batched(self, runner, "scores_batch", [pixels], tuple(labels), self.max_batch)[0]
 
 
 class LocalCaptioner(Captioner):
@@ -181,7 +188,7 @@ class LocalEmbedder(Embedder):
     max_batch = 256
 
     def _embed(self, texts, kind):
-        return _run_batched(self, "embed", texts, kind, self.max_batch)
+        return _run_batched(self, load_runner(self.task, self.model), "embed", texts, kind, self.max_batch)
 
 
 def providers() -> list[Provider]:

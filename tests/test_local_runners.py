@@ -196,6 +196,24 @@ def test_clip_batch_matches_single_images(tiny):
         assert row == pytest.approx(runner.scores(image, labels), abs=1e-5)
 
 
+def test_clip_prepare_gives_the_processors_pixels(tiny):
+    """`prepare` (in the caller's thread) + the batch's scaling reproduce the processor exactly."""
+    runner = load_runner(Task.ZERO_SHOT, str(tiny("clip")))
+    assert runner._steps is not None  # the fast path is the one in use
+    rng = np.random.default_rng(1)
+    noise = Image.fromarray(rng.integers(0, 256, (61, 97, 3), dtype=np.uint8))
+    rgba = Image.fromarray(rng.integers(0, 256, (45, 33, 4), dtype=np.uint8), "RGBA")
+    images = [noise, noise.transpose(Image.Transpose.ROTATE_90), noise.convert("L"), rgba, picture("red", (300, 41))]
+    for image in images:
+        expected = runner.processor(images=[image], return_tensors="pt")["pixel_values"]
+        mine = runner._model_input(runner.prepare(image)[None])
+        assert mine.shape == expected.shape
+        assert np.allclose(mine.numpy(), expected.numpy(), atol=1e-5), image.mode
+    # prepared pixels and PIL images score the same
+    labels = ["cat", "dog"]
+    assert runner.scores_batch([runner.prepare(noise)], labels) == runner.scores_batch([noise], labels)
+
+
 def test_clip_prompt_template():
     from local_models.clip import prompt_for
 
