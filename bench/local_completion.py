@@ -8,7 +8,8 @@ plain `generate()`.
 
 GGUF: the app's side is `registry.get(Task.COMPLETION, "local")` (the packaged SmolLM2-135M
 Q4_1 GGUF through `LlamaCppChat`), streamed; the baseline is a second `Llama` on the same file
-with the runner's settings (n_ctx, n_threads = all cores), `create_chat_completion(stream=True)`.
+with the runner's settings (n_ctx, n_threads = all cores, llama.cpp's extra buffer types on or
+off as `local_models.llama_open` decides for this CPU), `create_chat_completion(stream=True)`.
 Greedy, the same new prompt for both sides each round, sides interleaved.
 Tokens/s is the decode rate, (tokens - 1) / (last token time - first token time).
 
@@ -57,16 +58,15 @@ class Stream:
 
 
 def gguf(rounds: int, max_tokens: int) -> tuple[list, dict]:
-    from llama_cpp import Llama
-
     from adapters import registry
     from adapters.local import load_runner
     from adapters.types import CompletionParams, Task
     from local_models import chat_gguf
+    from local_models.llama_open import open_llama
 
     adapter = registry.get(Task.COMPLETION, "local")
     runner = load_runner(Task.COMPLETION, adapter.model)
-    direct = Llama(model_path=runner.llama.model_path, n_ctx=chat_gguf.N_CTX, n_threads=os.cpu_count(), verbose=False)
+    direct = open_llama(runner.llama.model_path, n_ctx=chat_gguf.N_CTX, n_threads=os.cpu_count(), verbose=False)
     params = CompletionParams(max_tokens=max_tokens, temperature=0.0, seed=1)
     counter = iter(range(10_000))
     texts: dict[str, list[str]] = {"app": [], "direct": []}

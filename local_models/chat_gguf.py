@@ -28,9 +28,9 @@ class LlamaCppChat:
 
     @classmethod
     def from_pretrained(cls, path: Path) -> LlamaCppChat:
-        from llama_cpp import Llama
+        from local_models.llama_open import open_llama
 
-        return cls(Llama(model_path=str(path), n_ctx=N_CTX, n_threads=os.cpu_count(), verbose=False))
+        return cls(open_llama(path, n_ctx=N_CTX, n_threads=os.cpu_count(), verbose=False))
 
     def stream(self, messages: list[Message], params: CompletionParams) -> Iterator[str | Usage | Finish]:
         """Text deltas, then `Usage`, then `Finish("stop" | "length")`.

