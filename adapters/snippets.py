@@ -644,8 +644,12 @@ def _llama_cpp_chat(call: Call) -> str:
                "temperature": call.temperature, "top_p": call.top_p}
     if call.seed is not None:
         request["seed"] = call.seed
-    return program(call, [*imports, "import os", "from llama_cpp import Llama"], weights, [
-        f"llm = Llama(model_path=str(model_path), n_ctx={N_CTX}, n_threads=os.cpu_count(), verbose=False)",
+    opening = [f"llm = Llama(model_path=str(model_path), n_ctx={N_CTX}, n_threads=os.cpu_count(), verbose=False)"]
+    library = "from llama_cpp import Llama"
+    if not _llama_extra_buffers_safe(call.model):
+        library, opening = "from llama_cpp import Llama, llama_cpp", [*WITHOUT_EXTRA_BUFFERS, *opening]
+    return program(call, [*imports, "import os", library], weights, [
+        *opening,
         assign("messages", call.messages),
     ], [
         _seed_note(call),
@@ -653,6 +657,31 @@ def _llama_cpp_chat(call: Call) -> str:
         '    print(chunk["choices"][0]["delta"].get("content") or "", end="", flush=True)',
         "print()",
     ])
+
+
+WITHOUT_EXTRA_BUFFERS = [
+    "# This CPU reports AMX, but llama.cpp's AMX kernels crashed in the app's check: the app opens the",
+    "# model without llama.cpp's extra buffer types (Llama() has no argument for that), and so does this.",
+    "defaults = llama_cpp.llama_model_default_params",
+    "def without_extra_buffers():",
+    "    params = defaults()",
+    "    params.use_extra_bufts = False",
+    "    return params",
+    "llama_cpp.llama_model_default_params = without_extra_buffers",
+]
+
+
+def _llama_extra_buffers_safe(model: str) -> bool:
+    """Did (or would) the app open this GGUF with llama.cpp's extra buffer types (`local_models.llama_open`)?"""
+    from adapters.errors import FMError
+    from adapters.local import GGUF_RUNNER
+    from local_models import llama_open, weights
+
+    try:
+        path = weights.resolve(model, GGUF_RUNNER.marker)
+    except FMError:
+        return True  # no file to check: the plain program
+    return llama_open.extra_buffers_are_safe(path)
 
 
 def _transformers_chat(call: Call) -> str:

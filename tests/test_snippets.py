@@ -376,6 +376,22 @@ def test_the_local_gguf_program_writes_the_apps_reply(tmp_path):
     assert out.strip() == app.text.strip() and app.text.strip()
 
 
+@pytest.mark.parametrize("safe", [True, False])
+def test_the_gguf_program_opens_the_model_as_the_app_does_on_this_cpu(tmp_path, monkeypatch, safe):
+    from local_models import llama_open
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    checked = []
+    monkeypatch.setattr(llama_open, "extra_buffers_are_safe", lambda path: checked.append(path) or safe)
+    code = snippets.snippet(Task.COMPLETION, "local", str(model), {"messages": [{"role": "user", "content": "hi"}]},
+                            asdict(CompletionParams(max_tokens=4)))
+    ast.parse(code)
+    assert checked == [model]
+    assert ("params.use_extra_bufts = False" in code) is not safe
+    assert code.index("Llama(model_path") > code.find("llama_model_default_params = without_extra_buffers")
+
+
 def test_generating_programs_imports_no_sdk_torch_or_runner():
     code = (
         "import sys\n"
