@@ -3,7 +3,8 @@
 `FMG_RUN_LOG` names the database file (default `~/.fm-gallery/runs.sqlite3`); `FMG_RUN_LOG=off`
 turns logging off. Images live next to it as PNG files (`images/<run id>.png` for generated
 ones, `uploads/<content hash>.<ext>` for the user's own, which Gradio would delete) and only
-their paths, relative to the log folder, are stored.
+their paths, relative to the log folder, are stored. Those files are kept within a size budget
+(`FMG_RUN_LOG_IMAGES_MB`, `demos.image_budget`): past it, the oldest go.
 
 Why it survives concurrent runs and a killed process:
 - WAL journal: readers never block the writer, and a commit is one append to the `-wal` file,
@@ -48,6 +49,7 @@ from typing import Any, Self
 from adapters.errors import FMError
 from adapters.keys import REDACTED, redact
 from adapters.types import Completion, GeneratedImages, Result, Task
+from demos import image_budget
 from demos.sqlite_wal import open_wal
 
 log = logging.getLogger("fm_gallery.run_log")
@@ -292,6 +294,7 @@ class Run:
             return self._clean(self.output), None
         relative = f"images/{self.id}.png"
         _save_png(self.output, folder / relative)
+        image_budget.added(folder, (folder / relative).stat().st_size)
         stored = {"image": relative, "width": self.output.width, "height": self.output.height}
         if isinstance(self.result, GeneratedImages) and self.result.seed is not None:
             stored["seed"] = self.result.seed  # the seed actually used, so re-opening reproduces it
@@ -420,8 +423,12 @@ def _keep_upload(image: Any, folder: Path) -> str | None:
         return None
     relative = f"uploads/{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
     target = folder / relative
-    if not target.exists():
+    if target.exists():
+        with contextlib.suppress(OSError):
+            os.utime(target)  # used again: the image budget removes it last
+    else:
         _write_atomically(target, lambda f: f.write(data))
+        image_budget.added(folder, len(data))
     return relative
 
 
