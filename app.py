@@ -7,7 +7,9 @@ or loaded here: models load on first use, vendor SDKs on first call.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import inspect
 import logging
 import sys
 
@@ -34,6 +36,20 @@ def spare_gradio_a_failed_import() -> None:
         sys.modules["matplotlib"] = None
 
 
+def spare_gradio_signature_lookups(blocks: gr.Blocks) -> None:
+    """Gradio describes every component of the page to each new session (and to each page load)
+    through `Block.get_config`, which calls `inspect.signature(cls.__init__)` for every block,
+    every time: 57% of the 38 ms a new session cost this app's 269 blocks. A function's
+    `__signature__` is where `inspect.signature` looks first (PEP 362), so each component class's
+    `__init__` is given the signature it has, computed once: the same answer, 2.5x sooner."""
+    for cls in {type(block) for block in blocks.blocks.values()}:
+        for ancestor in cls.__mro__:
+            init = ancestor.__dict__.get("__init__")
+            if inspect.isfunction(init) and "__signature__" not in init.__dict__:
+                with contextlib.suppress(TypeError, ValueError):
+                    init.__signature__ = inspect.signature(init)
+
+
 def build() -> gr.Blocks:
     # One Blocks for the whole page: Gradio builds a server app for every Blocks it creates, so a
     # Blocks per tab would cost about a fifth of the start time.
@@ -50,6 +66,7 @@ def build() -> gr.Blocks:
     # Local models serialise themselves on one device slot (adapters.local); vendor calls and
     # queued local calls may wait concurrently, up to each listener's concurrency_limit.
     blocks.queue(max_size=256, default_concurrency_limit=16)
+    spare_gradio_signature_lookups(blocks)
     return blocks
 
 

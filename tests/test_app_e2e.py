@@ -141,3 +141,29 @@ def test_offline_defaults_answer_with_real_packaged_models(client):
     corpus_text = "A kitten is a young cat.\n\nThe stock market fell today.\n\nRockets launch into orbit."
     table, _ = client.predict("baby cat", corpus_text, None, 3, 120, "local", "", api_name="/search")
     assert table["data"][0][3] == "A kitten is a young cat."
+
+
+def test_precomputed_signatures_leave_what_gradio_sends_unchanged():
+    """app.spare_gradio_signature_lookups only saves time: the page config and each session's copy
+    are the same as Gradio computes them without it."""
+    import inspect
+    import json
+
+    import app
+    from gradio.state_holder import SessionState
+
+    inits = {ancestor.__dict__["__init__"] for block in app.demo.blocks.values() for ancestor in type(block).__mro__
+             if inspect.isfunction(ancestor.__dict__.get("__init__"))}
+    given = {init: init.__dict__.pop("__signature__") for init in inits if "__signature__" in init.__dict__}
+    assert len(given) >= 10  # the components' constructors had theirs
+
+    def described() -> tuple[str, str]:
+        return (json.dumps(app.demo.get_config_file(), sort_keys=True, default=str),
+                json.dumps(SessionState(app.demo).config_values, sort_keys=True, default=str))
+
+    try:
+        plain = described()
+    finally:
+        app.spare_gradio_signature_lookups(app.demo)
+    assert all(inspect.signature(init) == signature for init, signature in given.items())
+    assert described() == plain
