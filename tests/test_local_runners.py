@@ -116,6 +116,25 @@ def test_chat_without_a_template_uses_a_plain_transcript(tiny):
     assert result.usage.output_tokens == 4
 
 
+def test_chat_replies_share_one_worker_thread_that_outlives_a_failure(tiny, monkeypatch):
+    runner = load_runner(Task.COMPLETION, str(tiny("llama")))
+    params = CompletionParams(max_tokens=3, temperature=0)
+    list(runner.stream(USER, params))
+    worker = runner._worker._thread
+    original, threads = runner.model.generate, []
+
+    def failing(**kwargs):
+        threads.append(threading.current_thread())
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(runner.model, "generate", failing)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(runner.stream(USER, params))
+    monkeypatch.setattr(runner.model, "generate", original)
+    assert [t for t in runner.stream(USER, params) if isinstance(t, str)]
+    assert threads == [worker] and runner._worker._thread is worker and worker.is_alive()
+
+
 def test_closing_a_chat_stream_early_stops_generation(tiny):
     from local_models.device import slot
 
@@ -127,7 +146,9 @@ def test_closing_a_chat_stream_early_stops_generation(tiny):
     started = time.perf_counter()
     events.close()
     assert time.perf_counter() - started < 2.0  # 4000 tokens would take far longer
-    assert generation_threads() == []
+    runner = load_runner(Task.COMPLETION, str(tiny("llama")))
+    assert runner._lock.acquire(blocking=False)  # generate has returned: its worker holds the lock while it runs
+    runner._lock.release()
     assert slot().acquire(blocking=False)  # the device slot was given back
     slot().release()
     assert adapter.complete(USER, CompletionParams(max_tokens=2)).usage.output_tokens == 2
