@@ -1,8 +1,9 @@
 """Chat with a causal language model saved in the transformers format.
 
-`generate` runs in the runner's own worker thread and feeds a `TextIteratorStreamer`; this generator yields
-the streamer's text as it arrives. A stopping criterion polls a flag, so a consumer that stops
-reading (closes the generator) also stops the worker after at most one more token.
+`generate` runs in the runner's own worker thread and feeds a `TextIteratorStreamer`; this
+generator yields the streamer's text as it arrives. A stopping criterion polls a flag, so a
+consumer that stops reading (closes the generator) also stops generation after at most one
+more token.
 """
 
 from __future__ import annotations

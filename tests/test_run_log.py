@@ -26,50 +26,6 @@ from demos import captioning, completion, embeddings_search, history, image_gene
 from tests.fakes.providers import FakeCaptioner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-def noise(seed: int, side: int = 64) -> Image.Image:
-    """A picture PNG cannot compress: its file is about side * side * 3 bytes."""
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8))
-
-
-def image_files(log_path: pathlib.Path) -> list[pathlib.Path]:
-    return [p for sub in ("images", "uploads") if (log_path.parent / sub).exists()
-            for p in (log_path.parent / sub).iterdir()]
-
-
-def record(i: int, upload: Image.Image | None = None) -> dict:
-    """One image-generation run whose output is noise(i), with `upload` among its inputs."""
-    inputs = {"image": run_log.Upload(upload)} if upload is not None else {}
-    with run_log.run(tab="image-generation", task=Task.IMAGE_GENERATION, provider="fake", inputs=inputs) as run:
-        run.done(fake_result(i), output=noise(i))
-    time.sleep(0.02)  # distinct modification times
-    return run_log.get(run.id)
-
-
-def test_image_files_stay_within_their_budget_oldest_first(log_path, monkeypatch):
-    from demos import image_budget
-
-    monkeypatch.setattr(image_budget, "_totals", {})
-    one = len(noise(0).tobytes())  # a PNG of noise(i) is a little over this
-    monkeypatch.setenv("FMG_RUN_LOG_IMAGES_MB", str(3.5 * one / 2**20))  # room for three files, not four
-    photo = noise(100)
-    runs = [record(0, upload=photo), record(1), record(2, upload=photo), record(3)]
-    # four runs wrote five files: o0, K (the upload), o1, o2 (K used again: touched), o3
-    assert len(image_files(log_path)) == 3
-    assert [run_log.open_image(run["image_path"]) is not None for run in runs] == [False, False, True, True]
-    assert run_log.open_image(runs[2]["inputs"]["image"]) is not None  # touched at run 2, it outlived o1
-    assert len(run_log.query()) == 4  # the runs themselves all stay
-    for i in range(4, 12):
-        record(i, upload=noise(1000 + i))
-        assert sum(p.stat().st_size for p in image_files(log_path)) <= 3.5 * one
-    assert run_log.open_image(run_log.query()[0]["image_path"]).size == (64, 64)
-
-
-def test_an_image_budget_of_zero_keeps_everything(log_path, monkeypatch):
-    monkeypatch.setenv("FMG_RUN_LOG_IMAGES_MB", "0")
-    for i in range(4):
-        with run_log.run(tab="image-generation", task=Task.IMAGE_GENERATION, provider="fake") as run:
-            run.done(fake_result(i), output=noise(i))
-    assert len(image_files(log_path)) == 4
 
 
 SECRET = "sk-sess-Zq8vN3rT5wXyK2mB7hJ4"  # distinctive, so a byte search cannot miss it
@@ -480,3 +436,51 @@ def test_writes_from_a_second_process_meanwhile(log_path):
     runs = run_log.query(limit=None)
     assert sorted(r["inputs"]["p"] for r in runs) == ["child"] * 100 + ["parent"] * 100
     assert integrity(log_path) == "ok"
+
+
+# --- image files within their budget ---------------------------------------------------------------
+
+def noise(seed: int, side: int = 64) -> Image.Image:
+    """A picture PNG cannot compress: its file is about side * side * 3 bytes."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8))
+
+
+def image_files(log_path: pathlib.Path) -> list[pathlib.Path]:
+    return [p for sub in ("images", "uploads") if (log_path.parent / sub).exists()
+            for p in (log_path.parent / sub).iterdir()]
+
+
+def record(i: int, upload: Image.Image | None = None) -> dict:
+    """One image-generation run whose output is noise(i), with `upload` among its inputs."""
+    inputs = {"image": run_log.Upload(upload)} if upload is not None else {}
+    with run_log.run(tab="image-generation", task=Task.IMAGE_GENERATION, provider="fake", inputs=inputs) as run:
+        run.done(fake_result(i), output=noise(i))
+    time.sleep(0.02)  # distinct modification times
+    return run_log.get(run.id)
+
+
+def test_image_files_stay_within_their_budget_oldest_first(log_path, monkeypatch):
+    from demos import image_budget
+
+    monkeypatch.setattr(image_budget, "_totals", {})
+    one = len(noise(0).tobytes())  # a PNG of noise(i) is a little over this
+    monkeypatch.setenv("FMG_RUN_LOG_IMAGES_MB", str(3.5 * one / 2**20))  # room for three files, not four
+    photo = noise(100)
+    runs = [record(0, upload=photo), record(1), record(2, upload=photo), record(3)]
+    # four runs wrote five files: o0, K (the upload), o1, o2 (K used again: touched), o3
+    assert len(image_files(log_path)) == 3
+    assert [run_log.open_image(run["image_path"]) is not None for run in runs] == [False, False, True, True]
+    assert run_log.open_image(runs[2]["inputs"]["image"]) is not None  # touched at run 2, it outlived o1
+    assert len(run_log.query()) == 4  # the runs themselves all stay
+    for i in range(4, 12):
+        record(i, upload=noise(1000 + i))
+        assert sum(p.stat().st_size for p in image_files(log_path)) <= 3.5 * one
+    assert run_log.open_image(run_log.query()[0]["image_path"]).size == (64, 64)
+
+
+def test_an_image_budget_of_zero_keeps_everything(log_path, monkeypatch):
+    monkeypatch.setenv("FMG_RUN_LOG_IMAGES_MB", "0")
+    for i in range(4):
+        with run_log.run(tab="image-generation", task=Task.IMAGE_GENERATION, provider="fake") as run:
+            run.done(fake_result(i), output=noise(i))
+    assert len(image_files(log_path)) == 4
