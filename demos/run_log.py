@@ -13,8 +13,11 @@ Why it survives concurrent runs and a killed process:
   at each commit, so a *power cut* (not a killed process: the OS still holds the written pages)
   may lose the last few runs. FULL would pay an fsync per run to save those; for a log of
   experiments that is not worth it.
-- one short `BEGIN IMMEDIATE` transaction per run, a connection per thread, and a busy timeout,
-  so concurrent writers queue instead of failing with "database is locked".
+- rows are written by one thread (`demos.row_writer`), all those queued in one short `BEGIN
+  IMMEDIATE` transaction: a run hands its row over and returns, and never waits for the disk
+  (or for other runs' writes) before its answer is complete. Readers wait for the rows queued
+  before them (`flush()`), so a run is in the log as soon as it has returned. A busy timeout
+  makes writers in other processes queue instead of failing with "database is locked".
 - image files are written to a temporary name and renamed, so a half-written PNG never exists
   under its final name; the row that points at it is committed after the rename.
 
@@ -47,9 +50,10 @@ from pathlib import Path
 from typing import Any, Self
 
 from adapters.errors import FMError
-from adapters.keys import REDACTED, redact
+from adapters.keys import known_keys, redact
 from adapters.types import Completion, GeneratedImages, Result, Task
 from demos import image_budget
+from demos.row_writer import RowWriter
 from demos.sqlite_wal import open_wal
 
 log = logging.getLogger("fm_gallery.run_log")
@@ -173,6 +177,8 @@ def _open(path: Path) -> sqlite3.Connection:
 
 def _create_schema(conn: sqlite3.Connection, path: Path) -> None:
     """Make the tables on first use; refuse a database from a newer version rather than guess."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+        return  # the usual case: no write transaction for a new connection to a made log
     with _transaction(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
@@ -223,6 +229,7 @@ class Run:
         self.result: Result | None = None
         self.output: Any = None
         self._secrets: set[str] = set()
+        self._hidden: set[str] | None = None  # the keys to scrub while the row is built
         self._started = time.time()
         self._clock = time.perf_counter()
 
@@ -246,14 +253,14 @@ class Run:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self.path is not None:
             try:
-                _insert(self.path, self._row(exc))
+                _writer.put(self.path, self._row(exc))
             except Exception as err:  # the user's run matters more than its log entry
-                _forget_connection()
                 why = self._scrub(f"{type(err).__name__}: {err}")
                 log.warning("the run log could not record run %s: %s", self.id, why)
         return False  # an exception from the block goes on to the handler's error display
 
     def _row(self, exc: BaseException | None) -> dict[str, Any]:
+        self._hidden = self._keys()  # taken once for all of the row's strings
         folder = self.path.parent
         result = self.result
         usage = result.usage if result is not None else None
@@ -310,11 +317,11 @@ class Run:
         return None
 
     def _scrub(self, text: str) -> str:
-        text = redact(text)
-        for secret in self._secrets:
-            if len(secret) >= 4:
-                text = text.replace(secret, REDACTED)
-        return text
+        return redact(text, self._hidden if self._hidden is not None else self._keys())
+
+    def _keys(self) -> set[str]:
+        """The keys to scrub: every key the process knows, and the session key this run used."""
+        return known_keys() | {secret for secret in self._secrets if len(secret) >= 4}
 
     def _clean(self, value: Any) -> Any:
         """JSON-ready, keys scrubbed from every string, long strings and lists cut with their size."""
@@ -374,13 +381,28 @@ def _is_image(value: Any) -> bool:
     return hasattr(value, "save") and hasattr(value, "mode") and hasattr(value, "size")
 
 
-def _insert(path: Path, row: dict[str, Any]) -> None:
-    conn = _connection(path)
-    with _transaction(conn):
-        conn.execute(
-            f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
-            [row[c] for c in COLUMNS],
-        )
+def _insert(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write `rows` in one transaction (on the writer's thread); a failure is logged, not raised."""
+    try:
+        conn = _connection(path)
+        with _transaction(conn):
+            conn.executemany(
+                f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
+                [[row[c] for c in COLUMNS] for row in rows],
+            )
+    except Exception as err:  # the users' runs matter more than their log entries
+        _forget_connection()
+        ids = ", ".join(row["id"] for row in rows)
+        log.warning("the run log could not record %s %s: %s", "run" if len(rows) == 1 else "runs", ids,
+                    redact(f"{type(err).__name__}: {err}"))
+
+
+_writer = RowWriter(_insert)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Wait until every run that has returned is written (readers call this first)."""
+    return _writer.flush(timeout)
 
 
 # --- files next to the database -------------------------------------------------------------------
@@ -443,7 +465,10 @@ def query(tab: str | None = None, provider: str | None = None, text: str | None 
 
 def get(run_id: str) -> dict[str, Any] | None:
     path = location()
-    if path is None or not path.exists() or not isinstance(run_id, str) or not run_id.strip():
+    if path is None or not isinstance(run_id, str) or not run_id.strip():
+        return None
+    flush()
+    if not path.exists():
         return None
     row = _connection(path).execute("SELECT * FROM runs WHERE id = ?", (run_id.strip(),)).fetchone()
     return None if row is None else _decoded(row)
@@ -454,6 +479,7 @@ def distinct(column: str) -> list[str]:
     if column not in ("tab", "provider"):
         raise ValueError(f"distinct() lists 'tab' or 'provider', not {column!r}")
     path = location()
+    flush()
     if path is None or not path.exists():
         return []
     rows = _connection(path).execute(f"SELECT DISTINCT {column} FROM runs WHERE {column} IS NOT NULL ORDER BY 1")
@@ -514,6 +540,7 @@ def export_jsonl(target: str | os.PathLike, shown: Shown = lambda run: run) -> i
 def _select(tab: str | None = None, provider: str | None = None, text: str | None = None, errors_only: bool = False,
             limit: int | None = None) -> Iterator[dict[str, Any]]:
     path = location()
+    flush()
     if path is None or not path.exists():
         return
     where, args = [], []

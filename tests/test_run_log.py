@@ -66,6 +66,7 @@ def fake_result(i: int = 0) -> Caption:
 
 
 def integrity(path: pathlib.Path) -> str:
+    run_log.flush()  # the rows of runs that have returned
     with sqlite3.connect(path) as conn:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
@@ -319,6 +320,7 @@ def test_an_unwritable_log_only_warns(fake_provider, tmp_path, monkeypatch, capl
     monkeypatch.setenv("FMG_RUN_LOG", str(blocker / "runs.sqlite3"))
     with caplog.at_level(logging.WARNING, logger="fm_gallery.run_log"):
         text, _, _ = captioning.caption(Image.new("RGB", (8, 8)), "", "fake", "")
+        run_log.flush()  # the row is written (and fails) on the writer's thread
     assert text == "a 8x8 image"
     assert "could not record" in caplog.text
 
@@ -329,6 +331,7 @@ def test_a_log_from_a_newer_version_is_left_alone(fake_provider, log_path, caplo
         conn.execute(f"PRAGMA user_version = {run_log.SCHEMA_VERSION + 1}")
     with caplog.at_level(logging.WARNING, logger="fm_gallery.run_log"):
         text, _, _ = captioning.caption(Image.new("RGB", (8, 8)), "", "fake", "")
+        run_log.flush()
     assert text == "a 8x8 image" and "newer" not in text
     assert "schema" in caplog.text
     with sqlite3.connect(log_path) as conn:
@@ -338,6 +341,7 @@ def test_a_log_from_a_newer_version_is_left_alone(fake_provider, log_path, caplo
 def test_the_schema_and_journal_mode(log_path):
     with run_log.run(tab="chat", task=Task.COMPLETION, provider="fake") as run:
         run.done(fake_result())
+    run_log.flush()
     with sqlite3.connect(log_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == run_log.SCHEMA_VERSION
@@ -370,6 +374,38 @@ def test_concurrent_writers_lose_nothing(log_path):
     assert integrity(log_path) == "ok"
 
 
+def test_a_run_returns_without_waiting_for_the_log_and_readers_wait_for_its_row(log_path):
+    """Another writer holds the database's write lock: the run still returns at once (its row
+    queued), a raw read does not see the row yet, and once the lock goes the row is there."""
+    with run_log.run(tab="chat", task=Task.COMPLETION, provider="fake") as run:
+        run.done(fake_result())
+    run_log.flush()  # the log exists, in WAL mode
+    holder = sqlite3.connect(log_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # as a second process mid-write would
+    try:
+        with run_log.run(tab="chat", task=Task.COMPLETION, provider="fake") as blocked:
+            blocked.done(fake_result(1))
+        with sqlite3.connect(log_path) as reader:  # WAL: a reader is never blocked by the writer
+            assert reader.execute("SELECT count(*) FROM runs WHERE id = ?", (blocked.id,)).fetchone()[0] == 0
+        assert run_log.flush(timeout=0.2) is False  # the row waits on the lock, not the run
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert run_log.get(blocked.id) is not None  # get() waits for the rows of runs that returned
+
+
+def test_rows_still_queued_at_a_normal_exit_are_written(log_path):
+    code = (
+        "from adapters.types import Caption\nfrom demos import run_log\n"
+        "for i in range(50):\n"
+        "    with run_log.run(tab='captioning', task='captioning', provider='fake', inputs={'i': i}) as r:\n"
+        "        r.done(Caption(text='c', provider='fake', model='m', latency_s=0.0), output=i)\n"
+    )  # and exits at once, without reading anything back
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
+                   check=True, timeout=60)
+    assert sorted(r["output"] for r in run_log.query(limit=None)) == list(range(50))
+
+
 WRITER = """
 import sys
 from PIL import Image
@@ -386,6 +422,7 @@ while True:
         output = "x" * 5000 + str(i)
     with run_log.run(tab="captioning", task="captioning", provider="fake", inputs={"i": i}) as run:
         run.done(result, output=output)
+    run_log.flush()
     print(run.id, flush=True)  # printed only once its row is committed
     i += 1
 """
