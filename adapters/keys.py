@@ -28,15 +28,18 @@ def remember(holder: object) -> None:
         _session_keys.add(holder)
 
 
-def _known_keys() -> set[str]:
+def known_keys() -> set[str]:
+    """Every key this process knows now: the environment's and those typed in live sessions."""
     keys = {os.environ.get(var, "").strip() for var in KEY_VARS}
     with _lock:
         keys |= {getattr(h, "api_key", None) or "" for h in list(_session_keys)}
     return {k for k in keys if len(k) >= 6}
 
 
-def redact(text: str) -> str:
-    for key in _known_keys():
+def redact(text: str, known: set[str] | None = None) -> str:
+    """`text` with every key in `known` (default: `known_keys()`) replaced; a caller scrubbing
+    many strings at once passes the set it took once."""
+    for key in known_keys() if known is None else known:
         text = text.replace(key, REDACTED)
     return text
 
