@@ -12,7 +12,8 @@ optional changes to its own settings, to compare it with other choices:
 - `--chat-limit N`: the /chat listener's `concurrency_limit` (the app's `CHAT_CONCURRENCY`);
 - `--max-threads M`: `launch(max_threads=M)` (the app's `MAX_THREADS`; Gradio's default is 40,
   which caps concurrent jobs and the worker threads that step sync generators);
-- `--update-every S`: the chat's `UPDATE_EVERY_S` (0: the page gets every token).
+- `--update-every S`: each chat stream updates the page every S seconds however many are open,
+  instead of the app's `completion.PACER` (0: the page gets every token).
 Prints `URL <local url>` once serving, then serves until killed.
 """
 
@@ -63,13 +64,15 @@ def main(argv=None) -> None:
     import app
     from adapters.keys import install_log_redaction
     from demos import completion
+    from demos.frame_pacing import FramePacer
 
     if args.chat_limit is not None:
         next(fn for fn in app.demo.fns.values() if fn.api_name == "chat").concurrency_limit = args.chat_limit
     if args.max_threads is not None:
         app.MAX_THREADS = args.max_threads
     if args.update_every is not None:
-        completion.UPDATE_EVERY_S = args.update_every
+        completion.PACER = FramePacer(per_second=float("inf"), fastest_s=args.update_every,
+                                      slowest_s=args.update_every)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
     app.demo.launch(**app.launch_options(), server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)

@@ -6,7 +6,6 @@ streams `(history, stats)`. The page also shows the call as a Python program (`d
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 
 import gradio as gr
@@ -15,15 +14,17 @@ from adapters import registry
 from adapters.types import CompletionParams, Task
 from demos import picker as picker_ui
 from demos import reproduce, run_log
+from demos.frame_pacing import FramePacer
 from demos.report import shows_errors, stats
 from demos.standalone import standalone
 
 TASK = Task.COMPLETION
 # Streams mostly wait on a vendor (local models queue on the device slot anyway), so many may run
-# at once; each sends the page at most 10 updates a second, which keeps one server process
-# responsive under 50 concurrent streams (bench/app_streaming.py).
+# at once. Each sends the page at most 10 updates a second, fewer when many are open: together
+# they send about 200 a second, which keeps the one server process responsive under 50
+# concurrent streams (demos/frame_pacing.py, bench/app_streaming.py).
 CHAT_CONCURRENCY = 64
-UPDATE_EVERY_S = 0.1
+PACER = FramePacer(per_second=200, fastest_s=0.1, slowest_s=0.5)
 TAB = "chat"  # the tab's id in the app and in the run log
 TITLE = "Chat"
 EXAMPLES = [
@@ -60,13 +61,12 @@ def chat(message, history, provider, api_key, system, max_tokens, temperature, t
         logged.uses(adapter)
         stream = adapter.stream(messages, params)  # validates before anything is shown
         shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        sent = 0.0  # the page gets the growing reply at most every UPDATE_EVERY_S (the first token at once)
         try:
-            for delta in stream:
-                shown[-1]["content"] += delta
-                if time.monotonic() - sent >= UPDATE_EVERY_S:
-                    sent = time.monotonic()
-                    yield shown, "…", gr.skip()
+            with PACER.stream() as clock:  # the first token at once, then as often as the pacer says
+                for delta in stream:
+                    shown[-1]["content"] += delta
+                    if clock.due():
+                        yield shown, "…", gr.skip()
         except Exception:
             yield history, "", gr.skip()  # nothing arrived: leave the chat as it was (the prompt stays in its box)
             raise

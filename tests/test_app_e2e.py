@@ -62,7 +62,9 @@ def test_every_image_input_sends_the_page_its_props():
 def test_chat_streams_through_the_client(client, monkeypatch):
     from demos import completion
 
-    monkeypatch.setattr(completion, "UPDATE_EVERY_S", 0.0)
+    from demos.frame_pacing import FramePacer
+
+    monkeypatch.setattr(completion, "PACER", FramePacer(fastest_s=0.0, slowest_s=0.0))
     job = client.submit("stream this back", [], "fake", "", "", 32, 0.7, 1.0, -1, api_name="/chat")
     frames = list(job)
     history, info = job.result()

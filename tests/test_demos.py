@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from demos import captioning, completion, corpus, embeddings_search, image_generation, zero_shot
+from demos.frame_pacing import FramePacer
 from demos.vector_index import ExactIndex
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -67,7 +68,7 @@ def chat(message, history=(), provider="fake", **kw):
 
 
 def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider, monkeypatch):
-    monkeypatch.setattr(completion, "UPDATE_EVERY_S", 0.0)  # a frame per delta
+    monkeypatch.setattr(completion, "PACER", FramePacer(fastest_s=0.0, slowest_s=0.0))  # a frame per delta
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     frames = chat("say it back", history)
     assert len(frames) >= 4  # one frame per delta, then the stats
@@ -78,7 +79,7 @@ def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider, monkey
 
 
 def test_chat_sends_at_most_one_update_per_interval(fake_provider, monkeypatch):
-    monkeypatch.setattr(completion, "UPDATE_EVERY_S", 60.0)
+    monkeypatch.setattr(completion, "PACER", FramePacer(fastest_s=60.0, slowest_s=60.0))
     frames = chat("one two three four five six")
     assert len(frames) == 2  # the first token at once, then only the final answer
     assert frames[-1][0][-1]["content"] == "echo: one two three four five six"
