@@ -61,9 +61,10 @@ class RowWriter:
                 batch, self._queue = self._queue, []
             try:
                 for path, rows in _by_path(batch).items():
-                    self._write(path, rows)
-            except Exception:  # the writer must outlive any one failure; `write` reports its own
-                log.exception("the run-log writer failed")
+                    try:
+                        self._write(path, rows)
+                    except Exception:  # `write` reports its own; the writer (and other files' rows) go on
+                        log.exception("the run-log writer failed on %d rows for %s", len(rows), path.name)
             finally:
                 with self._ready:
                     self._settled += len(batch)

@@ -3,6 +3,7 @@ count of open streams kept right however a stream ends."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pytest
@@ -12,17 +13,11 @@ from demos.frame_pacing import FramePacer
 
 def test_few_streams_update_at_the_fastest_and_many_share_the_budget_down_to_the_slowest():
     pacer = FramePacer(per_second=200, fastest_s=0.1, slowest_s=0.5)
-    opened = []
-    try:
-        for expected in [(1, 0.1), (20, 0.1), (50, 0.25), (80, 0.4), (150, 0.5)]:
-            while pacer.open_streams < expected[0]:
-                context = pacer.stream()
-                context.__enter__()
-                opened.append(context)
-            assert pacer.interval() == pytest.approx(expected[1])
-    finally:
-        for context in opened:
-            context.__exit__(None, None, None)
+    with contextlib.ExitStack() as streams:
+        for open_streams, interval in [(1, 0.1), (20, 0.1), (50, 0.25), (80, 0.4), (150, 0.5)]:
+            while pacer.open_streams < open_streams:
+                streams.enter_context(pacer.stream())
+            assert pacer.interval() == pytest.approx(interval)
     assert pacer.open_streams == 0
 
 

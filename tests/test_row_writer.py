@@ -39,20 +39,29 @@ def test_rows_for_different_files_are_written_to_each(tmp_path):
     assert written == {tmp_path / "0.db": list(range(0, 20, 2)), tmp_path / "1.db": list(range(1, 20, 2))}
 
 
-def test_a_write_that_raises_leaves_the_writer_working(caplog):
+def test_a_write_that_raises_loses_only_its_own_rows(caplog):
     written: list[int] = []
+    held, release = threading.Event(), threading.Event()
 
     def write(path: Path, rows: list[dict]) -> None:
-        if rows[0]["i"] == 0:
+        if rows[0]["i"] == -1:  # holds the writer so that the next rows arrive as one batch
+            held.set()
+            release.wait(10)
+        elif path.name == "broken":
             raise RuntimeError("disk on fire")
-        written.extend(row["i"] for row in rows)
+        else:
+            written.extend(row["i"] for row in rows)
 
     writer = RowWriter(write)
-    writer.put(Path("a"), {"i": 0})
+    writer.put(Path("ok"), {"i": -1})
+    assert held.wait(10)
+    writer.put(Path("broken"), {"i": 0})
+    writer.put(Path("ok"), {"i": 1})  # same batch, another file: still written
+    release.set()
     assert writer.flush(timeout=10)  # settled, not hung
-    writer.put(Path("a"), {"i": 1})
+    writer.put(Path("ok"), {"i": 2})  # and the thread lives on
     assert writer.flush(timeout=10)
-    assert written == [1]
+    assert written == [1, 2]
     assert "disk on fire" in caplog.text
 
 

@@ -395,15 +395,25 @@ def test_a_run_returns_without_waiting_for_the_log_and_readers_wait_for_its_row(
 
 
 def test_rows_still_queued_at_a_normal_exit_are_written(log_path):
+    """The child's rows wait behind a write lock it holds itself, which it lets go just before it
+    exits: without the exit-time flush the writer would still be waiting when the process ends."""
     code = (
-        "from adapters.types import Caption\nfrom demos import run_log\n"
+        "import os, sqlite3\nfrom adapters.types import Caption\nfrom demos import run_log\n"
+        "with run_log.run(tab='captioning', task='captioning', provider='fake', inputs={'i': -1}) as r:\n"
+        "    pass\n"
+        "run_log.flush()\n"  # the log exists
+        "holder = sqlite3.connect(os.environ['FMG_RUN_LOG'], isolation_level=None)\n"
+        "holder.execute('BEGIN IMMEDIATE')\n"
         "for i in range(50):\n"
         "    with run_log.run(tab='captioning', task='captioning', provider='fake', inputs={'i': i}) as r:\n"
         "        r.done(Caption(text='c', provider='fake', model='m', latency_s=0.0), output=i)\n"
+        "assert not run_log.flush(timeout=0.3)\n"  # queued, behind the lock
+        "holder.execute('ROLLBACK')\n"
+        "holder.close()\n"
     )  # and exits at once, without reading anything back
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
                    check=True, timeout=60)
-    assert sorted(r["output"] for r in run_log.query(limit=None)) == list(range(50))
+    assert sorted(r["output"] for r in run_log.query(limit=None) if r["output"] is not None) == list(range(50))
 
 
 WRITER = """
