@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import weakref
+from typing import Callable
 
 _session_keys: weakref.WeakSet = weakref.WeakSet()  # adapters holding a browser-given key
 _lock = threading.Lock()
@@ -44,19 +45,54 @@ def redact(text: str, known: set[str] | None = None) -> str:
     return text
 
 
+_exc_formatter = logging.Formatter()
+
+
+def scrub_record(record: logging.LogRecord, known: set[str] | None = None) -> logging.LogRecord:
+    """Scrub keys from all a formatter prints of `record`: message and args, traceback (as a
+    preset `exc_text`, which formatters print instead of formatting `exc_info` again), stack."""
+    known = known_keys() if known is None else known
+    if not known:
+        return record
+    try:
+        message = record.getMessage()
+    except Exception:  # noqa: BLE001 - unformattable: handleError would print msg and args raw
+        message = f"{record.msg} {record.args!r}"
+    clean = redact(message, known)
+    if clean != message:
+        record.msg, record.args = clean, None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = _exc_formatter.formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text, known)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info, known)
+    return record
+
+
 class RedactingFilter(logging.Filter):
-    """A logging filter that scrubs keys from every record (installed on the root handlers)."""
+    """A handler filter that scrubs keys from every record it passes (see `scrub_record`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message)
-        if clean != message:
-            record.msg, record.args = clean, None
+        scrub_record(record)
         return True
 
 
+def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
+    """Wrap the LogRecord factory `make` so every record is born scrubbed, whatever its handler."""
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        return scrub_record(make(*args, **kwargs))
+
+    factory.redacting = True
+    return factory
+
+
 def install_log_redaction() -> None:
-    root = logging.getLogger()
-    for handler in root.handlers or []:
+    """Scrub keys from every log record: via the record factory (any logger, any handler, even
+    one added later) and a filter on the root handlers (records built by `makeLogRecord`)."""
+    if not getattr(logging.getLogRecordFactory(), "redacting", False):
+        logging.setLogRecordFactory(_redacting_factory(logging.getLogRecordFactory()))
+    for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
