@@ -11,17 +11,21 @@ import contextlib
 import importlib.util
 import inspect
 import logging
+import os
 import sys
 
 import gradio as gr
 
+from adapters import inputs
 from adapters.keys import install_log_redaction
-from demos import captioning, compare, completion, embeddings_search, history, image_generation, zero_shot
+from demos import captioning, compare, completion, embeddings_search, guard, history, image_generation, zero_shot
+from services import public, visitors
 
 # each has TAB, TITLE, layout(root) and reopen(run); History comes last
 TABS = (completion, zero_shot, captioning, image_generation, embeddings_search, compare)
 MAX_UPLOAD = "25mb"
 MAX_THREADS = 64  # Gradio's default 40 worker threads would cap concurrent streams below the chat limit
+DELETE_CACHE = (900, 3600)  # every 15 minutes, remove uploads and outputs older than an hour
 HEADER = """# fm-gallery
 Try foundation models side by side: on this machine or at hosted vendors, through one adapter layer."""
 
@@ -50,11 +54,23 @@ def spare_gradio_signature_lookups(blocks: gr.Blocks) -> None:
                     init.__signature__ = inspect.signature(init)
 
 
+def limit_image_decoding() -> None:
+    """No code in the process decodes more pixels than the app accepts (Pillow refuses at twice
+    its limit and warns above it; `adapters.inputs` refuses above it)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = inputs.MAX_IMAGE_PIXELS
+
+
 def build() -> gr.Blocks:
+    limit_image_decoding()
+    visitors.trust_proxies()
     # One Blocks for the whole page: Gradio builds a server app for every Blocks it creates, so a
     # Blocks per tab would cost about a fifth of the start time.
-    with gr.Blocks(title="fm-gallery") as blocks:
+    with gr.Blocks(title="fm-gallery", delete_cache=DELETE_CACHE) as blocks:
         gr.Markdown(HEADER)
+        if public.enabled() and os.environ.get("OAUTH_CLIENT_ID"):  # Spaces' OAuth: a login is a visitor
+            gr.LoginButton()
         reopeners = {}
         with gr.Tabs() as tabs:  # tab ids let History switch to the tab a run came from
             for tab in TABS:
@@ -66,6 +82,7 @@ def build() -> gr.Blocks:
     # Local models serialise themselves on one device slot (adapters.local); vendor calls and
     # queued local calls may wait concurrently, up to each listener's concurrency_limit.
     blocks.queue(max_size=256, default_concurrency_limit=16)
+    guard.install(blocks)
     spare_gradio_signature_lookups(blocks)
     return blocks
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from adapters import registry
 from adapters.types import Task
 from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
 from demos.standalone import standalone
+from services import access, boundary, visitors
 
 TASK = Task.CAPTIONING
 TAB = "captioning"  # the tab's id in the app and in the run log
@@ -22,13 +22,17 @@ TITLE = "Captioning"
 
 
 @shows_errors
-def caption(image, prompt, provider, api_key):
+def caption(image, prompt, provider, api_key, request: gr.Request = None):
     """(caption, stats, program): the program is the call in Python."""
     with run_log.run(tab=TAB, task=TASK, provider=provider,
                      inputs={"image": run_log.Upload(image), "prompt": prompt}) as logged:
-        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        visitor = visitors.current(request)
+        logged.by(visitor)
+        adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
-        result = adapter.caption(image, prompt)
+        work = access.Work(input_chars=len(str(prompt or "")) + 500, output_tokens=300, images_in=1)
+        with access.call(visitor, adapter, work):
+            result = adapter.caption(image, prompt)
         logged.done(result, output=result.text)
     return result.text, stats(result), reproduce.of(TASK, adapter, {"prompt": prompt}, {})
 

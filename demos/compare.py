@@ -13,7 +13,7 @@ API:
   `{"comparison_id", "task", "blind", "names_hidden", "wall_s", "targets": [{"name", "output",
   "latency_s", "ttft_s", "input_tokens", "output_tokens", "cost_usd", "note", "snippet", "error"}]}`
   (`output`: text, {label: score}, an image file, or hits; `snippet`: the call as a Python program;
-  blind: `name` is "Model A", ... and cost, notes and snippets are left out until the vote).
+  blind: `name` is "Model A", ... and latency, tokens, cost, notes and snippets are left out until the vote).
 - `/vote(comparison_id, choice)` with "A".."F", "tie" or "skip" reveals the names and returns the
   task's leaderboard; `/leaderboard(task)` returns it.
 """
@@ -37,6 +37,7 @@ from demos.embeddings_search import SAMPLE_CORPUS
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors
 from demos.standalone import standalone
+from services import boundary, visitors
 
 TAB = cmp.TAB  # the tab's id in the app and in the run log
 TITLE = "Compare"
@@ -44,6 +45,7 @@ CONCURRENCY = 8  # comparisons at once; each runs up to six targets in its own t
 IMAGE_DIR = Path(tempfile.gettempdir()) / "fm-gallery-compare"  # generated images the API hands out
 KEEP_IMAGES = 64
 HIDDEN_ERROR = "This model failed; the reason is shown after the vote."
+HIDDEN_STATS = "answered · time, tokens and cost are shown after the vote"
 OUTPUT_KIND = {
     Task.COMPLETION: "text",
     Task.CAPTIONING: "text",
@@ -77,28 +79,30 @@ def _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, st
 
 @shows_errors
 def compare_page(task, targets, prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width,
-                 height, seed, blind, api_key, key_provider):
+                 height, seed, blind, api_key, key_provider, request: gr.Request = None):
     """The page's handler: re-render every column each time text or a result arrives."""
     form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
-    for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider):
+    visitor = visitors.current(request)
+    for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider, visitor):
         yield page(comparison)
 
 
 @shows_errors
 def compare(task, targets, prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height,
-            seed, blind, api_key, key_provider):
+            seed, blind, api_key, key_provider, request: gr.Request = None):
     """Run one input against 2-6 targets at once; returns a JSON summary per target."""
     form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
     comparison = None
-    for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider):
+    visitor = visitors.current(request)
+    for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider, visitor):
         pass
     return summary(comparison)
 
 
 @shows_errors
-def vote(comparison_id: str, choice: str) -> dict:
+def vote(comparison_id: str, choice: str, request: gr.Request = None) -> dict:
     """Vote on a blind comparison ("A".."F", "tie", or "skip" to reveal without voting); reveals the names."""
-    comparison, standings = cmp.vote(comparison_id, choice)
+    comparison, standings = cmp.vote(comparison_id, choice, visitors.current(request))
     return {**summary(comparison), "vote": comparison.vote, "leaderboard": _board_dicts(standings)}
 
 
@@ -111,8 +115,8 @@ def leaderboard_api(task: str) -> list[dict]:
 def _vote_handler(choice: str):
     """The page's handler for one vote button (the comparison id comes from the session's state)."""
 
-    def handler(comparison_id):
-        comparison, standings = cmp.vote(comparison_id, choice)
+    def handler(comparison_id, request: gr.Request = None):
+        comparison, standings = cmp.vote(comparison_id, choice, visitors.current(request))
         return [*page(comparison), leaderboard.rows(standings)]
 
     handler.__name__ = f"vote_{choice.lower()}"
@@ -185,20 +189,19 @@ def cell_stats(comparison: Comparison, i: int) -> str:
         return "running…"
     if not outcome.ok:
         return f"⚠️ {HIDDEN_ERROR if comparison.hidden else html.escape(outcome.error, quote=False)}"
+    if comparison.hidden:
+        return HIDDEN_STATS  # time, tokens and cost identify models
     cell = outcome.value
     result = cell.result
     parts = [f"{outcome.elapsed_s:.2f} s"]
     if isinstance(result, Completion) and result.ttft_s is not None:
         parts.append(f"first token {result.ttft_s:.2f} s")
     parts.append(_tokens(result.usage))
-    if comparison.hidden:
-        parts.append("cost hidden until the vote")
-    else:
-        parts.append(_cost(result.cost_usd))
-        if result.served_by and result.served_by != result.provider:
-            parts.append(f"served by {_md(result.served_by)}")
-        if cell.note:
-            parts.append(html.escape(cell.note, quote=False))
+    parts.append(_cost(result.cost_usd))
+    if result.served_by and result.served_by != result.provider:
+        parts.append(f"served by {_md(result.served_by)}")
+    if cell.note:
+        parts.append(html.escape(cell.note, quote=False))
     return " · ".join(parts)
 
 
@@ -209,7 +212,8 @@ def status(comparison: Comparison | None) -> str:
     if not comparison.done:
         return f"Running {n} targets at once…"
     finished = [o.elapsed_s for o in comparison.outcomes if o is not None]
-    line = f"{n} targets in {comparison.wall_s:.2f} s (slowest {max(finished):.2f} s, sum {sum(finished):.2f} s)."
+    line = (f"{n} targets in {comparison.wall_s:.2f} s." if comparison.hidden else
+            f"{n} targets in {comparison.wall_s:.2f} s (slowest {max(finished):.2f} s, sum {sum(finished):.2f} s).")
     if comparison.awaits_vote:
         return f"{line} **Vote for the best answer** (or a tie): the names are revealed after the vote."
     if comparison.vote in ("tie", "skip"):
@@ -224,8 +228,8 @@ def status(comparison: Comparison | None) -> str:
 def chart(comparison: Comparison | None) -> str:
     """Latency and cost per target as bars (plain HTML: no plotting library, and "unknown" or
     "hidden" can stand where a bar cannot)."""
-    if comparison is None:
-        return ""
+    if comparison is None or comparison.hidden:
+        return ""  # per-target latency and cost identify models: drawn after the vote
     done = [(i, o) for i, o in enumerate(comparison.outcomes) if o is not None]
     if not done:
         return ""
@@ -242,8 +246,6 @@ def chart(comparison: Comparison | None) -> str:
 
 
 def _cost_cell(comparison: Comparison, outcome, priciest: float) -> str:
-    if comparison.hidden:
-        return "hidden until the vote"
     if not outcome.ok:
         return "—"
     cost = outcome.value.result.cost_usd
@@ -303,15 +305,16 @@ def _target_summary(comparison: Comparison, i: int) -> dict:
     entry = {
         "name": comparison.letter(i) if comparison.hidden else comparison.targets[i].name,
         "output": _json_output(comparison.task, cell.output) if cell else None,
-        "latency_s": None if outcome is None else round(outcome.elapsed_s, 4),
-        "ttft_s": round(result.ttft_s, 4) if isinstance(result, Completion) and result.ttft_s is not None else None,
-        "input_tokens": usage.input_tokens if usage else None,
-        "output_tokens": usage.output_tokens if usage else None,
         "error": None if outcome is None or outcome.ok else (HIDDEN_ERROR if comparison.hidden else outcome.error),
     }
     if comparison.blind:
         entry["label"] = comparison.letter(i)
-    if not comparison.hidden:
+    if not comparison.hidden:  # time, tokens and cost identify models: given after the vote
+        entry["latency_s"] = None if outcome is None else round(outcome.elapsed_s, 4)
+        entry["ttft_s"] = (round(result.ttft_s, 4) if isinstance(result, Completion) and result.ttft_s is not None
+                           else None)
+        entry["input_tokens"] = usage.input_tokens if usage else None
+        entry["output_tokens"] = usage.output_tokens if usage else None
         entry["cost_usd"] = result.cost_usd if result else None
         entry["note"] = cell.note if cell else ""
         entry["snippet"] = cell.snippet if cell else None
@@ -393,7 +396,7 @@ class _Page:
             self.top_k = gr.Slider(1, 20, value=3, step=1, label="Top k")
         with gr.Accordion("Parameters", open=False):
             with gr.Row() as self.completion_group:
-                self.max_tokens = gr.Slider(1, 4096, value=256, step=1, label="Max tokens")
+                self.max_tokens = gr.Slider(1, boundary.ceiling("max_tokens", 4096), value=256, step=1, label="Max tokens")
                 self.temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
             with gr.Row(visible=False) as self.generation_group:
                 self.steps = gr.Number(value=1, precision=0, label="Steps (1-100)")

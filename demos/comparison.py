@@ -23,16 +23,21 @@ from dataclasses import asdict, dataclass, field, replace
 from adapters import fanout, inputs, registry, snippets
 from adapters.errors import BadInput
 from adapters.fanout import Emit, Outcome, Target
+from adapters.prices import FREE_PROVIDERS
 from adapters.tasks import Adapter
 from adapters.types import CompletionParams, GeneratedImages, ImageParams, Result, Task
 from demos import corpus, leaderboard, run_log
 from demos.embeddings_search import corpus_index
+from services import access, boundary, quotas, visitors
+from services.visitors import Visitor
 
 TAB = "compare"  # the tab's id in the app and in the run log
 MIN_TARGETS, MAX_TARGETS = 2, 6
 LETTERS = "ABCDEF"
 DEFAULT_TIMEOUT_S = 120.0  # local models on CPU take their time; vendors have their own, shorter deadline
 MAX_WAITING_VOTES = 256  # blind comparisons kept for a vote; the oldest are dropped first
+NOT_WAITING = ("This comparison is not waiting for your vote: it was voted on already, was not blind, is too "
+               "old, or was run by someone else. Run a new comparison.")
 
 
 # --- the input, checked once ---------------------------------------------------------------------
@@ -73,6 +78,7 @@ class Job:
     inputs: dict
     params: dict
     call: dict = field(default_factory=dict)
+    work: access.Work = access.Work()  # what one target's call may consume, for the visitor's quota
 
 
 def prepare(task: Task, form: Form) -> Job:
@@ -83,7 +89,8 @@ def prepare(task: Task, form: Form) -> Job:
 def _completion_job(form: Form) -> Job:
     messages = inputs.check_messages([{"role": "user", "content": form.prompt or ""}])
     params = inputs.check_completion_params(CompletionParams(
-        max_tokens=form.max_tokens, temperature=form.temperature, seed=_seed(form.seed)))
+        max_tokens=boundary.capped("max_tokens", form.max_tokens, "max_tokens"), temperature=form.temperature,
+        seed=_seed(form.seed)))
 
     def run(adapter, emit):
         stream = adapter.stream(messages, params)
@@ -92,7 +99,8 @@ def _completion_job(form: Form) -> Job:
         result = stream.result
         return Cell(result, result.text, f"⚠️ cut off: {result.cut}" if result.cut else "")
 
-    return Job(run, {"prompt": messages[-1]["content"]}, asdict(params), {"messages": messages})
+    return Job(run, {"prompt": messages[-1]["content"]}, asdict(params), {"messages": messages},
+               access.Work(input_chars=len(messages[-1]["content"]), output_tokens=params.max_tokens))
 
 
 def _zero_shot_job(form: Form) -> Job:
@@ -102,7 +110,8 @@ def _zero_shot_job(form: Form) -> Job:
         result = adapter.classify(image, labels)
         return Cell(result, dict(result.scores), "" if result.calibrated else "scores are the model's guess, not calibrated")
 
-    return Job(run, {"image": run_log.Upload(form.image), "labels": labels}, {}, {"labels": labels})
+    return Job(run, {"image": run_log.Upload(form.image), "labels": labels}, {}, {"labels": labels},
+               access.Work(input_chars=sum(map(len, labels)) + 500, output_tokens=300, images_in=1))
 
 
 def _captioning_job(form: Form) -> Job:
@@ -112,14 +121,16 @@ def _captioning_job(form: Form) -> Job:
         result = adapter.caption(image, prompt)
         return Cell(result, result.text)
 
-    return Job(run, {"image": run_log.Upload(form.image), "prompt": prompt}, {}, {"prompt": prompt})
+    return Job(run, {"image": run_log.Upload(form.image), "prompt": prompt}, {}, {"prompt": prompt},
+               access.Work(input_chars=len(prompt or "") + 500, output_tokens=300, images_in=1))
 
 
 def _image_generation_job(form: Form) -> Job:
     prompt = inputs.check_prompt(form.prompt)
     seed = _seed(form.seed)
     params = inputs.check_image_params(ImageParams(
-        steps=form.steps, width=form.width, height=form.height,
+        steps=boundary.capped("steps", form.steps, "steps"), width=boundary.capped("width", form.width, "image_side"),
+        height=boundary.capped("height", form.height, "image_side"),
         seed=random.randrange(2**31) if seed is None else seed,  # one seed for all: a fair comparison
     ))
 
@@ -127,14 +138,17 @@ def _image_generation_job(form: Form) -> Job:
         result = adapter.generate(prompt, params)
         return Cell(result, result.images[0], f"seed {result.seed}")
 
-    return Job(run, {"prompt": prompt}, asdict(params), {"prompt": prompt})
+    return Job(run, {"prompt": prompt}, asdict(params), {"prompt": prompt},
+               access.Work(input_chars=len(prompt), images_out=1))
 
 
 def _embeddings_job(form: Form) -> Job:
     query = inputs.check_prompt(form.prompt) if (form.prompt or "").strip() else None
     if query is None:
         raise BadInput("The query is empty: type what you are looking for.")
-    passages = corpus.chunk(corpus.read_sources(form.corpus_text, None))
+    sources = corpus.read_sources(form.corpus_text, None)
+    boundary.capped("The corpus (characters)", sum(len(text) for _, text in sources), "corpus_chars")
+    passages = corpus.chunk(sources)
     top_k = int(form.top_k or 5)
 
     def run(adapter, emit):
@@ -147,7 +161,8 @@ def _embeddings_job(form: Form) -> Job:
         return Cell(result, hits, f"{how}; cost is the query's only")
 
     return Job(run, {"query": query, "corpus": form.corpus_text}, {"top_k": top_k, "passages": len(passages)},
-               {"query": query, "documents": [p.text for p in passages]})
+               {"query": query, "documents": [p.text for p in passages]},
+               access.Work(input_chars=len(query) + sum(len(p.text) for p in passages)))
 
 
 _JOBS: dict[Task, Callable[[Form], Job]] = {
@@ -172,15 +187,20 @@ def parse_task(value) -> Task:
         raise BadInput(f"Unknown task {str(value)[:40]!r}: choose one of {', '.join(t.value for t in Task)}.") from None
 
 
-def resolve_targets(task: Task, names: Sequence[str] | str | None) -> list[Target]:
+def resolve_targets(task: Task, names: Sequence[str] | str | None, key: SessionKey | None = None) -> list[Target]:
     """2-6 distinct targets, each with its model spelled out (the provider's default where none
-    was given), so the page and the leaderboard name exactly what ran."""
-    if isinstance(names, str):
-        names = [names]
-    targets = [Target.parse(n) for n in names or [] if str(n).strip()]
+    was given), so the page and the leaderboard name exactly what ran. Every model named passes
+    the trust boundary (never a URL or a path; in public mode one the owner lists)."""
+    if isinstance(names, str) or not isinstance(names, (list, tuple)):
+        names = [] if names is None else [names]
+    if len(names) > 4 * MAX_TARGETS:
+        raise BadInput(f"Pick {MIN_TARGETS} to {MAX_TARGETS} targets to compare (got {len(names)}).")
+    targets = [Target.parse(str(n)) for n in names if str(n).strip()]
     if not MIN_TARGETS <= len(targets) <= MAX_TARGETS:
         raise BadInput(f"Pick {MIN_TARGETS} to {MAX_TARGETS} targets to compare (got {len(targets)}).")
     known = registry.providers()
+    targets = [Target(t.provider, boundary.model(task, t.provider, t.model, own_key=bool(key and key.for_target(t))))
+               for t in targets]
     targets = [
         Target(t.provider, t.model or (known[t.provider].model(task) if t.provider in known else None))
         for t in targets
@@ -241,6 +261,8 @@ class Comparison:
     wall_s: float | None = None
     revealed: bool = False
     vote: str | None = None  # "A", "B", ..., "tie" or "skip" once voted
+    owner: str = visitors.OWNER.id  # the visitor who ran it: only they may vote
+    session: str = ""  # and the page session it ran in
 
     def __post_init__(self):
         self.outputs = self.outputs or [None] * len(self.targets)
@@ -282,30 +304,41 @@ class Comparison:
 
 
 def run(task: Task, names: Sequence[str], form: Form, blind: bool = False, api_key: str | None = None,
-        key_provider: str | None = None) -> Iterator[Comparison]:
+        key_provider: str | None = None, visitor: Visitor = visitors.OWNER) -> Iterator[Comparison]:
     """Yield the comparison as it fills in (once at the start, then per batch of events, then
-    done). Input errors are raised before anything starts."""
-    targets = resolve_targets(task, names)
-    job = prepare(task, form)
+    done). Input errors are raised before anything starts. A blind comparison's runs stay out of
+    every reader's sight (`hidden_ids`) from its start until its vote."""
     key = session_key(api_key, key_provider)
+    targets = resolve_targets(task, names, key)
+    job = prepare(task, form)
     if blind:
         random.SystemRandom().shuffle(targets)  # column order must not give the pick order away
-    comparison = Comparison(task, targets, blind)
-    yield comparison
-    started = time.perf_counter()  # after the first frame: the wall time is the targets', not the page's
-    for batch in fanout.stream_batches(targets, _target_call(task, job, key, comparison), timeout_s()):
-        for i, event in batch:
-            comparison.apply(i, event)
+    comparison = Comparison(task, targets, blind, owner=visitor.id, session=visitor.session)
+    uses_local = any(t.provider in FREE_PROVIDERS for t in targets)
+    if blind:
+        _waiting.hide(comparison.id)
+    try:
+        with quotas.local_turn(visitor, uses_local):  # the visitor's one local turn, for every local target
+            yield comparison
+            started = time.perf_counter()  # after the first frame: the wall time is the targets', not the page's
+            call = _target_call(task, job, key, comparison, visitor)
+            for batch in fanout.stream_batches(targets, call, timeout_s()):
+                for i, event in batch:
+                    comparison.apply(i, event)
+                yield comparison
+            comparison.wall_s = time.perf_counter() - started
+        if comparison.blind and not comparison.awaits_vote:
+            comparison.revealed = True  # fewer than two answers: there is nothing to vote on
+        if comparison.awaits_vote:
+            _waiting.put(comparison)
         yield comparison
-    comparison.wall_s = time.perf_counter() - started
-    if comparison.blind and not comparison.awaits_vote:
-        comparison.revealed = True  # fewer than two answers: there is nothing to vote on
-    if comparison.awaits_vote:
-        _waiting.put(comparison)
-    yield comparison
+    finally:
+        if not comparison.awaits_vote:
+            _waiting.unhide(comparison.id)
 
 
-def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Comparison) -> fanout.Call:
+def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Comparison, visitor: Visitor
+                 ) -> fanout.Call:
     """One target's run, logged on its own (tab "compare"); the log gets the input, never the key.
 
     The log row also names the whole comparison (its targets, blind or not, its id), so History
@@ -317,8 +350,10 @@ def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Compa
         with run_log.run(tab=TAB, task=task, provider=target.provider, inputs=job.inputs,
                          params=job.params | about) as logged:
             logged.model = target.model  # known even when the call fails before an adapter exists
+            logged.by(visitor)
             adapter = registry.get(task, target.provider, target.model, api_key=key.for_target(target) if key else None)
             logged.uses(adapter)
+            access.charge(visitor, adapter, job.work)  # a 6-target comparison counts 6 calls
             cell = job.run(adapter, emit)
             logged.done(cell.result, output=cell.output)
         return replace(cell, snippet=_snippet(task, job, adapter, cell.result))
@@ -341,13 +376,29 @@ class _WaitingVotes:
 
     def __init__(self):
         self._items: OrderedDict[str, Comparison] = OrderedDict()
+        self._hidden: set[str] = set()  # blind comparisons running or waiting: their runs stay unseen
         self._lock = threading.Lock()
+
+    def hide(self, comparison_id: str) -> None:
+        with self._lock:
+            self._hidden.add(comparison_id)
+
+    def unhide(self, comparison_id: str) -> None:
+        with self._lock:
+            if comparison_id not in self._items:
+                self._hidden.discard(comparison_id)
+
+    def hidden(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._hidden)
 
     def put(self, comparison: Comparison) -> None:
         with self._lock:
             self._items[comparison.id] = comparison
+            self._hidden.add(comparison.id)
             while len(self._items) > MAX_WAITING_VOTES:
-                self._items.popitem(last=False)
+                expired, _ = self._items.popitem(last=False)  # too old: its names may now be seen
+                self._hidden.discard(expired)
 
     def __contains__(self, comparison_id: object) -> bool:
         with self._lock:
@@ -358,9 +409,9 @@ class _WaitingVotes:
         with self._lock:
             comparison = self._items.get(str(comparison_id or ""))
             if comparison is None:
-                raise BadInput("This comparison is not waiting for a vote: it was voted on already, was not "
-                               "blind, or is too old. Run a new comparison.")
+                raise BadInput(NOT_WAITING)
             check(comparison)
+            self._hidden.discard(comparison.id)
             return self._items.pop(comparison.id)
 
 
@@ -368,8 +419,13 @@ _waiting = _WaitingVotes()
 
 
 def awaits_vote(comparison_id: str | None) -> bool:
-    """True while a blind comparison's names must stay hidden (History asks before showing a run)."""
+    """True while a blind comparison waits for its vote."""
     return bool(comparison_id) and comparison_id in _waiting
+
+
+def hidden_ids() -> frozenset[str]:
+    """The blind comparisons whose runs no reader may see yet (running or waiting for a vote)."""
+    return _waiting.hidden()
 
 
 def parse_choice(comparison: Comparison, choice: str) -> int | str:
@@ -384,11 +440,20 @@ def parse_choice(comparison: Comparison, choice: str) -> int | str:
     return letters[text]
 
 
-def vote(comparison_id: str, choice: str) -> tuple[Comparison, list[leaderboard.Standing]]:
+def vote(comparison_id: str, choice: str, visitor: Visitor = visitors.OWNER
+         ) -> tuple[Comparison, list[leaderboard.Standing]]:
     """Record a blind vote (a letter, "tie", or "skip" to reveal without voting) and reveal the
-    names; returns the comparison and the task's standings."""
+    names; returns the comparison and the task's standings. Only the visitor who ran the
+    comparison (same login, address or page session) may vote on it, within their vote quota."""
     picked: dict[str, int | str] = {}
-    comparison = _waiting.take(comparison_id, lambda c: picked.setdefault("choice", parse_choice(c, choice)))
+
+    def check(comparison: Comparison) -> None:
+        if visitor.id != comparison.owner and not (visitor.session and visitor.session == comparison.session):
+            raise BadInput(NOT_WAITING)
+        picked.setdefault("choice", parse_choice(comparison, choice))
+        quotas.vote(visitor)
+
+    comparison = _waiting.take(comparison_id, check)
     chosen = picked["choice"]
     if chosen != "skip":
         rated = [comparison.targets[i].name for i in comparison.answered()]

@@ -10,13 +10,13 @@ from dataclasses import asdict
 
 import gradio as gr
 
-from adapters import registry
 from adapters.types import CompletionParams, Task
 from demos import picker as picker_ui
 from demos import reproduce, run_log
 from demos.frame_pacing import FramePacer
 from demos.report import shows_errors, stats
 from demos.standalone import standalone
+from services import access, boundary, visitors
 
 TASK = Task.COMPLETION
 # Streams mostly wait on a vendor (local models queue on the device slot anyway), so many may run
@@ -39,7 +39,8 @@ def _seed(value: float | None) -> int | None:
 
 
 @shows_errors
-def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed):
+def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed,
+         request: gr.Request = None):
     """Stream the assistant's reply to `message`; on failure the chat is left as it was. Yields
     (history, stats, program): the program (the call in Python) comes with the last frame.
 
@@ -55,17 +56,20 @@ def chat(message, history, provider, api_key, system, max_tokens, temperature, t
             raise gr.Error("The prompt is empty: type a message first.")
         messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
         messages += past + [{"role": "user", "content": message}]
-        params = CompletionParams(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=_seed(seed))
-
-        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        params = CompletionParams(max_tokens=boundary.capped("max_tokens", max_tokens, "max_tokens"),
+                                  temperature=temperature, top_p=top_p, seed=_seed(seed))
+        visitor = visitors.current(request)
+        adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
-        stream = adapter.stream(messages, params)  # validates before anything is shown
+        logged.by(visitor)
+        stream = adapter.stream(messages, params)  # validates before anything is charged or shown
+        work = access.Work(input_chars=sum(len(m["content"]) for m in messages), output_tokens=params.max_tokens)
         shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         try:
-            with PACER.stream() as clock:  # the first token at once, then as often as the pacer says
+            with access.call(visitor, adapter, work), PACER.stream() as clock:
                 for delta in stream:
                     shown[-1]["content"] += delta
-                    if clock.due():
+                    if clock.due():  # the first token at once, then as often as the pacer says
                         yield shown, "…", gr.skip()
         except Exception:
             yield history, "", gr.skip()  # nothing arrived: leave the chat as it was (the prompt stays in its box)
@@ -113,7 +117,7 @@ def layout(root: gr.Blocks) -> list:
     with gr.Accordion("Parameters", open=False):
         system = gr.Textbox(label="System prompt", lines=2, placeholder="You are a helpful assistant.")
         with gr.Row():
-            max_tokens = gr.Slider(1, 4096, value=256, step=1, label="Max tokens")
+            max_tokens = gr.Slider(1, boundary.ceiling("max_tokens", 4096), value=256, step=1, label="Max tokens")
             temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
             top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.05, label="Top p")
             seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from adapters import registry
 from adapters.errors import BadInput
 from adapters.tasks import Embedder
 from adapters.types import Task
@@ -24,12 +23,14 @@ from demos import corpus, reproduce, run_log
 from demos import picker as picker_ui
 from demos.report import shows_errors, stats
 from demos.standalone import standalone
+from services import access, boundary, visitors
 from demos.vector_index import ApproxIndex, ExactIndex, build_index
 
 TASK = Task.EMBEDDINGS
 TAB = "embeddings-search"  # the tab's id in the app and in the run log
 TITLE = "Embeddings search"
 MAX_INDEXES = 8
+MAX_TOP_K = 50
 RERANK_POOL = 4  # with rerank, the embedding search proposes this many candidates per hit wanted
 COLUMNS = ["rank", "score", "source", "passage"]
 SAMPLE_CORPUS = """\
@@ -87,7 +88,8 @@ def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[Co
 
 
 @shows_errors
-def search(query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False):
+def search(query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False,
+           request: gr.Request = None):
     """(hits, stats, program): the program embeds the same passages and query in Python.
 
     With `rerank`, the embedding search proposes candidates and Cohere's reranker orders them."""
@@ -98,16 +100,22 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
     with logged:
         if not isinstance(query, str) or not query.strip():
             raise BadInput("The query is empty: type what you are looking for.")
-        passages = corpus.chunk(corpus.read_sources(corpus_text, files), max_words=int(passage_words or 120))
-        embedder = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        sources = corpus.read_sources(corpus_text, files)
+        boundary.capped("The corpus (characters)", sum(len(text) for _, text in sources), "corpus_chars")
+        passages = corpus.chunk(sources, max_words=int(passage_words or 120))
+        visitor = visitors.current(request)
+        logged.by(visitor)
+        embedder = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(embedder)
-        built, cached = corpus_index(embedder, passages)
-        result = embedder.embed([query.strip()], kind="query")
-        k = int(top_k or 5)
+        work = access.Work(input_chars=len(query) + sum(len(p.text) for p in passages))
+        with access.call(visitor, embedder, work):  # the corpus and the query, charged once
+            built, cached = corpus_index(embedder, passages)
+            result = embedder.embed([query.strip()], kind="query")
+        k = _top_k(top_k)
         scores, ids = built.index.search(result.vectors, max(k * RERANK_POOL, 20) if rerank else k)
         hits = list(zip(ids[0].tolist(), scores[0].tolist()))
         if rerank:
-            hits = _reranked(query.strip(), built.passages, [i for i, _ in hits], k, provider, api_key)
+            hits = _reranked(query.strip(), built.passages, [i for i, _ in hits], k, provider, api_key, visitor)
         rows = [
             [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
             for rank, (i, score) in enumerate(hits)
@@ -118,7 +126,7 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
     note = f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
     if rerank:
         note += " · scores are Cohere rerank relevance"
-    params = {"top_k": int(top_k or 5)}
+    params = {"top_k": k}
     if rerank:
         from adapters.cohere_api import rerank_model
 
@@ -127,14 +135,23 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
     return rows, note, program
 
 
-def _reranked(query: str, passages: list, candidates: list[int], k: int, provider: str, api_key: str | None
-              ) -> list[tuple[int, float]]:
+def _top_k(value) -> int:
+    if value is None:
+        return 5
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= MAX_TOP_K:
+        raise BadInput(f"Top k must be a whole number from 1 to {MAX_TOP_K} (got {str(value)[:20]}).")
+    return int(value)
+
+
+def _reranked(query: str, passages: list, candidates: list[int], k: int, provider: str, api_key: str | None,
+              visitor: visitors.Visitor) -> list[tuple[int, float]]:
     """The best `k` of the candidate passages by Cohere's reranker, as (passage index, relevance).
     A key typed for this session is used only when the session's provider is Cohere itself."""
     from adapters import cohere_api  # the reranker belongs to its vendor's module
 
     key = (api_key or "").strip() if provider == cohere_api.NAME else ""
     reranker = cohere_api.reranker(api_key=key or None)
+    access.charge(visitor, reranker, access.Work(input_chars=len(query) + sum(len(passages[i].text) for i in candidates)))
     order = reranker.rerank(query, [passages[i].text for i in candidates], top_n=k)
     return [(candidates[j], score) for j, score in order]
 

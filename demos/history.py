@@ -11,6 +11,7 @@ rendering every tab; run alone (`python -m demos.history`) this tab lists and ex
 from __future__ import annotations
 
 import functools
+import logging
 import sqlite3
 import tempfile
 from collections.abc import Callable, Sequence
@@ -23,7 +24,9 @@ import gradio as gr
 
 from demos import comparison, reproduce, run_log
 from demos.report import shows_errors
+from services import public, visitors
 
+log = logging.getLogger("fm_gallery.history")
 TAB = "history"
 TITLE = "History"
 COLUMNS = ["time (UTC)", "tab", "provider", "model", "latency", "tokens", "cost", "error", "input", "output", "id"]
@@ -43,23 +46,39 @@ def _readable(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except (sqlite3.Error, run_log.RunLogError, OSError) as err:
+            if public.enabled():  # no server path for visitors; the owner finds the reason in the server log
+                log.warning("the run log could not be read: %s", err)
+                raise gr.Error("The run history could not be read right now: try again later.",
+                               print_exception=False) from None
             raise gr.Error(f"The run log at {run_log.location()} could not be read: {err}", print_exception=False)
 
     return wrapper
 
 
+def scope(request) -> run_log.Scope:
+    """The runs this visitor may see: in public mode only their own (an admin's: all); never the
+    runs of a blind comparison that waits for its vote."""
+    visitor = visitors.current(request)
+    return run_log.Scope(visitor=None if visitor.admin else visitor.key, hidden=comparison.hidden_ids())
+
+
+def _text(value, limit: int = 200) -> str | None:
+    """A filter value from the browser: text of a sane length, or None."""
+    return value[:limit] if isinstance(value, str) and value else None
+
+
 @shows_errors
 @_readable
-def history(tab, provider, text, errors_only):
+def history(tab, provider, text, errors_only, request: gr.Request = None):
     """The runs matching the filters, newest first, one table row each (at most LIMIT)."""
-    runs = run_log.query(tab=tab or None, provider=provider or None, text=text or None,
-                         errors_only=bool(errors_only), limit=LIMIT)
-    return [_table_row(_masked(r)) for r in runs]
+    runs = run_log.query(tab=_text(tab), provider=_text(provider), text=_text(text),
+                         errors_only=bool(errors_only), limit=LIMIT, scope=scope(request))
+    return [_table_row(r) for r in runs]
 
 
 @shows_errors
 @_readable
-def export(fmt):
+def export(fmt, request: gr.Request = None):
     """Every run as a CSV or JSONL file (written to a fresh temporary folder Gradio may serve)."""
     if fmt not in FORMATS:
         raise gr.Error(f"Export as {' or '.join(FORMATS)}, not {str(fmt)[:20]!r}.")
@@ -68,22 +87,19 @@ def export(fmt):
     suffix, write = FORMATS[fmt]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     target = Path(tempfile.mkdtemp(prefix="fmg-export-")) / f"fm-gallery-runs-{stamp}.{suffix}"
-    count = write(target, shown=_masked)  # a blind comparison's names stay hidden until its vote
+    count = write(target, scope=scope(request))
     gr.Info(f"Exported {count:,} run{'s' if count != 1 else ''}.")
     return str(target)
 
 
 @shows_errors
 @_readable
-def detail(run_id):
+def detail(run_id, request: gr.Request = None):
     """The whole record of one run, its image (generated or uploaded) if it has one, and the run
     as a Python program (the vendor's SDK or the local library, same model, parameters and seed)."""
-    run = run_log.get(run_id or "")
+    run = run_log.get(run_id if isinstance(run_id, str) else "", scope(request))
     if run is None:
         return None, None, ""
-    if _masked(run) is not run:
-        run = _masked(run)
-        return run, None, "# The names of a blind comparison stay hidden until its vote."
     inputs = run.get("inputs") or {}
     image = run_log.open_image(run.get("image_path") or (inputs.get("image") if isinstance(inputs, dict) else None))
     return run, image, reproduce.for_run(run)
@@ -95,10 +111,11 @@ def pick(evt: gr.SelectData) -> str:
     return str(row[-1]) if row else gr.skip()
 
 
-def filter_choices() -> tuple[dict, dict]:
-    """The tabs and providers seen in the log, for the filter menus."""
+def filter_choices(request: gr.Request = None) -> tuple[dict, dict]:
+    """The tabs and providers seen in the visitor's runs, for the filter menus."""
+    seen = scope(request)
     try:
-        tabs, providers = run_log.distinct("tab"), run_log.distinct("provider")
+        tabs, providers = run_log.distinct("tab", seen), run_log.distinct("provider", seen)
     except (sqlite3.Error, run_log.RunLogError, OSError):
         tabs, providers = [], []
     return gr.update(choices=[("all", "")] + tabs), gr.update(choices=[("all", "")] + providers)
@@ -108,21 +125,10 @@ def where() -> str:
     path = run_log.location()
     if path is None:
         return "The run log is **off** (`FMG_RUN_LOG=off`): new runs are not recorded."
+    if public.enabled():  # no server path for visitors
+        return "Only your own runs are listed here: no other visitor can see them. API keys are never recorded."
     return (f"Runs are recorded in `{path}` (set `FMG_RUN_LOG` to move it, `FMG_RUN_LOG=off` to stop). "
             "API keys never are.")
-
-
-HIDDEN = "hidden until the vote"
-
-
-def _masked(run: dict) -> dict:
-    """A blind Compare run still waiting for its vote, with every name-revealing field hidden
-    (the run itself, unchanged, for anything else)."""
-    params = run.get("params") or {}
-    if run.get("tab") != "compare" or not params.get("blind") or not comparison.awaits_vote(params.get("comparison_id")):
-        return run
-    return run | {"provider": HIDDEN, "model": HIDDEN, "served_by": None, "cost_usd": None,
-                  "params": params | {"targets": HIDDEN}, "error": run.get("error") and "(hidden until the vote)"}
 
 
 def _table_row(run: dict) -> list:
@@ -226,9 +232,9 @@ def build() -> gr.Blocks:
 
 @shows_errors
 @_readable
-def open_in_tab(run_id, targets: dict[str, Reopener]) -> list:
+def open_in_tab(run_id, targets: dict[str, Reopener], request: gr.Request | None = None) -> list:
     """Switch to the run's tab and fill its inputs (`gr.skip()` for every other tab's)."""
-    run = run_log.get(run_id or "")
+    run = run_log.get(run_id if isinstance(run_id, str) else "", scope(request))
     if run is None:
         raise gr.Error("Pick a run first: click a row of the table.")
     if run["tab"] not in targets:
@@ -245,8 +251,10 @@ def attach(page: Page, tabs: gr.Tabs, history_tab: gr.Tab, targets: dict[str, Re
     refreshed whenever the History tab is opened. `targets` maps a tab id to its `reopen`
     function and the components that function fills."""
     outputs = [tabs] + [c for _, components in targets.values() for c in components]
-    page.open_button.click(lambda run_id: open_in_tab(run_id, targets), page.run_id, outputs,
-                           api_visibility="private")
+    def reopen(run_id, request: gr.Request):
+        return open_in_tab(run_id, targets, request)
+
+    page.open_button.click(reopen, page.run_id, outputs, api_visibility="private")
     history_tab.select(history, page.filters, page.table, api_visibility="private")
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import gradio as gr
 
-from adapters import registry
 from adapters.types import ImageParams, Task
 from demos import picker as picker_ui
 from demos import reproduce, run_log
 from demos.report import shows_errors, stats
 from demos.standalone import standalone
+from services import access, boundary, visitors
 
 TASK = Task.IMAGE_GENERATION
 TAB = "image-generation"  # the tab's id in the app and in the run log
@@ -28,20 +28,26 @@ EXAMPLES = [
 
 @shows_errors
 def generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key,
-             progress=gr.Progress()):
+             progress=gr.Progress(), request: gr.Request = None):
     """(image, stats, program): the program is the call in Python, with the seed it used."""
     logged = run_log.run(tab=TAB, task=TASK, provider=provider,
                          inputs={"prompt": prompt, "negative_prompt": negative_prompt},
                          params={"steps": steps, "width": width, "height": height, "guidance": guidance, "seed": seed})
     with logged:
         params = ImageParams(
-            steps=steps, width=width, height=height, guidance=guidance, negative_prompt=negative_prompt or "",
-            seed=None if seed is None or seed < 0 else seed,
+            steps=boundary.capped("steps", steps, "steps"), width=boundary.capped("width", width, "image_side"),
+            height=boundary.capped("height", height, "image_side"), guidance=guidance,
+            negative_prompt=negative_prompt or "", seed=None if not isinstance(seed, (int, float)) or seed < 0 else seed,
         )
-        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        visitor = visitors.current(request)
+        logged.by(visitor)
+        adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
         progress(0, desc="Starting")
-        result = adapter.generate(prompt, params, on_step=lambda step, total: progress((step, total), desc="Denoising"))
+        work = access.Work(input_chars=len(str(prompt or "")) + len(str(negative_prompt or "")), images_out=1)
+        with access.call(visitor, adapter, work):
+            result = adapter.generate(prompt, params,
+                                      on_step=lambda step, total: progress((step, total), desc="Denoising"))
         logged.done(result, output=result.images[0])
     seed_note = f"seed {result.seed}" if result.seed is not None else "this provider takes no seed"
     used = {"steps": params.steps, "width": params.width, "height": params.height, "guidance": params.guidance,
@@ -78,7 +84,7 @@ def layout(root: gr.Blocks) -> list:
             negative = gr.Textbox(label="Negative prompt (used when guidance > 1)", lines=1)
             # Numbers, not sliders: out-of-range values reach adapters.inputs, whose message names them
             with gr.Row():
-                steps = gr.Number(value=1, precision=0, label="Steps (1-100)")
+                steps = gr.Number(value=1, precision=0, label=f"Steps (1-{boundary.ceiling('steps', 100)})")
                 guidance = gr.Number(value=0.0, step=0.5, label="Guidance (0: off)")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
             with gr.Row():

@@ -49,19 +49,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from adapters.errors import FMError
+from adapters.errors import BadInput, FMError
 from adapters.keys import known_keys, redact
 from adapters.types import Completion, GeneratedImages, Result, Task
 from demos import image_budget
 from demos.row_writer import RowWriter
 from demos.sqlite_wal import open_wal
+from services import public, visitors
 
 log = logging.getLogger("fm_gallery.run_log")
 
 ENV = "FMG_RUN_LOG"
 OFF_VALUES = frozenset({"off", "0", "false", "no", "none"})
 DEFAULT_PATH = "~/.fm-gallery/runs.sqlite3"
-SCHEMA_VERSION = 1  # kept in SQLite's own `PRAGMA user_version`
+SCHEMA_VERSION = 2  # kept in SQLite's own `PRAGMA user_version`; 2 added `visitor`
 BUSY_TIMEOUT_MS = 10_000
 MAX_CHARS = 10_000  # per stored string: a pasted corpus is cut here, a prompt (10,000 at most) is not
 MAX_ITEMS = 100  # per stored list or dict
@@ -87,12 +88,15 @@ SCHEMA = (
         input_tokens  INTEGER,
         output_tokens INTEGER,
         cost_usd      REAL,
-        error         TEXT               -- NULL when the run succeeded; a cut stream says so here
+        error         TEXT,              -- NULL when the run succeeded; a cut stream says so here
+        visitor       TEXT               -- who ran it (a pseudonym, services.visitors); NULL: the owner
     )""",
     "CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at)",
 )
+UPGRADES = {1: ("ALTER TABLE runs ADD COLUMN visitor TEXT",)}  # from schema version N to N + 1
 COLUMNS = ("id", "created_at", "tab", "task", "provider", "model", "served_by", "inputs", "params", "output",
-           "image_path", "latency_s", "ttft_s", "wall_s", "input_tokens", "output_tokens", "cost_usd", "error")
+           "image_path", "latency_s", "ttft_s", "wall_s", "input_tokens", "output_tokens", "cost_usd", "error",
+           "visitor")
 JSON_COLUMNS = ("inputs", "params", "output")
 
 
@@ -183,9 +187,14 @@ def _create_schema(conn: sqlite3.Connection, path: Path) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise RunLogError(f"{path} has run-log schema {version}; this fm-gallery knows {SCHEMA_VERSION}.")
-        if version < SCHEMA_VERSION:
+        if version == 0:
             for statement in SCHEMA:
                 conn.execute(statement)
+        else:
+            for old in range(version, SCHEMA_VERSION):
+                for statement in UPGRADES[old]:
+                    conn.execute(statement)
+        if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -229,6 +238,8 @@ class Run:
         self.result: Result | None = None
         self.output: Any = None
         self._secrets: set[str] = set()
+        self.visitor: str | None = None
+        self.keep_uploads = True
         self._hidden: set[str] | None = None  # the keys to scrub while the row is built
         self._started = time.time()
         self._clock = time.perf_counter()
@@ -241,6 +252,13 @@ class Run:
         key = getattr(adapter, "api_key", None)
         if isinstance(key, str) and key.strip():
             self._secrets.add(key.strip())
+
+    def by(self, visitor: Any) -> None:
+        """Note who ran it (a `services.visitors.Visitor`): in public mode each visitor sees only
+        their own runs, and their uploaded images are not kept unless the owner says so."""
+        if visitor.id != visitors.OWNER.id:
+            self.visitor = visitor.key
+            self.keep_uploads = public.limits().keep_uploads
 
     def done(self, result: Result, output: Any = None) -> None:
         """The run succeeded: `output` is text, {label: score}, a PIL image or a list of hits."""
@@ -265,7 +283,9 @@ class Run:
         result = self.result
         usage = result.usage if result is not None else None
         output, image_path = self._stored_output(folder)
-        inputs = {k: self._kept(v, folder) if isinstance(v, Upload) else v for k, v in self.inputs.items()}
+        keep = self.keep_uploads and not isinstance(exc, BadInput)  # a refused file is not copied anywhere
+        inputs = {k: self._kept(v, folder) if isinstance(v, Upload) else v for k, v in self.inputs.items()
+                  if keep or not isinstance(v, Upload)}
         return {
             "id": self.id,
             "created_at": datetime.fromtimestamp(self._started, UTC).isoformat(timespec="milliseconds"),
@@ -285,6 +305,7 @@ class Run:
             "output_tokens": usage.output_tokens if usage else None,
             "cost_usd": result.cost_usd if result else None,
             "error": self._clean(self._error(exc)),
+            "visitor": self.visitor,
         }
 
     def _kept(self, upload: Upload, folder: Path) -> str | None:
@@ -456,41 +477,69 @@ def _keep_upload(image: Any, folder: Path) -> str | None:
 
 # --- reading and exporting ------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Scope:
+    """The runs a reader may see: `visitor` set, only that visitor's (public mode); never those of
+    the comparisons in `hidden` (blind ones still waiting for their vote)."""
+
+    visitor: str | None = None
+    hidden: frozenset[str] = frozenset()
+
+    def where(self) -> tuple[list[str], list[Any]]:
+        where: list[str] = []
+        args: list[Any] = []
+        if self.visitor is not None:
+            where.append("visitor = ?")
+            args.append(self.visitor)
+        if self.hidden:
+            where.append(f"coalesce(json_extract(params, '$.comparison_id'), '') NOT IN "
+                         f"({', '.join('?' * len(self.hidden))})")
+            args += sorted(self.hidden)
+        return where, args
+
+
+EVERYTHING = Scope()
+
+
 def query(tab: str | None = None, provider: str | None = None, text: str | None = None,
-          errors_only: bool = False, limit: int | None = 200) -> list[dict[str, Any]]:
-    """Runs, newest first, matching every filter given; `text` is searched (case-insensitively
-    for ASCII) in inputs, output, model and error. `limit=None` returns them all."""
-    return list(_select(tab, provider, text, errors_only, limit))
+          errors_only: bool = False, limit: int | None = 200, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+    """Runs in `scope`, newest first, matching every filter given; `text` is searched
+    (case-insensitively for ASCII) in inputs, output, model and error. `limit=None`: them all."""
+    return list(_select(tab, provider, text, errors_only, limit, scope))
 
 
-def get(run_id: str) -> dict[str, Any] | None:
+def get(run_id: str, scope: Scope = EVERYTHING) -> dict[str, Any] | None:
+    """One run by id, or None when there is none in `scope`."""
     path = location()
     if path is None or not isinstance(run_id, str) or not run_id.strip():
         return None
     flush()
     if not path.exists():
         return None
-    row = _connection(path).execute("SELECT * FROM runs WHERE id = ?", (run_id.strip(),)).fetchone()
+    where, args = scope.where()
+    sql = "SELECT * FROM runs WHERE " + " AND ".join(["id = ?", *where])
+    row = _connection(path).execute(sql, [run_id.strip(), *args]).fetchone()
     return None if row is None else _decoded(row)
 
 
-def distinct(column: str) -> list[str]:
-    """The values seen in `tab` or `provider`, for the History tab's filters."""
+def distinct(column: str, scope: Scope = EVERYTHING) -> list[str]:
+    """The values seen in `tab` or `provider` within `scope`, for the History tab's filters."""
     if column not in ("tab", "provider"):
         raise ValueError(f"distinct() lists 'tab' or 'provider', not {column!r}")
     path = location()
     flush()
     if path is None or not path.exists():
         return []
-    rows = _connection(path).execute(f"SELECT DISTINCT {column} FROM runs WHERE {column} IS NOT NULL ORDER BY 1")
-    return [r[0] for r in rows]
+    where, args = scope.where()
+    sql = f"SELECT DISTINCT {column} FROM runs WHERE " + " AND ".join([f"{column} IS NOT NULL", *where])
+    return [r[0] for r in _connection(path).execute(sql + " ORDER BY 1", args)]
 
 
 Shown = Callable[[dict[str, Any]], dict[str, Any]]  # a run as an export may show it (e.g. masked)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell as a formula
 
 
-def export_csv(target: str | os.PathLike, shown: Shown = lambda run: run) -> int:
+def export_csv(target: str | os.PathLike, shown: Shown = lambda run: run, scope: Scope = EVERYTHING) -> int:
     """Write every run, newest first, as `shown` gives it, as CSV (JSON columns as JSON text,
     NULL as an empty cell); the number of runs written. A text cell that a spreadsheet would
     read as a formula (it starts with = + - @) gets a leading apostrophe, as OWASP advises: a
@@ -502,7 +551,7 @@ def export_csv(target: str | os.PathLike, shown: Shown = lambda run: run) -> int
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         writer = csv.writer(text)
         writer.writerow(COLUMNS)
-        for run in _select():
+        for run in _select(scope=scope):
             run = shown(run)
             writer.writerow([_csv_cell(_json(run[c]) if c in JSON_COLUMNS and run[c] is not None else run[c])
                              for c in COLUMNS])
@@ -522,14 +571,14 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def export_jsonl(target: str | os.PathLike, shown: Shown = lambda run: run) -> int:
+def export_jsonl(target: str | os.PathLike, shown: Shown = lambda run: run, scope: Scope = EVERYTHING) -> int:
     """Write every run, newest first, as `shown` gives it, one JSON object a line (JSON columns
     nested); the count."""
     count = 0
 
     def write(f):
         nonlocal count
-        for run in _select():
+        for run in _select(scope=scope):
             f.write(_json(shown(run)).encode("utf-8") + b"\n")
             count += 1
 
@@ -538,12 +587,12 @@ def export_jsonl(target: str | os.PathLike, shown: Shown = lambda run: run) -> i
 
 
 def _select(tab: str | None = None, provider: str | None = None, text: str | None = None, errors_only: bool = False,
-            limit: int | None = None) -> Iterator[dict[str, Any]]:
+            limit: int | None = None, scope: Scope = EVERYTHING) -> Iterator[dict[str, Any]]:
     path = location()
     flush()
     if path is None or not path.exists():
         return
-    where, args = [], []
+    where, args = scope.where()
     if tab:
         where.append("tab = ?")
         args.append(tab)

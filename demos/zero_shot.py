@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from adapters import registry
 from adapters.types import Task
 from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors, stats
 from demos.standalone import standalone
+from services import access, boundary, visitors
 
 TASK = Task.ZERO_SHOT
 TAB = "zero-shot"  # the tab's id in the app and in the run log
@@ -23,13 +23,17 @@ UNCALIBRATED = "⚠️ These scores are the model's own estimate, not calibrated
 
 
 @shows_errors
-def classify(image, labels, provider, api_key):
+def classify(image, labels, provider, api_key, request: gr.Request = None):
     """(label scores, stats, program): the program is the call in Python."""
     inputs = {"image": run_log.Upload(image), "labels": labels}
     with run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs) as logged:
-        adapter = registry.get(TASK, provider, api_key=(api_key or "").strip() or None)
+        visitor = visitors.current(request)
+        logged.by(visitor)
+        adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
-        result = adapter.classify(image, labels)
+        work = access.Work(input_chars=len(str(labels)) + 500, output_tokens=300, images_in=1)
+        with access.call(visitor, adapter, work):
+            result = adapter.classify(image, labels)
         logged.done(result, output=dict(result.scores))
     note = stats(result) if result.calibrated else f"{stats(result)}\n\n{UNCALIBRATED}"
     return dict(result.scores), note, reproduce.of(TASK, adapter, {"labels": labels}, {})

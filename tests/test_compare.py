@@ -282,7 +282,7 @@ def test_blind_api_names_nothing_until_the_vote_then_reveals(app):
     board = client.predict("completion", api_name="/leaderboard")
     assert board[0]["target"] == names[1] and board[0]["rating"] == 1016.0 and board[0]["votes"] == 1
     assert revealed["leaderboard"] == board
-    with pytest.raises(AppError, match="not waiting for a vote"):
+    with pytest.raises(AppError, match="not waiting for your vote"):
         client.predict(result["comparison_id"], "A", api_name="/vote")
 
 
@@ -305,7 +305,7 @@ def test_non_blind_api_names_targets_and_hands_out_images(app):
     for target in result["targets"]:
         assert Image.open(target["output"]).size == (64, 64)  # downloaded by gradio_client
         assert target["cost_usd"] is None and target["note"].startswith("seed ")
-    with pytest.raises(AppError, match="not waiting for a vote"):
+    with pytest.raises(AppError, match="not waiting for your vote"):
         client.predict("no-such-id", "A", api_name="/vote")
 
 
@@ -370,23 +370,27 @@ def test_every_target_is_logged_without_the_key_and_reopens_the_comparison(fake_
     assert values["image"].size == (50, 40) and values["blind"] is False
 
 
-def test_history_hides_a_blind_comparisons_names_until_the_vote(timed_providers):
+def test_history_shows_no_run_of_a_blind_comparison_until_the_vote(timed_providers):
     from demos import history
 
     a, b = timed_providers("secret-alpha", 0.01), timed_providers("secret-beta", 0.01)
     done = finished(Task.COMPLETION, [a, b], Form(prompt="hello"), blind=True)
+    ids = [r["id"] for r in run_log_runs()]
+    assert len(ids) == 2  # both runs are logged, and the log's owner can read them
 
     def shown() -> str:
         exports = [pathlib.Path(history.export(fmt)).read_text(encoding="utf-8") for fmt in history.FORMATS]
-        return repr(history.history("compare", "", "", False)) + repr(
-            [history.detail(r["id"]) for r in run_log_runs()]) + "".join(exports)
+        searched = [history.history("", "", text, False) for text in ("secret", "hello", "")]
+        return repr(searched) + repr([history.detail(i) for i in ids]) + "".join(exports) + repr(
+            history.filter_choices())
 
     before = shown()
-    assert "secret-alpha" not in before and "secret-beta" not in before and history.HIDDEN in before
+    assert "secret-alpha" not in before and "secret-beta" not in before
+    assert not any(i in before for i in ids) and done.id not in before
 
     comparison.vote(done.id, "tie")
     after = shown()
-    assert "secret-alpha" in after and "secret-beta" in after and history.HIDDEN not in after
+    assert "secret-alpha" in after and "secret-beta" in after and all(i in after for i in ids)
 
 
 def run_log_runs():
