@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from adapters import inputs
 from adapters.types import Task
 from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
@@ -30,9 +31,10 @@ def caption(image, prompt, provider, api_key, request: gr.Request = None):
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
-        work = access.Work(input_chars=len(str(prompt or "")) + 500, output_tokens=300, images_in=1)
+        picture, prompt = inputs.load_image(image), inputs.check_optional_prompt(prompt)  # before any charge
+        work = access.Work(input_chars=len(prompt or "") + 500, output_tokens=300, images_in=1)
         with access.call(visitor, adapter, work):
-            result = adapter.caption(image, prompt)
+            result = adapter.caption(picture, prompt)
         logged.done(result, output=result.text)
     return result.text, stats(result), reproduce.of(TASK, adapter, {"prompt": prompt}, {})
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from adapters import inputs
 from adapters.types import ImageParams, Task
 from demos import picker as picker_ui
 from demos import reproduce, run_log
@@ -43,8 +44,9 @@ def generate(prompt, negative_prompt, steps, width, height, guidance, seed, prov
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
+        prompt, params = inputs.check_prompt(prompt), inputs.check_image_params(params)  # before any charge
         progress(0, desc="Starting")
-        work = access.Work(input_chars=len(str(prompt or "")) + len(str(negative_prompt or "")), images_out=1)
+        work = access.Work(input_chars=len(prompt) + len(params.negative_prompt), images_out=1)
         with access.call(visitor, adapter, work):
             result = adapter.generate(prompt, params,
                                       on_step=lambda step, total: progress((step, total), desc="Denoising"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from adapters import inputs
 from adapters.types import Task
 from demos import examples, reproduce, run_log
 from demos import picker as picker_ui
@@ -31,9 +32,10 @@ def classify(image, labels, provider, api_key, request: gr.Request = None):
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
-        work = access.Work(input_chars=len(str(labels)) + 500, output_tokens=300, images_in=1)
+        picture, labels = inputs.load_image(image), inputs.check_labels(labels)  # checked before any charge
+        work = access.Work(input_chars=sum(map(len, labels)) + 500, output_tokens=300, images_in=1)
         with access.call(visitor, adapter, work):
-            result = adapter.classify(image, labels)
+            result = adapter.classify(picture, labels)
         logged.done(result, output=dict(result.scores))
     note = stats(result) if result.calibrated else f"{stats(result)}\n\n{UNCALIBRATED}"
     return dict(result.scores), note, reproduce.of(TASK, adapter, {"labels": labels}, {})
