@@ -26,8 +26,8 @@ UNCALIBRATED = "⚠️ These scores are the model's own estimate, not calibrated
 @shows_errors
 def classify(image, labels, provider, api_key, request: gr.Request = None):
     """(label scores, stats, program): the program is the call in Python."""
-    inputs = {"image": run_log.Upload(image), "labels": labels}
-    with run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs) as logged:
+    given = {"image": run_log.Upload(image), "labels": labels}
+    with run_log.run(tab=TAB, task=TASK, provider=provider, inputs=given) as logged:
         visitor = visitors.current(request)
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
+import os
 import threading
 from collections.abc import Iterator
 
@@ -45,6 +47,17 @@ class Counted(fake.FakeCompleter):
         yield from super()._stream(messages, params)
 
 
+class Leaky(fake.FakeCompleter):
+    """A vendor library whose unexpected error quotes the key it was given (some do)."""
+
+    def _stream(self, messages, params):
+        try:
+            raise ConnectionError(f"handshake refused for token {os.environ['HF_TOKEN']}")
+        except ConnectionError as err:
+            raise RuntimeError(f"client failed with {os.environ['HF_TOKEN']!r}") from err
+        yield  # a generator
+
+
 class Broken(fake.FakeCompleter):
     def _stream(self, messages, params):
         raise ProviderError("Broken Vendor Inc rejected the request (500).", provider="broken", status=500)
@@ -56,6 +69,7 @@ def server() -> Iterator[str]:
     registry.register(fake.provider())
     registry.register(Provider("counted", "Counted", {Task.COMPLETION: Counted}, models=lambda task: "m1"))
     registry.register(Provider("broken", "Broken", {Task.COMPLETION: Broken}, models=lambda task: "b1"))
+    registry.register(Provider("leaky", "Leaky", {Task.COMPLETION: Leaky}, models=lambda task: "l1"))
     import app
 
     mp = pytest.MonkeyPatch()
@@ -70,6 +84,7 @@ def server() -> Iterator[str]:
         registry.unregister(fake.NAME)
         registry.unregister("counted")
         registry.unregister("broken")
+        registry.unregister("leaky")
 
 
 @pytest.fixture(autouse=True)
@@ -193,6 +208,22 @@ def app_fns() -> dict:
     import app
 
     return app.demo.fns
+
+
+@pytest.mark.parametrize("mode", ["1", "0"])
+def test_a_key_quoted_by_an_unexpected_error_never_reaches_the_log_or_the_page(server, monkeypatch, caplog, mode):
+    from adapters.keys import install_log_redaction
+
+    monkeypatch.setenv("FMG_PUBLIC", mode)
+    monkeypatch.setenv("FMG_PUBLIC_ALLOW_UNPRICED", "1")
+    monkeypatch.setenv("HF_TOKEN", "hf_owner_secret_token_1234567890")
+    install_log_redaction()  # as app.main() does
+    with caplog.at_level(logging.ERROR), pytest.raises(AppError) as refused:
+        chat(visitor(server), "hello", provider="leaky")
+    assert "hf_owner_secret" not in str(refused.value) and "went wrong on the server" in str(refused.value)
+    logged = caplog.text
+    assert "RuntimeError" in logged and "ConnectionError: handshake refused" in logged  # the traceback is there
+    assert "hf_owner_secret" not in logged and "[redacted]" in logged
 
 
 # --- privacy -------------------------------------------------------------------------------------
