@@ -277,6 +277,24 @@ def test_a_refused_upload_is_not_kept(server, tmp_path, monkeypatch):
     assert not uploads.exists() or not any(uploads.iterdir())
 
 
+@pytest.mark.parametrize("keep", ["0", "1"])
+def test_visitors_uploads_are_kept_only_when_the_owner_says_so(server, tmp_path, monkeypatch, keep):
+    from gradio_client import handle_file
+    from PIL import Image
+
+    from demos import run_log
+
+    monkeypatch.setenv("FMG_PUBLIC_KEEP_UPLOADS", keep)
+    monkeypatch.setenv("FMG_PUBLIC_ALLOW_UNPRICED", "1")
+    photo = tmp_path / f"photo-{keep}.png"
+    Image.new("RGB", (40, 30), "red").save(photo)
+    visitor(server).predict(handle_file(str(photo)), "a cat, a dog", "fake", "", api_name="/classify")
+    run_log.flush()
+    uploads = run_log.location().parent / "uploads"
+    kept = list(uploads.iterdir()) if uploads.exists() else []
+    assert len(kept) == (1 if keep == "1" else 0)
+
+
 # --- blind comparisons ---------------------------------------------------------------------------
 
 def test_a_blind_comparison_gives_nothing_away_and_only_its_visitor_votes(server):
