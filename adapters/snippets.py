@@ -14,8 +14,12 @@ What the program holds, and what it never does:
   (`os.environ["CO_API_KEY"]`, a compatible endpoint's `api_key_env`, ...), a keyless server
   gets the app's placeholder, and every known key is scrubbed from the text at the end (a key
   pasted into a prompt becomes "[redacted]");
-- a base URL from the server's configuration is shown (it is not a secret); the image the user
-  uploaded is not: vision programs read "image.png" from the working directory.
+- a base URL from the server's configuration is shown (it is not a secret), except with
+  `public=True` (a public Space: the caller in demos/ decides, this package never reads the mode):
+  then the program reads the SDK's environment variable, with the vendor's public default where
+  there is one, and a local model's folder or file becomes "path/to/<its name>" (a repo id or a
+  packaged model is shown as it is); the image the user uploaded is never shown: vision programs
+  read "image.png" from the working directory.
 
 Nothing here imports a vendor SDK, torch or a runner; vendor modules are read for their constants
 (caption prompts, batch limits) so that a program sends what the adapter sends.
@@ -30,7 +34,8 @@ import logging
 import math
 import pprint
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from adapters import inputs as checks
@@ -60,14 +65,15 @@ KINDS = frozenset(KIND_BY_MODULE.values())
 
 def snippet(task: Task | str, provider: str, model: str | None, inputs: Mapping[str, Any] | None,
             params: Mapping[str, Any] | None, *, secrets: Sequence[str | None] = (),
-            notes: Sequence[str] = ()) -> str:
+            notes: Sequence[str] = (), public: bool = False) -> str:
     """A runnable Python program that makes this call (or a comment saying why there is none).
 
     `inputs` may hold `messages` (or `system` / `history` / `message` / `prompt`, as the chat tab
     logs them), `prompt`, `negative_prompt`, `labels`, `query`, `documents`; `params` the task's
     parameters (`max_tokens`, `temperature`, `top_p`, `seed`, `steps`, `width`, `height`,
     `guidance`, `top_k`, `rerank_model`). Unknown keys are ignored. `secrets` (a session key)
-    are scrubbed like the environment's keys; `notes` become comment lines at the top.
+    are scrubbed like the environment's keys; `notes` become comment lines at the top; `public`
+    leaves out what the server's configuration says about where it calls (base URLs, local paths).
     Never raises: a program that cannot be made is a comment, and the reason goes to the log.
     """
     try:
@@ -78,7 +84,7 @@ def snippet(task: Task | str, provider: str, model: str | None, inputs: Mapping[
             return _unavailable(provider, task)
         if not model:
             return "# No snippet: this run failed before a model was chosen.\n"
-        call = _call(task, str(provider), str(model), kind, inputs or {}, params or {})
+        call = replace(_call(task, str(provider), str(model), kind, inputs or {}, params or {}), public=bool(public))
         code = _notes(notes) + template(call)
     except Exception:  # a snippet must never break the run it describes
         log.warning("no snippet for %s on %r", task, provider, exc_info=True)
@@ -144,6 +150,7 @@ class Call:
     width: int
     height: int
     guidance: float
+    public: bool = False  # a public Space: no configured base URL or local path in the program
 
 
 def _call(task: Task, provider: str, model: str, kind: str, inputs: Mapping[str, Any],
@@ -261,7 +268,7 @@ def invoke(target: str, kwargs: Mapping[str, Any], *, positional: Sequence[Any] 
 
 def program(call: Call, imports: Sequence[str], *blocks: str | Sequence[str]) -> str:
     """A header naming the run, the imports, then the blocks separated by blank lines."""
-    header = (f"# {call.task.title} with provider {call.provider!r}, model {call.model!r}: "
+    header = (f"# {call.task.title} with provider {call.provider!r}, model {_shown_model(call)!r}: "
               "the call fm-gallery made, as a program.")
     parts = [header, "\n".join(_sorted_imports(imports))]
     for block in blocks:
@@ -353,7 +360,16 @@ def _openai_client(call: Call) -> _OpenAIClient:
     endpoint = _endpoint(call.provider, call.task) or openai_api.OPENAI
     url, key_var = endpoint.url(), endpoint.key_var
     args, imports, note = {}, ["from openai import OpenAI"], "reads OPENAI_API_KEY from the environment"
-    if url.rstrip("/") != openai_api.OFFICIAL_BASE_URL:
+    url_note = ""
+    if url.rstrip("/") != openai_api.OFFICIAL_BASE_URL and call.public:  # the app's own URL is not shown
+        var = openai_api.BASE_URL_VAR
+        imports.append("import os")
+        if endpoint.base_url is None:  # $OPENAI_BASE_URL on the server: OpenAI's API is the public default
+            args["base_url"] = Expr(f"os.environ.get({var!r}, {openai_api.OFFICIAL_BASE_URL!r})")
+        else:  # a compatible server of the owner's: there is no public default
+            args["base_url"] = Expr(f"os.environ[{var!r}]")
+            url_note = f"{var}: your server's URL; "
+    elif url.rstrip("/") != openai_api.OFFICIAL_BASE_URL:
         args["base_url"] = url
     if key_var is None:
         args["api_key"] = openai_api.NO_KEY
@@ -362,7 +378,7 @@ def _openai_client(call: Call) -> _OpenAIClient:
         args["api_key"] = Expr(f"os.environ[{key_var!r}]")
         imports.append("import os")
         note = f"the key comes from the environment variable {key_var!r}"
-    setup = f"client = OpenAI({', '.join(f'{k}={literal(v)}' for k, v in args.items())})  # {note}"
+    setup = f"client = OpenAI({', '.join(f'{k}={literal(v)}' for k, v in args.items())})  # {url_note}{note}"
     return _OpenAIClient(imports, setup, endpoint.max_tokens_param())
 
 
@@ -450,12 +466,17 @@ def openai_embeddings(call: Call) -> str:
 # --------------------------------------------------------------------------- Cohere
 
 
-def _cohere_client() -> tuple[list[str], str]:
+COHERE_BASE_URL = "https://api.cohere.com"  # the SDK's default environment (cohere.ClientEnvironment.PRODUCTION)
+
+
+def _cohere_client(call: Call) -> tuple[list[str], str]:
     from adapters import cohere_api
 
     args = f"api_key=os.environ[{cohere_api.KEY_VAR!r}]"
     base_url = keys.from_env(cohere_api.URL_VAR)
-    if base_url:
+    if base_url and call.public:  # the app's own URL is not shown: the variable, and Cohere's API by default
+        args += f", base_url=os.environ.get({cohere_api.URL_VAR!r}, {COHERE_BASE_URL!r})"
+    elif base_url:
         args += f", base_url={base_url!r}"
     return ["import os", "import cohere"], f"co = cohere.ClientV2({args})"
 
@@ -464,7 +485,7 @@ def cohere_completion(call: Call) -> str:
     from adapters import cohere_api
 
     low, high = cohere_api.NUCLEUS_RANGE
-    imports, setup = _cohere_client()
+    imports, setup = _cohere_client(call)
     request = {"model": call.model, "messages": Expr("messages"), "max_tokens": call.max_tokens,
                "temperature": call.temperature, "p": min(max(call.top_p, low), high)}
     if call.seed is not None:
@@ -483,7 +504,7 @@ def cohere_completion(call: Call) -> str:
 def cohere_captioning(call: Call) -> str:
     from adapters import cohere_api
 
-    imports, setup = _cohere_client()
+    imports, setup = _cohere_client(call)
     content = [{"type": "text", "text": call.prompt or cohere_api.CAPTION_PROMPT},
                {"type": "image_url", "image_url": {"url": Expr("image_url")}}]
     request = {"model": call.model, "messages": [{"role": "user", "content": content}],
@@ -497,7 +518,7 @@ def cohere_captioning(call: Call) -> str:
 def cohere_zero_shot(call: Call) -> str:
     from adapters import cohere_api
 
-    imports, setup = _cohere_client()
+    imports, setup = _cohere_client(call)
     image_type = "image" if "v3" in call.model else "search_document"  # as CohereClassifier embeds images
     prompts = [cohere_api.LABEL_TEMPLATE.format(label=label) for label in call.labels]
     return program(call, [*imports, *IMAGE_DATA_URI_IMPORTS, "import numpy as np"], setup, IMAGE_DATA_URI, [
@@ -520,7 +541,7 @@ def cohere_zero_shot(call: Call) -> str:
 def cohere_embeddings(call: Call) -> str:
     from adapters import cohere_api
 
-    imports, setup = _cohere_client()
+    imports, setup = _cohere_client(call)
     batch = cohere_api.EMBED_BATCH
     tail = _search_tail(call)
     if call.rerank_model and call.documents:
@@ -549,9 +570,25 @@ def _hf_client(call: Call) -> tuple[list[str], str]:
     from adapters import hf_inference
 
     url = hf_inference.route(call.task, call.model).url
-    setup = (f"# The URL the app calls for this model (it skips the SDK's provider lookup).\n"
+    about = "The URL the app calls for this model (it skips the SDK's provider lookup)."
+    if call.public and url != _hf_public_url(call):  # the app's HF_INFERENCE_ENDPOINT is not shown
+        url = _hf_public_url(call)
+        about = (f"The public URL for this model (it skips the SDK's provider lookup); the app calls the server "
+                 f"in its {hf_inference.ENDPOINT_VAR}.")
+    setup = (f"# {about}\n"
              f"client = InferenceClient(model={url!r}, token=os.environ[{hf_inference.KEY_VAR!r}])")
     return ["import os", "from huggingface_hub import InferenceClient"], setup
+
+
+def _hf_public_url(call: Call) -> str:
+    """`hf_inference.route`'s URL without `HF_INFERENCE_ENDPOINT` (a model given as a URL is called as it is)."""
+    from adapters import hf_inference as hf
+
+    if call.model.startswith(("http://", "https://")):
+        return call.model
+    if call.task is Task.COMPLETION:
+        return f"{hf.ROUTER_URL}/v1"
+    return f"{hf.ROUTER_URL}/{hf.HF_INFERENCE}/models/{call.model}{hf.PIPELINE_SUFFIX.get(call.task, '')}"
 
 
 def hf_completion(call: Call) -> str:
@@ -620,7 +657,30 @@ def _local_weights(call: Call, marker: str = "config.json") -> tuple[list[str], 
             f"package = importlib.util.find_spec({package!r})",
             f"model_path = Path(next(iter(package.submodule_search_locations))) / {inner!r}",
         ])
+    if call.public and _is_local_path(call.model):  # the app's own path is not shown
+        return [], (assign("model_path", f"path/to/{_shown_model(call)}")
+                    + "  # where you saved the weights (the app's own path is not shown)")
     return [], assign("model_path", call.model) + "  # a folder, or a repo id in the Hugging Face cache"
+
+
+def _is_local_path(model: str) -> bool:
+    """A local model given as a file or folder rather than a repo id or a packaged model (as
+    `local_models.weights.resolve` tells them apart, without looking in the Hugging Face cache)."""
+    if model.startswith("pkg:"):
+        return False
+    if model.startswith((".", "/", "~", "\\")) or model.count("/") != 1 or model.lower().endswith(".gguf"):
+        return True
+    try:
+        return Path(model).expanduser().exists()
+    except OSError:
+        return True
+
+
+def _shown_model(call: Call) -> str:
+    """The model as the program names it: a local file or folder by its name alone in public mode."""
+    if call.public and call.kind == "local" and _is_local_path(call.model):
+        return Path(call.model.rstrip("/\\")).name or "model"
+    return call.model
 
 
 DEVICE = 'device, dtype = ("cuda", torch.float16) if torch.cuda.is_available() else ("cpu", torch.float32)'

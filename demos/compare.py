@@ -20,10 +20,14 @@ API:
 
 from __future__ import annotations
 
+import atexit
 import html
+import os
 import re
 import secrets
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -42,8 +46,9 @@ from services import boundary, visitors
 TAB = cmp.TAB  # the tab's id in the app and in the run log
 TITLE = "Compare"
 CONCURRENCY = 8  # comparisons at once; each runs up to six targets in its own threads
-IMAGE_DIR = Path(tempfile.gettempdir()) / "fm-gallery-compare"  # generated images the API hands out
+IMAGE_PREFIX = "fm-gallery-compare-"  # each process hands out generated images from its own folder (`image_dir`)
 KEEP_IMAGES = 64
+IMAGE_NAME = re.compile(r"[0-9a-f]{24}\.png")  # what `_image_file` names them; nothing else is pruned
 HIDDEN_ERROR = "This model failed; the reason is shown after the vote."
 HIDDEN_STATS = "answered · time, tokens and cost are shown after the vote"
 OUTPUT_KIND = {
@@ -335,14 +340,58 @@ def _json_output(task: Task, output):
 def _image_file(image) -> dict:
     """Save a generated image where Gradio serves it, as a file reference gradio_client downloads.
 
-    A JSON output is not scanned for files, so the folder is a static path (see `build`); names
-    are random and only the newest `KEEP_IMAGES` files are kept."""
-    IMAGE_DIR.mkdir(parents=True, exist_ok=True)
-    path = IMAGE_DIR / f"{secrets.token_hex(12)}.png"
-    image.save(path)
-    for old in sorted(IMAGE_DIR.glob("*.png"), key=lambda p: p.stat().st_mtime)[:-KEEP_IMAGES]:
+    A JSON output is not scanned for files, so the folder is a static path (`image_dir`); names
+    are random, a file appears whole (written aside, then renamed) and only the newest
+    `KEEP_IMAGES` files are kept.
+
+    gradio_client 2.7 downloads a FileData from `file=<path>` (its `url` only for streams), and
+    Gradio 6.31 serves files only by path, so `path` stays: a temporary file's, like the
+    `/tmp/gradio/...` path Gradio gives every file output of every other tab."""
+    folder = image_dir()
+    name = f"{secrets.token_hex(12)}.png"
+    path = folder / name
+    staging = folder / f".{name}.part"  # not "*.png": a prune never sees it half written
+    try:
+        image.save(staging, format="PNG")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    _prune(folder)
+    return {"path": str(path), "orig_name": name, "meta": {"_type": "gradio.FileData"}, "mime_type": "image/png"}
+
+
+_image_dir: tuple[int, Path] | None = None  # (the process that made it, the folder)
+_image_dir_lock = threading.Lock()
+
+
+def image_dir() -> Path:
+    """This process's folder of generated images: made on first use (again in a forked child, or
+    if something removed it), registered as a Gradio static path, removed when the process exits.
+    A folder shared between processes would let one process's prune delete what another just
+    handed out."""
+    global _image_dir
+    with _image_dir_lock:
+        if _image_dir is None or _image_dir[0] != os.getpid() or not _image_dir[1].is_dir():
+            folder = Path(tempfile.mkdtemp(prefix=IMAGE_PREFIX))
+            gr.set_static_paths([str(folder)])
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            _image_dir = (os.getpid(), folder)
+        return _image_dir[1]
+
+
+def _prune(folder: Path) -> None:
+    """Keep the newest `KEEP_IMAGES` images; a file another thread removed first is skipped.
+    Only names `_image_file` gives are looked at."""
+    dated = []
+    for file in folder.glob("*.png"):
+        if not IMAGE_NAME.fullmatch(file.name):
+            continue
+        try:
+            dated.append((file.stat().st_mtime, file))
+        except FileNotFoundError:
+            continue
+    for _, old in sorted(dated)[:-KEEP_IMAGES]:
         old.unlink(missing_ok=True)
-    return {"path": str(path), "meta": {"_type": "gradio.FileData"}, "mime_type": "image/png"}
 
 
 # --- the page ------------------------------------------------------------------------------------
@@ -517,9 +566,8 @@ def reopen(run: dict) -> list:
 
 def layout(root: gr.Blocks) -> list:
     """This tab's components and events, built inside the open `root` Blocks (a tab of the app, or
-    `build()`'s page of its own); returns the inputs that `reopen` fills."""
-    IMAGE_DIR.mkdir(parents=True, exist_ok=True)
-    gr.set_static_paths([str(IMAGE_DIR)])
+    `build()`'s page of its own); returns the inputs that `reopen` fills. The API's images are
+    served from `image_dir()`, made and registered as a static path on first use."""
     gr.Markdown(
         "Send one input to several models at once and read the answers side by side. In **blind** mode the "
         "columns are Model A, B, ... until you vote; votes build a per-task leaderboard."

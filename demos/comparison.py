@@ -28,7 +28,7 @@ from adapters.tasks import Adapter
 from adapters.types import CompletionParams, GeneratedImages, ImageParams, Result, Task
 from demos import corpus, leaderboard, run_log
 from demos.embeddings_search import corpus_index
-from services import access, boundary, quotas, visitors
+from services import access, boundary, public, quotas, visitors
 from services.visitors import Visitor
 
 TAB = "compare"  # the tab's id in the app and in the run log
@@ -366,7 +366,7 @@ def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
     if isinstance(result, GeneratedImages) and result.seed is not None:
         params["seed"] = result.seed
     return snippets.snippet(task, adapter.provider, adapter.model, job.call, params,
-                            secrets=[getattr(adapter, "api_key", None)])
+                            secrets=[getattr(adapter, "api_key", None)], public=public.enabled())
 
 
 # --- blind votes ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The "Reproduce in Python" box under a result: the call that made it, as a short program using the
 vendor's SDK (or the local library) with the same model, parameters and seed, never the key.
 
-The programs come from `adapters.snippets`. A tab's handler returns the program into a `gr.State`
+The programs come from `adapters.snippets`; in public mode they leave out the server's base URLs
+and local model paths (`public=True`). A tab's handler returns the program into a `gr.State`
 and a chained listener shows it in the box: the State keeps the handler's API return values as
 they were (gradio_client leaves States out), while the page still gets the program.
 """
@@ -17,6 +18,7 @@ from adapters import snippets
 from adapters.errors import BadInput
 from adapters.types import Task
 from demos import corpus
+from services import public
 
 LABEL = "Reproduce in Python"
 HIDDEN = "# The program names the model, so it is shown after the vote.\n"
@@ -50,7 +52,7 @@ def box() -> Box:
 def of(task: Task, adapter: Any, inputs: dict, params: dict) -> str:
     """The program for a call `adapter` just made (its session key, if any, is scrubbed too)."""
     return snippets.snippet(task, adapter.provider, adapter.model, inputs, params,
-                            secrets=[getattr(adapter, "api_key", None)])
+                            secrets=[getattr(adapter, "api_key", None)], public=public.enabled())
 
 
 def for_run(run: dict | None) -> str:
@@ -74,4 +76,4 @@ def for_run(run: dict | None) -> str:
     if inputs.get("files"):
         notes.append("The run also searched uploaded files, which the run log does not keep.")
     return snippets.snippet(run.get("task") or "", run.get("provider") or "", run.get("model"), inputs, params,
-                            notes=notes)
+                            notes=notes, public=public.enabled())
