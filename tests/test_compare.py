@@ -8,6 +8,7 @@ import itertools
 import json
 import pathlib
 import re
+import threading
 import time
 import uuid
 
@@ -20,6 +21,7 @@ from PIL import Image
 from adapters import fanout, registry
 from adapters.errors import BadInput
 from adapters.fanout import Outcome, Target
+from adapters.registry import Provider
 from adapters.types import Task
 from demos import compare, comparison
 from demos.comparison import Form
@@ -391,6 +393,48 @@ def test_history_shows_no_run_of_a_blind_comparison_until_the_vote(timed_provide
     comparison.vote(done.id, "tie")
     after = shown()
     assert "secret-alpha" in after and "secret-beta" in after and all(i in after for i in ids)
+
+
+def test_a_running_blind_comparison_shows_no_finished_target(timed_providers):
+    """A target's run is logged when it ends, before the comparison ends: it must not show then."""
+    from demos import history
+
+    release = threading.Event()
+
+    class Held(fake.FakeCompleter):
+        def _stream(self, messages, params):
+            release.wait(30)
+            yield from super()._stream(messages, params)
+
+    registry.register(Provider("held-secret", "Held", {Task.COMPLETION: Held}, models=lambda task: "h1"))
+    quick = timed_providers("quick-secret", 0.0)
+    try:
+        frames = comparison.run(Task.COMPLETION, [quick, "held-secret"], Form(prompt="hello"), blind=True)
+        for frame in frames:
+            if any(o is not None for o in frame.outcomes):
+                break  # the quick target has ended and logged its run; the held one is still running
+        assert len(run_log_runs()) == 1
+        seen = repr(history.history("", "", "", False)) + repr(history.filter_choices())
+        assert "quick-secret" not in seen
+        release.set()
+        for frame in frames:
+            pass
+        assert frame.awaits_vote and "quick-secret" not in repr(history.history("", "", "", False))
+    finally:
+        release.set()
+        registry.unregister("held-secret")
+
+
+def test_a_blind_page_shows_no_time_tokens_or_cost_until_the_vote(timed_providers):
+    """Each target's latency, tokens and cost would tell the models apart."""
+    a, b = timed_providers("alpha", 0.01), timed_providers("beta", 0.05)
+    done = finished(Task.COMPLETION, [a, b], Form(prompt="one two three"), blind=True)
+    shown = [compare.cell_stats(done, i) for i in range(2)] + [compare.chart(done), compare.status(done)]
+    assert shown[:2] == [compare.HIDDEN_STATS] * 2 and shown[2] == ""
+    assert "slowest" not in shown[3] and not re.search(r"\d+ (in|out)", " ".join(shown))
+    comparison.vote(done.id, "A")
+    revealed = [compare.cell_stats(done, i) for i in range(2)]
+    assert all(re.search(r"\d+ in / \d+ out tokens", s) for s in revealed) and "alpha" in compare.chart(done)
 
 
 def run_log_runs():
