@@ -41,7 +41,7 @@ from demos.embeddings_search import SAMPLE_CORPUS
 from demos.image_upload import ImageUpload
 from demos.report import shows_errors
 from demos.standalone import standalone
-from services import boundary, visitors
+from services import boundary, public, visitors
 
 TAB = cmp.TAB  # the tab's id in the app and in the run log
 TITLE = "Compare"
@@ -129,11 +129,15 @@ def _vote_handler(choice: str):
 
 
 def _board_dicts(standings: list[leaderboard.Standing]) -> list[dict]:
-    return [dict(zip(leaderboard.COLUMNS, row)) for row in leaderboard.rows(standings)]
+    return [dict(zip(leaderboard.COLUMNS, row)) for row in _shown_rows(standings)]
 
 
 def _board_rows(task: Task) -> list[list]:
-    return leaderboard.rows(leaderboard.standings(task))
+    return _shown_rows(leaderboard.standings(task))
+
+
+def _shown_rows(standings: list[leaderboard.Standing]) -> list[list]:
+    return [[rank, boundary.shown_target(target), *rest] for rank, target, *rest in leaderboard.rows(standings)]
 
 
 # --- what the page shows -------------------------------------------------------------------------
@@ -180,7 +184,7 @@ def _page_value(kind: str, output):
 def header(comparison: Comparison, i: int) -> str:
     if comparison.hidden:
         return f"**{comparison.letter(i)}**"
-    name = _md(comparison.targets[i].name)
+    name = _md(boundary.shown_target(comparison.targets[i].name))
     if not comparison.blind:
         return f"**{name}**"
     best = " (voted best)" if comparison.vote == LETTERS[i] else ""
@@ -193,7 +197,7 @@ def cell_stats(comparison: Comparison, i: int) -> str:
     if outcome is None:
         return "running…"
     if not outcome.ok:
-        return f"⚠️ {HIDDEN_ERROR if comparison.hidden else html.escape(outcome.error, quote=False)}"
+        return f"⚠️ {HIDDEN_ERROR if comparison.hidden else html.escape(boundary.scrub(outcome.error), quote=False)}"
     if comparison.hidden:
         return HIDDEN_STATS  # time, tokens and cost identify models
     cell = outcome.value
@@ -308,9 +312,10 @@ def _target_summary(comparison: Comparison, i: int) -> dict:
     result = cell.result if cell else None
     usage = result.usage if result else None
     entry = {
-        "name": comparison.letter(i) if comparison.hidden else comparison.targets[i].name,
+        "name": comparison.letter(i) if comparison.hidden else boundary.shown_target(comparison.targets[i].name),
         "output": _json_output(comparison.task, cell.output) if cell else None,
-        "error": None if outcome is None or outcome.ok else (HIDDEN_ERROR if comparison.hidden else outcome.error),
+        "error": None if outcome is None or outcome.ok else (HIDDEN_ERROR if comparison.hidden
+                                                              else boundary.scrub(outcome.error)),
     }
     if comparison.blind:
         entry["label"] = comparison.letter(i)
@@ -400,13 +405,28 @@ def target_choices(task: Task) -> tuple[list[tuple[str, str]], list[str], str]:
     """Dropdown choices "provider:model" for the task, two usable ones picked, and why the others
     are not ready."""
     options = [o for o in registry.options(task) if o.model]
-    choices = [(f"{o.label} · {o.model}" + ("" if o.usable else " (not ready)"), f"{o.provider}:{o.model}")
-               for o in options]
-    value = [f"{o.provider}:{o.model}" for o in options if o.usable][:2]
+    offered = [(o, model) for o in options for model in _offered_models(task, o)]
+    choices = [(f"{o.label} · {boundary.shown_model(model)}" + ("" if o.usable else " (not ready)"),
+                _choice(o.provider, model, o.model)) for o, model in offered]
+    value = [_choice(o.provider, model, o.model) for o, model in offered if o.usable][:2]
     unusable = [o for o in registry.options(task) if not o.usable]
-    notes = "\n".join(f"- **{o.label}**: {o.reason}" for o in unusable)
+    notes = boundary.scrub("\n".join(f"- **{o.label}**: {o.reason}" for o in unusable))
     return choices, value, (f"<details><summary>Why some targets are not ready</summary>\n\n{notes}\n</details>"
                             if notes else "")
+
+
+def _offered_models(task: Task, option) -> list[str]:
+    """The provider's default model, and in public mode every model the owner lists for visitors."""
+    if not public.enabled():
+        return [option.model]
+    listed = public.listed_models(option.provider, task, option.model)
+    return [option.model, *sorted(listed - {option.model})]
+
+
+def _choice(provider: str, model: str, default: str) -> str:
+    """A target's value in the page: "provider" where the default model is a configured path or
+    URL a visitor must not see (the server fills it in), else "provider:model"."""
+    return provider if model == default and boundary.shown_model(model) != model else f"{provider}:{model}"
 
 
 def key_choices(task: Task) -> tuple[list[tuple[str, str]], str | None]:

@@ -284,7 +284,8 @@ class Comparison:
         """What column `i` is called on the page right now."""
         if self.hidden:
             return self.letter(i)
-        return f"{self.letter(i)}: {self.targets[i].name}" if self.blind else self.targets[i].name
+        name = boundary.shown_target(self.targets[i].name)
+        return f"{self.letter(i)}: {name}" if self.blind else name
 
     def answered(self) -> list[int]:
         """Columns with a result: the ones a vote can rate (a failed call says nothing of the model)."""

@@ -29,7 +29,7 @@ import gradio as gr
 
 from demos import comparison, reproduce, run_log
 from demos.report import shows_errors
-from services import public, visitors
+from services import boundary, public, visitors
 
 log = logging.getLogger("fm_gallery.history")
 TAB = "history"
@@ -82,7 +82,7 @@ def history(tab, provider, text, errors_only, request: gr.Request = None):
     """The runs matching the filters, newest first, one table row each (at most LIMIT)."""
     runs = run_log.query(tab=_text(tab), provider=_text(provider), text=_text(text),
                          errors_only=bool(errors_only), limit=LIMIT, scope=scope(request))
-    return [_table_row(r) for r in runs]
+    return [[boundary.scrub(c) if isinstance(c, str) else c for c in _table_row(r)] for r in runs]
 
 
 @shows_errors
@@ -155,7 +155,8 @@ def detail(run_id, request: gr.Request = None):
         return None, None, ""
     inputs = run.get("inputs") or {}
     image = run_log.open_image(run.get("image_path") or (inputs.get("image") if isinstance(inputs, dict) else None))
-    return run, image, reproduce.for_run(run)
+    shown = {k: boundary.scrub(v) if isinstance(v, str) else v for k, v in run.items() if k != "visitor"}
+    return shown, image, reproduce.for_run(run)
 
 
 def pick(evt: gr.SelectData) -> str:

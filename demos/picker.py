@@ -12,6 +12,7 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Task
+from services import boundary
 
 
 @dataclass
@@ -34,11 +35,11 @@ def _state(task: Task) -> tuple[list[tuple[str, str]], str | None, str]:
     options = registry.options(task)
     serving = [o for o in options if o.model is not None]
     choices = [
-        (f"{o.label} · {_short(o.model)}" if o.usable else f"{o.label} (not ready)", o.provider) for o in serving
+        (f"{o.label} · {_short(boundary.shown_model(o.model))}" if o.usable else f"{o.label} (not ready)", o.provider) for o in serving
     ]
     value = next((o.provider for o in serving if o.usable), serving[0].provider if serving else None)
     unusable = [o for o in options if not o.usable]
-    notes = "\n".join(f"- **{o.label}**: {o.reason}" for o in unusable)
+    notes = boundary.scrub("\n".join(f"- **{o.label}**: {o.reason}" for o in unusable))
     return choices, value, (f"<details><summary>Why some providers are not ready</summary>\n\n{notes}\n</details>"
                             if notes else "")
 

@@ -18,6 +18,7 @@ import gradio as gr
 from adapters.errors import FMError
 from adapters.keys import redact
 from adapters.types import Completion, Result
+from services import boundary
 
 log = logging.getLogger("fm_gallery.demos")
 UNEXPECTED = "Something went wrong on the server; it has been logged. Try again, or pick another provider."
@@ -27,7 +28,7 @@ def user_error(err: BaseException) -> gr.Error:
     """The `gr.Error` to raise for `err`. Gradio renders its message as HTML: it is escaped, since
     messages may quote user input (a file name, a label)."""
     if isinstance(err, FMError):
-        return gr.Error(html.escape(redact(str(err)), quote=False), print_exception=False)
+        return gr.Error(html.escape(boundary.scrub(redact(str(err))), quote=False), print_exception=False)
     if isinstance(err, gr.Error):
         return err
     log.error("unexpected error: %s", redact(f"{type(err).__name__}: {err}"), exc_info=err)
@@ -59,7 +60,7 @@ def shows_errors(fn: Callable) -> Callable:
 
 def stats(result: Result) -> str:
     """One line: provider and model, latency, first token, tokens, cost."""
-    parts = [f"**{result.provider}** · `{result.model}`"]
+    parts = [f"**{result.provider}** · `{boundary.shown_model(result.model)}`"]
     if result.served_by and result.served_by != result.provider:
         parts.append(f"served by {result.served_by}")
     parts.append(f"{result.latency_s:.2f} s")

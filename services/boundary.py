@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters import registry
+from adapters import config, registry
 from adapters.errors import BadInput
 from adapters.types import Task
 from services import public
@@ -126,3 +126,56 @@ def capped(label: str, value: Any, limit: str) -> Any:
 def ceiling(limit: str, default: int) -> int:
     """The largest value a widget should offer: `default`, or the public-mode cap when lower."""
     return min(default, getattr(public.limits(), limit)) if public.enabled() else default
+
+
+# --- what a visitor is shown ------------------------------------------------------------------------
+
+def shown_model(model: str | None) -> str | None:
+    """A model as a visitor may see it: in public mode, a configured path or URL becomes its last
+    part (the owner's folders and endpoints stay on the server); ids are unchanged."""
+    if not model or not public.enabled():
+        return model
+    text = str(model)
+    if "://" in text or text.startswith(("/", ".", "~", "pkg:")) or "\\" in text:
+        return text.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "model"
+    return text
+
+
+def shown_target(name: str | None) -> str | None:
+    """A "provider:model" target name as a visitor may see it (see `shown_model`)."""
+    if not name or ":" not in name:
+        return name
+    provider, _, model = name.partition(":")
+    return f"{provider}:{shown_model(model)}"
+
+
+BASE_URL_VARS = ("OPENAI_BASE_URL", "CO_API_URL", "HF_INFERENCE_ENDPOINT", "HF_HOME", "HF_HUB_CACHE")
+
+
+def scrub(text: str) -> str:
+    """`text` (a message or a note for the page) without the server's configured paths and
+    endpoints, in public mode: each becomes its shown form (`shown_model`) or "[server]"."""
+    if not text or not public.enabled():
+        return text
+    for secret, shown in sorted(_configured_places().items(), key=lambda item: -len(item[0])):
+        text = text.replace(secret, shown)
+    return text
+
+
+def _configured_places() -> dict[str, str]:
+    places: dict[str, str] = {}
+    for provider in registry.providers().values():
+        for task in provider.adapters:
+            model = provider.model(task)
+            if model and shown_model(model) != model:
+                places[model] = shown_model(model) or "model"
+    for var in BASE_URL_VARS:
+        value = os.environ.get(var, "").strip()
+        if len(value) > 3:
+            places[value] = "[server]"
+    endpoints = config.config_file().get("openai_compatible", {})
+    for table in endpoints.values() if isinstance(endpoints, dict) else []:
+        url = table.get("base_url") if isinstance(table, dict) else None
+        if isinstance(url, str) and len(url) > 3:
+            places[url] = "[server]"
+    return places

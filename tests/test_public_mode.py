@@ -250,3 +250,21 @@ def test_replicas_share_their_counts_through_redis(public_mode, monkeypatch, red
     with pytest.raises(LimitReached, match="4 hosted calls"):
         quotas.charge(ALICE, "fake", "fake-model", small_call(), own_key=False)
     quotas.charge(BOB, "fake", "fake-model", small_call(), own_key=False)
+
+
+def test_public_pages_show_no_configured_path_or_url(monkeypatch):
+    from adapters.types import Caption
+    from demos import compare, picker, report
+
+    monkeypatch.setenv("FMG_MODEL_LOCAL_CAPTIONING", "/srv/owner/models/blip-base")
+    monkeypatch.setenv("FMG_MODEL_HF_CAPTIONING", "http://10.9.8.7:8080/tgi")
+    result = Caption(text="a cat", provider="local", model="/srv/owner/models/blip-base", latency_s=0.1,
+                     usage=None, cost_usd=0.0, served_by=None)
+    for mode, visible in (("0", True), ("1", False)):
+        monkeypatch.setenv("FMG_PUBLIC", mode)
+        shown = repr(compare.target_choices(Task.CAPTIONING)) + report.stats(result) + repr(picker._state(
+            Task.CAPTIONING)) + str(report.user_error(BadInput("weights missing in /srv/owner/models/blip-base")))
+        assert ("/srv/owner" in shown) is visible and ("10.9.8.7" in shown) is visible
+    assert "blip-base" in shown and "tgi" in shown
+    assert boundary.shown_target("hf:http://10.9.8.7:8080/tgi") == "hf:tgi"
+    assert boundary.shown_model("org/model") == "org/model"
