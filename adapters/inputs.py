@@ -76,7 +76,7 @@ def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
         raise BadInput(
-            f"'{name}' has far more pixels than the {MAX_IMAGE_PIXELS // 1_000_000} megapixel limit: "
+            f"'{name}' has more pixels than the {MAX_IMAGE_PIXELS // 1_000_000} megapixel limit: "
             "upload a smaller image."
         ) from None
     except UnidentifiedImageError:

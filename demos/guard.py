@@ -13,7 +13,7 @@ import logging
 
 import gradio as gr
 from gradio import utils as gradio_utils
-from gradio.data_classes import FileData, ListFiles
+from gradio.data_classes import FileData, ImageData, ListFiles
 
 from adapters.errors import BadInput
 from demos import examples
@@ -40,7 +40,9 @@ def _file_positions(blocks: gr.Blocks, block_fn) -> list[int]:
     out = []
     for i, block in enumerate(block_fn.inputs):
         model = getattr(block, "data_model", None)
-        if isinstance(model, type) and issubclass(model, (FileData, ListFiles)):
+        # gr.Image's ImageData is not a FileData subclass, yet it is a file reference all the same
+        if isinstance(model, type) and (issubclass(model, (FileData, ImageData, ListFiles))
+                                        or "path" in getattr(model, "model_fields", {})):
             out.append(i)
     return out
 
