@@ -16,10 +16,11 @@ import sys
 
 import gradio as gr
 
+import compat
 from adapters import inputs
 from adapters.keys import install_log_redaction
-from demos import (captioning, compat, compare, completion, embeddings_search, guard, history, image_generation,
-                   zero_shot)
+from demos import captioning, compare, completion, embeddings_search, history, image_generation, zero_shot
+from demos.widgets import guard
 from services import public, visitors
 
 # each has TAB, TITLE, layout(root) and reopen(run); History comes last
@@ -84,7 +85,7 @@ def build() -> gr.Blocks:
     # queued local calls may wait concurrently, up to each listener's concurrency_limit.
     blocks.queue(max_size=256, default_concurrency_limit=16)
     guard.install(blocks)
-    compat.install()  # patches to Gradio, each for the versions it was written for (demos.compat)
+    compat.install()  # patches to Gradio, each for the versions it was written for (compat.py)
     spare_gradio_signature_lookups(blocks)
     return blocks
 

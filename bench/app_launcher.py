@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     import app
     from adapters.keys import install_log_redaction
     from demos import completion
-    from demos.frame_pacing import FramePacer
+    from demos.widgets.frame_pacing import FramePacer
 
     if args.chat_limit is not None:
         next(fn for fn in app.demo.fns.values() if fn.api_name == "chat").concurrency_limit = args.chat_limit

@@ -18,12 +18,12 @@ provider's own (10 ms), counted from the session's join request. Configurations,
 interleaved (a fresh server each run):
 - `app`: the app as it is (the /chat listener's concurrency limit 64, `launch(max_threads=64)`,
   each chat sent to the page at most 10 times a second while it streams, about 200 updates a
-  second shared by all streams: 4 a second each with 50 open, `demos.frame_pacing`).
+  second shared by all streams: 4 a second each with 50 open, `demos.widgets.frame_pacing`).
   "new sessions": each session's first request, as 50 freshly connected clients make it (Gradio builds a per-session
   copy of every component's config on the event loop first); "open sessions": each session made
   one request before (as a page that has loaded has), so only the chat itself is measured;
 - `10 updates/s each`: the app with every stream sending 10 updates a second however many are
-  open (the app before `demos.frame_pacing`), to show what sharing the budget buys;
+  open (the app before `demos.widgets.frame_pacing`), to show what sharing the budget buys;
 - `Gradio defaults`: the same app with Gradio's defaults instead (concurrency limit 16, 40
   threads, every token sent to the page), to show what those three settings buy.
 Server and client CPU use (cores busy, from /proc and os.times) show whether the cores saturate;

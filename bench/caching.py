@@ -74,7 +74,7 @@ def zero_shot(label: str, folder: Path, rounds: int) -> tuple[list, dict]:
 
 
 def corpus_text(seed: int, passages: int) -> list:
-    from demos.corpus import Passage
+    from services.search.corpus import Passage
 
     rng = random.Random(seed)
     return [Passage(" ".join(rng.choice(TOPIC_WORDS) for _ in range(rng.randint(30, 60))), f"doc{seed}-{i}")
@@ -84,7 +84,7 @@ def corpus_text(seed: int, passages: int) -> list:
 def search(passages: int, rounds: int) -> tuple[list, dict]:
     from adapters import registry
     from adapters.types import Task
-    from demos.embeddings_search import corpus_index
+    from services.search import corpus_index
 
     embedder = registry.get(Task.EMBEDDINGS, "local")
     embedder.embed(["warm up"])

@@ -5,7 +5,7 @@ registry like real ones, so `registry.get`, validation and results run for real)
 runs, in a random order:
 
 - the slowest target alone: `registry.get(...).complete(...)` (or `.stream`, iterated);
-- all four through `adapters.fanout` (`run`, or `stream` with every delta handed to `emit`).
+- all four through `services.comparisons.fanout` (`run`, or `stream` with every delta handed to `emit`).
 
 Target: fan-out wall time at most 1.1x the slowest alone (median over rounds). The streaming
 variant spreads each target's reply over 20 tokens, the last one at the target's latency.
@@ -59,14 +59,14 @@ def register() -> list[str]:
 
 
 def compare_tab_call(names: list[str]):
-    """The Compare tab's own path (`demos.comparison.run`: checked input, fan-out, a run log row
+    """The Compare tab's own path (`services.comparisons.run`: checked input, fan-out, a run log row
     per target, the comparison re-built per batch), or None where that module cannot be used."""
     import os
     import tempfile
 
     try:
         from adapters.types import Task
-        from demos import comparison
+        from services import comparisons as comparison
     except Exception as err:  # noqa: BLE001 - the tab is optional for this benchmark
         print(f"(Compare tab path skipped: {type(err).__name__}: {err})")
         return None
@@ -92,9 +92,10 @@ def ms(seconds: float) -> float:
 
 def main(argv=None) -> dict:
     args = timing.parser("Fan-out to 4 targets vs. the slowest alone (issue 5, target 2).").parse_args(argv)
-    from adapters import fanout, registry
-    from adapters.fanout import Target
+    from adapters import registry
     from adapters.types import CompletionParams, Task
+    from services.comparisons import fanout
+    from services.comparisons.fanout import Target
 
     names = register()
     targets = [Target(name) for name in names]

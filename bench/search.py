@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from bench import timing
-from demos.vector_index import ApproxIndex, ExactIndex
+from services.search.vector_index import ApproxIndex, ExactIndex
 
 DIM = 384
 TOPICS, TOPIC_RANK, SPREAD, NOISE = 1000, 16, 0.8, 0.3

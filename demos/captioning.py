@@ -1,7 +1,7 @@
 """Captioning: describe an image in words, optionally steered by a prompt.
 
 API: `/caption(image, prompt, provider, api_key)` returns `(caption, stats)`; the page also shows
-the call as a Python program (`demos.reproduce`).
+the call as a Python program (`demos.widgets.reproduce`).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import gradio as gr
 
 from adapters import inputs
 from adapters.types import Task
-from demos import examples, reproduce, run_log
-from demos import picker as picker_ui
-from demos.image_upload import ImageUpload
-from demos.report import shows_errors, stats
-from demos.standalone import standalone
-from services import access, boundary, visitors
+from demos.widgets import examples, reproduce
+from demos.widgets import picker as picker_ui
+from demos.widgets.image_upload import ImageUpload
+from demos.widgets.report import shows_errors, stats
+from demos.widgets.standalone import standalone
+from services import access, run_log, visitors
 
 TASK = Task.CAPTIONING
 TAB = "captioning"  # the tab's id in the app and in the run log

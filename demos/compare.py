@@ -34,14 +34,14 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Completion, Task
-from demos import comparison as cmp
-from demos import leaderboard, reproduce, run_log
-from demos.comparison import LETTERS, MAX_TARGETS, Comparison, Form
-from demos.embeddings_search import SAMPLE_CORPUS
-from demos.image_upload import ImageUpload
-from demos.report import shows_errors
-from demos.standalone import standalone
-from services import boundary, public, visitors
+from demos.widgets import reproduce
+from demos.widgets.image_upload import ImageUpload
+from demos.widgets.report import shows_errors
+from demos.widgets.standalone import standalone
+from services import boundary, public, run_log, visitors
+from services import comparisons as cmp
+from services.comparisons import LETTERS, MAX_TARGETS, Comparison, Form, leaderboard
+from services.search import SAMPLE_CORPUS
 
 TAB = cmp.TAB  # the tab's id in the app and in the run log
 TITLE = "Compare"
@@ -488,7 +488,7 @@ class _Page:
             # filled on page load: building the tab (at app import) must not touch the database
             self.board = gr.Dataframe(headers=leaderboard.COLUMNS, interactive=False, label="Leaderboard")
             self.refresh = gr.Button("Refresh", size="sm")
-        self.comparison_id = gr.State(None)  # only the random id; the names stay in demos.comparison
+        self.comparison_id = gr.State(None)  # only the random id; the names stay in services.comparisons
         self.api_trigger = gr.Button(visible=False)  # the /compare endpoint has no button of its own
         self.api_result = gr.JSON(visible=False)
 

@@ -1,7 +1,7 @@
 """Completion / chat: stream a reply from any provider, with latency, tokens and cost.
 
 API: `/chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed)`
-streams `(history, stats)`. The page also shows the call as a Python program (`demos.reproduce`).
+streams `(history, stats)`. The page also shows the call as a Python program (`demos.widgets.reproduce`).
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ from dataclasses import asdict
 import gradio as gr
 
 from adapters.types import CompletionParams, Task
-from demos import picker as picker_ui
-from demos import reproduce, run_log
-from demos.frame_pacing import FramePacer
-from demos.report import shows_errors, stats
-from demos.standalone import standalone
-from services import access, boundary, visitors
+from demos.widgets import picker as picker_ui
+from demos.widgets import reproduce
+from demos.widgets.frame_pacing import FramePacer
+from demos.widgets.report import shows_errors, stats
+from demos.widgets.standalone import standalone
+from services import access, boundary, run_log, visitors
 
 TASK = Task.COMPLETION
 # Streams mostly wait on a vendor (local models queue on the device slot anyway), so many may run
 # at once. Each sends the page at most 10 updates a second, fewer when many are open: together
 # they send about 200 a second, which keeps the one server process responsive under 50
-# concurrent streams (demos/frame_pacing.py, bench/app_streaming.py).
+# concurrent streams (demos/widgets/frame_pacing.py, bench/app_streaming.py).
 CHAT_CONCURRENCY = 64
 PACER = FramePacer(per_second=200, fastest_s=0.1, slowest_s=0.5)
 TAB = "chat"  # the tab's id in the app and in the run log

@@ -1,92 +1,31 @@
 """Embeddings search: embed a corpus once, then find the passages closest in meaning to a query.
 
 API: `/search(query, corpus, files, top_k, passage_words, provider, api_key)` returns
-`(hits table, stats)`; the page also shows the calls as a Python program (`demos.reproduce`). The index of a corpus is kept (a few, least recently used dropped), so
+`(hits table, stats)`; the page also shows the calls as a Python program (`demos.widgets.reproduce`). The index of a corpus is kept (a few, least recently used dropped), so
 repeated queries on the same corpus only embed the query.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import threading
-import time
-from collections import OrderedDict
-from dataclasses import dataclass
 
 import gradio as gr
 
 from adapters.errors import BadInput
-from adapters.tasks import Embedder
 from adapters.types import Task
-from demos import corpus, reproduce, run_log
-from demos import picker as picker_ui
-from demos.report import shows_errors, stats
-from demos.standalone import standalone
-from services import access, boundary, visitors
-from demos.vector_index import ApproxIndex, ExactIndex, build_index
+from demos.widgets import picker as picker_ui
+from demos.widgets import reproduce
+from demos.widgets.report import shows_errors, stats
+from demos.widgets.standalone import standalone
+from services import access, boundary, run_log, visitors
+from services.search import SAMPLE_CORPUS, corpus, corpus_index
 
 TASK = Task.EMBEDDINGS
 TAB = "embeddings-search"  # the tab's id in the app and in the run log
 TITLE = "Embeddings search"
-MAX_INDEXES = 8
 MAX_TOP_K = 50
 RERANK_POOL = 4  # with rerank, the embedding search proposes this many candidates per hit wanted
 COLUMNS = ["rank", "score", "source", "passage"]
-SAMPLE_CORPUS = """\
-The Eiffel Tower was completed in 1889 and stands on the Champ de Mars in Paris.
-
-Photosynthesis turns sunlight, water and carbon dioxide into glucose and oxygen inside chloroplasts.
-
-A kitten is a juvenile cat; most kittens are weaned by eight weeks of age.
-
-The stock market fell sharply after the central bank raised interest rates by half a point.
-
-CLIP learns a shared embedding space for images and text from 400 million captioned pictures.
-
-Diffusion models generate images by learning to reverse a gradual noising process.
-
-To bake sourdough, feed the starter the night before and let the dough rise slowly in the fridge.
-
-The Great Barrier Reef, off Queensland, is the largest coral reef system in the world.
-"""
-
-
-@dataclass
-class CorpusIndex:
-    passages: list[corpus.Passage]
-    index: ExactIndex | ApproxIndex
-    build_s: float
-
-
-_indexes: OrderedDict[tuple, CorpusIndex] = OrderedDict()
-_lock = threading.Lock()
-
-
-def _fingerprint(passages: list[corpus.Passage]) -> str:
-    h = hashlib.sha256()
-    for p in passages:
-        h.update(p.source.encode() + b"\0" + p.text.encode() + b"\1")
-    return h.hexdigest()
-
-
-def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[CorpusIndex, bool]:
-    """The index of `passages` for this embedder, built once; True if it came from the cache."""
-    key = (embedder.provider, embedder.model, _fingerprint(passages))
-    with _lock:
-        if key in _indexes:
-            _indexes.move_to_end(key)
-            return _indexes[key], True
-    started = time.perf_counter()
-    vectors = embedder.embed([p.text for p in passages], kind="document").vectors
-    built = CorpusIndex(passages, build_index(vectors), time.perf_counter() - started)
-    with _lock:
-        _indexes[key] = built
-        while len(_indexes) > MAX_INDEXES:
-            _indexes.popitem(last=False)
-    return built, False
-
-
 @shows_errors
 def search(query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False,
            request: gr.Request = None):

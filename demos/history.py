@@ -1,7 +1,7 @@
 """History: every logged run, filtered, inspected, exported, or re-opened into its tab.
 
 API: `/history(tab, provider, text, errors_only)` returns the table of runs (newest first);
-`/export(format)` returns a CSV or JSONL file of every run. The log itself is `demos.run_log`
+`/export(format)` returns a CSV or JSONL file of every run. The log itself is `services.run_log`
 (`FMG_RUN_LOG` sets where it lives, `FMG_RUN_LOG=off` turns it off).
 
 Re-opening needs the other tabs' input components, so `app.py` wires it with `attach()` after
@@ -27,9 +27,10 @@ from typing import Any
 
 import gradio as gr
 
-from demos import comparison, reproduce, run_log
-from demos.report import shows_errors
-from services import boundary, public, visitors
+from demos.widgets import reproduce
+from demos.widgets.report import shows_errors
+from services import boundary, public, run_log, visitors
+from services import comparisons as comparison
 
 log = logging.getLogger("fm_gallery.history")
 TAB = "history"

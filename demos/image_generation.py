@@ -2,7 +2,7 @@
 
 API: `/generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key)`
 returns `(image, stats)`; a seed of -1 picks one at random and the stats say which. The page also
-shows the call as a Python program with that seed (`demos.reproduce`).
+shows the call as a Python program with that seed (`demos.widgets.reproduce`).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import gradio as gr
 
 from adapters import inputs
 from adapters.types import ImageParams, Task
-from demos import picker as picker_ui
-from demos import reproduce, run_log
-from demos.report import shows_errors, stats
-from demos.standalone import standalone
-from services import access, boundary, visitors
+from demos.widgets import picker as picker_ui
+from demos.widgets import reproduce
+from demos.widgets.report import shows_errors, stats
+from demos.widgets.standalone import standalone
+from services import access, boundary, run_log, visitors
 
 TASK = Task.IMAGE_GENERATION
 TAB = "image-generation"  # the tab's id in the app and in the run log

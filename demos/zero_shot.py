@@ -1,7 +1,7 @@
 """Zero-shot image classification: score an image against labels the user makes up (CLIP-style).
 
 API: `/classify(image, labels, provider, api_key)` returns `(label scores, stats)`; the page also
-shows the call as a Python program (`demos.reproduce`).
+shows the call as a Python program (`demos.widgets.reproduce`).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import gradio as gr
 
 from adapters import inputs
 from adapters.types import Task
-from demos import examples, reproduce, run_log
-from demos import picker as picker_ui
-from demos.image_upload import ImageUpload
-from demos.report import shows_errors, stats
-from demos.standalone import standalone
-from services import access, boundary, visitors
+from demos.widgets import examples, reproduce
+from demos.widgets import picker as picker_ui
+from demos.widgets.image_upload import ImageUpload
+from demos.widgets.report import shows_errors, stats
+from demos.widgets.standalone import standalone
+from services import access, run_log, visitors
 
 TASK = Task.ZERO_SHOT
 TAB = "zero-shot"  # the tab's id in the app and in the run log

@@ -1,5 +1,5 @@
 """The trust boundary: every value that comes from the browser is checked here before anything acts
-on it. Gradio's side of it (`demos/guard.py`) calls `check_files` on each event's raw inputs and
+on it. Gradio's side of it (`demos/widgets/guard.py`) calls `check_files` on each event's raw inputs and
 `admit_event` on each queue join; tabs call `model`, `capped` and `visitors.current`.
 
 - A model named by a visitor is an id, never a URL, an endpoint or a path, in any mode (only the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 
 import numpy as np
@@ -11,9 +10,9 @@ from PIL import Image
 
 from adapters import config, inputs, registry
 from adapters.errors import BadInput, MissingCredentials, ProviderError, UnknownProvider
+from adapters.prices import estimate_cost
 from adapters.tasks import Completer
 from adapters.types import CompletionParams, ImageParams, Task, Usage
-from adapters.prices import estimate_cost
 
 USER = [{"role": "user", "content": "hello there world"}]
 

@@ -61,8 +61,7 @@ def test_every_image_input_sends_the_page_its_props():
 
 def test_chat_streams_through_the_client(client, monkeypatch):
     from demos import completion
-
-    from demos.frame_pacing import FramePacer
+    from demos.widgets.frame_pacing import FramePacer
 
     monkeypatch.setattr(completion, "PACER", FramePacer(fastest_s=0.0, slowest_s=0.0))
     job = client.submit("stream this back", [], "fake", "", "", 32, 0.7, 1.0, -1, api_name="/chat")
@@ -151,8 +150,9 @@ def test_precomputed_signatures_leave_what_gradio_sends_unchanged():
     import inspect
     import json
 
-    import app
     from gradio.state_holder import SessionState
+
+    import app
 
     inits = {ancestor.__dict__["__init__"] for block in app.demo.blocks.values() for ancestor in type(block).__mro__
              if inspect.isfunction(ancestor.__dict__.get("__init__"))}

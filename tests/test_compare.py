@@ -18,13 +18,14 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from adapters import fanout, registry
+from adapters import registry
 from adapters.errors import BadInput
-from adapters.fanout import Outcome, Target
 from adapters.registry import Provider
 from adapters.types import Task
-from demos import compare, comparison
-from demos.comparison import Form
+from demos import compare
+from services import comparisons as comparison
+from services.comparisons import Form, fanout
+from services.comparisons.fanout import Outcome, Target
 from tests.fakes import providers as fake
 from tests.fakes import timed
 
@@ -354,7 +355,7 @@ def test_the_page_renders_every_task(app, image_file, task):
 # --- the run log ---------------------------------------------------------------------------------
 
 def test_every_target_is_logged_without_the_key_and_reopens_the_comparison(fake_provider, image_file):
-    from demos import run_log
+    from services import run_log
 
     finished(Task.ZERO_SHOT, ["fake", "fake:needs-key"], Form(image=image_file, labels="a cat, a dog"),
              api_key="sk-never-logged-42", key_provider="other")
@@ -438,6 +439,6 @@ def test_a_blind_page_shows_no_time_tokens_or_cost_until_the_vote(timed_provider
 
 
 def run_log_runs():
-    from demos import run_log
+    from services import run_log
 
     return run_log.query(tab="compare")

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demos import captioning, completion, corpus, embeddings_search, image_generation, zero_shot
-from demos.frame_pacing import FramePacer
-from demos.vector_index import ExactIndex
+from demos import captioning, completion, embeddings_search, image_generation, zero_shot
+from demos.widgets.frame_pacing import FramePacer
+from services.search import corpus
+from services.search.vector_index import ExactIndex
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FORBIDDEN = {"openai", "cohere", "huggingface_hub", "torch", "transformers", "diffusers", "sentence_transformers",

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from demos.frame_pacing import FramePacer
+from demos.widgets.frame_pacing import FramePacer
 
 
 def test_few_streams_update_at_the_fastest_and_many_share_the_budget_down_to_the_slowest():
@@ -23,7 +23,7 @@ def test_few_streams_update_at_the_fastest_and_many_share_the_budget_down_to_the
 
 def test_the_first_update_is_due_at_once_and_the_next_only_after_the_interval(monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr("demos.frame_pacing.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("demos.widgets.frame_pacing.time.monotonic", lambda: now[0])
     pacer = FramePacer(per_second=200, fastest_s=0.1, slowest_s=0.5)
     with pacer.stream() as clock:
         assert clock.due()  # the first token

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.errors import BadInput
 from adapters.types import Task
-from demos import leaderboard
+from services.comparisons import leaderboard
 
 C = Task.COMPLETION
 

@@ -349,7 +349,8 @@ def test_concurrent_first_calls_load_the_model_once(tiny, tmp_path, monkeypatch)
     for t in threads:
         t.join(timeout=60)
     assert len(calls) == 1 and len(results) == 4
-    assert all(np.array_equal(r, results[0]) for r in results)
+    # concurrent calls may share a batch, whose padding changes the last bits of a float
+    assert all(np.allclose(r, results[0], atol=1e-5) for r in results)
 
 
 # --- weights lookup ----------------------------------------------------------------------------

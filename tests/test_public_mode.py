@@ -254,7 +254,8 @@ def test_replicas_share_their_counts_through_redis(public_mode, monkeypatch, red
 
 def test_public_pages_show_no_configured_path_or_url(monkeypatch):
     from adapters.types import Caption
-    from demos import compare, picker, report
+    from demos import compare
+    from demos.widgets import picker, report
 
     monkeypatch.setenv("FMG_MODEL_LOCAL_CAPTIONING", "/srv/owner/models/blip-base")
     monkeypatch.setenv("FMG_MODEL_HF_CAPTIONING", "http://10.9.8.7:8080/tgi")

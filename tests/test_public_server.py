@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError
 from adapters import registry
 from adapters.errors import ProviderError
 from adapters.registry import Provider
-from adapters.types import Task, Usage
+from adapters.types import Task
 from demos import compare
 from services import quotas
 from tests.fakes import providers as fake
@@ -267,7 +267,7 @@ def test_a_refused_upload_is_not_kept(server, tmp_path, monkeypatch):
     monkeypatch.setenv("FMG_PUBLIC_KEEP_UPLOADS", "1")  # even where the owner keeps uploads
     from gradio_client import handle_file
 
-    from demos import run_log
+    from services import run_log
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really an image" * 50)
@@ -282,7 +282,7 @@ def test_visitors_uploads_are_kept_only_when_the_owner_says_so(server, tmp_path,
     from gradio_client import handle_file
     from PIL import Image
 
-    from demos import run_log
+    from services import run_log
 
     monkeypatch.setenv("FMG_PUBLIC_KEEP_UPLOADS", keep)
     monkeypatch.setenv("FMG_PUBLIC_ALLOW_UNPRICED", "1")

@@ -4,7 +4,7 @@ a. Compare's API images: each process has its own folder (a shared one let one p
    delete another's images), and pruning never fails on a file another thread removed first.
 b. `/export` keeps a bounded number of files on disk (Gradio serves its own cached copy).
 c. Gradio writes a content-addressed image into its cache in place, so two identical images
-   (same seed) truncate each other's file while it is downloaded; `demos.compat` makes it atomic.
+   (same seed) truncate each other's file while it is downloaded; `compat` makes it atomic.
 d. In public mode a Reproduce program names no configured base URL and no local model path.
 """
 
@@ -27,9 +27,12 @@ from gradio import processing_utils
 from gradio_client import Client
 from PIL import Image
 
+import compat
 from adapters import openai_api, registry, snippets
 from adapters.types import Task
-from demos import compare, comparison, compat, completion, history, reproduce
+from demos import compare, completion, history
+from demos.widgets import reproduce
+from services import comparisons as comparison
 from tests.fakes import providers as fake
 from tests.fakes.http_server import FakeServer
 from tests.fakes.openai_server import OpenAIFake

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from demos.row_writer import RowWriter
+from services.run_log.writer import RowWriter
 
 
 def test_rows_queued_while_a_write_runs_go_in_one_batch_and_flush_waits_for_them():

@@ -22,7 +22,8 @@ from PIL import Image
 
 from adapters.errors import ProviderError
 from adapters.types import Caption, Task
-from demos import captioning, completion, embeddings_search, history, image_generation, run_log, zero_shot
+from demos import captioning, completion, embeddings_search, history, image_generation, zero_shot
+from services import run_log
 from tests.fakes.providers import FakeCaptioner
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -398,7 +399,7 @@ def test_rows_still_queued_at_a_normal_exit_are_written(log_path):
     """The child's rows wait behind a write lock it holds itself, which it lets go just before it
     exits: without the exit-time flush the writer would still be waiting when the process ends."""
     code = (
-        "import os, sqlite3\nfrom adapters.types import Caption\nfrom demos import run_log\n"
+        "import os, sqlite3\nfrom adapters.types import Caption\nfrom services import run_log\n"
         "with run_log.run(tab='captioning', task='captioning', provider='fake', inputs={'i': -1}) as r:\n"
         "    pass\n"
         "run_log.flush()\n"  # the log exists
@@ -420,7 +421,7 @@ WRITER = """
 import sys
 from PIL import Image
 from adapters.types import Caption, GeneratedImages
-from demos import run_log
+from services import run_log
 
 i = 0
 while True:
@@ -469,7 +470,7 @@ def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_pa
 def test_writes_from_a_second_process_meanwhile(log_path):
     """Two processes append at once (e.g. two app workers): both see every row."""
     code = (
-        "from adapters.types import Caption\nfrom demos import run_log\n"
+        "from adapters.types import Caption\nfrom services import run_log\n"
         "for i in range(100):\n"
         "    with run_log.run(tab='captioning', task='captioning', provider='fake', inputs={'p': 'child'}) as r:\n"
         "        r.done(Caption(text='c', provider='fake', model='m', latency_s=0.0), output=i)\n"
@@ -507,7 +508,7 @@ def record(i: int, upload: Image.Image | None = None) -> dict:
 
 
 def test_image_files_stay_within_their_budget_oldest_first(log_path, monkeypatch):
-    from demos import image_budget
+    from services.run_log import image_budget
 
     monkeypatch.setattr(image_budget, "_totals", {})
     one = len(noise(0).tobytes())  # a PNG of noise(i) is a little over this

@@ -21,18 +21,10 @@ from PIL import Image
 from adapters import openai_api, registry, snippets
 from adapters.registry import Provider
 from adapters.types import CompletionParams, ImageParams, Task
-from demos import (
-    captioning,
-    compare,
-    comparison,
-    completion,
-    embeddings_search,
-    history,
-    image_generation,
-    reproduce,
-    run_log,
-    zero_shot,
-)
+from demos import captioning, compare, completion, embeddings_search, history, image_generation, zero_shot
+from demos.widgets import reproduce
+from services import comparisons as comparison
+from services import run_log
 from tests.fakes import providers as fake
 from tests.fakes.http_server import FakeServer
 from tests.fakes.openai_server import OpenAIFake

@@ -2,7 +2,7 @@
 
 import threading
 
-from demos.sqlite_wal import open_wal
+from services.sqlite_wal import open_wal
 
 
 def test_concurrent_first_opens_of_a_fresh_file_all_succeed_in_wal_mode(tmp_path):

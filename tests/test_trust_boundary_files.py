@@ -1,6 +1,6 @@
 """Files across the trust boundary: only uploads of this page (and the app's examples) get in.
 
-`services.boundary.check_files` (unit tests first) and `demos.guard`, which runs it on every
+`services.boundary.check_files` (unit tests first) and `demos.widgets.guard`, which runs it on every
 event's raw inputs before Gradio moves, copies, downloads or decodes a file. The server tests send
 what a hostile client can send (raw queue payloads), and check what must not happen: a server file
 opened, told apart from a missing one, copied into the run log or sent to the vendor; a `data:`
@@ -34,8 +34,8 @@ from PIL import Image
 
 from adapters import inputs, registry
 from adapters.errors import BadInput
-from demos import examples, run_log
-from services import boundary
+from demos.widgets import examples
+from services import boundary, run_log
 from services.boundary import NOT_AN_UPLOAD
 from tests.fakes import providers as fake
 
@@ -235,7 +235,7 @@ def fn_index(demo, api_name: str) -> int:
 
 
 def image_position(demo, api_name: str) -> int:
-    from demos.image_upload import ImageUpload
+    from demos.widgets.image_upload import ImageUpload
 
     return next(i for i, b in enumerate(demo.fns[fn_index(demo, api_name)].inputs) if isinstance(b, ImageUpload))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from demos.vector_index import ApproxIndex, ExactIndex, build_index, exact_top_k
+from services.search.vector_index import ApproxIndex, ExactIndex, build_index, exact_top_k
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from gradio import utils as gradio_utils
 from gradio.data_classes import FileData, ImageData, ListFiles
 
 from adapters.errors import BadInput
-from demos import examples
+from demos.widgets import examples
 from services import boundary, public, visitors
 
 log = logging.getLogger("fm_gallery.guard")

@@ -4,7 +4,7 @@
 turns logging off. Images live next to it as PNG files (`images/<run id>.png` for generated
 ones, `uploads/<content hash>.<ext>` for the user's own, which Gradio would delete) and only
 their paths, relative to the log folder, are stored. Those files are kept within a size budget
-(`FMG_RUN_LOG_IMAGES_MB`, `demos.image_budget`): past it, the oldest go.
+(`FMG_RUN_LOG_IMAGES_MB`, `services.run_log.image_budget`): past it, the oldest go.
 
 Why it survives concurrent runs and a killed process:
 - WAL journal: readers never block the writer, and a commit is one append to the `-wal` file,
@@ -13,7 +13,7 @@ Why it survives concurrent runs and a killed process:
   at each commit, so a *power cut* (not a killed process: the OS still holds the written pages)
   may lose the last few runs. FULL would pay an fsync per run to save those; for a log of
   experiments that is not worth it.
-- rows are written by one thread (`demos.row_writer`), all those queued in one short `BEGIN
+- rows are written by one thread (`services.run_log.writer`), all those queued in one short `BEGIN
   IMMEDIATE` transaction: a run hands its row over and returns, and never waits for the disk
   (or for other runs' writes) before its answer is complete. Readers wait for the rows queued
   before them (`flush()`), so a run is in the log as soon as it has returned. A busy timeout
@@ -52,10 +52,10 @@ from typing import Any, Self
 from adapters.errors import BadInput, FMError
 from adapters.keys import known_keys, redact
 from adapters.types import Completion, GeneratedImages, Result, Task
-from demos import image_budget
-from demos.row_writer import RowWriter
-from demos.sqlite_wal import open_wal
 from services import public, visitors
+from services.run_log import image_budget
+from services.run_log.writer import RowWriter
+from services.sqlite_wal import open_wal
 
 log = logging.getLogger("fm_gallery.run_log")
 

@@ -17,8 +17,8 @@ import gradio as gr
 from adapters import snippets
 from adapters.errors import BadInput
 from adapters.types import Task
-from demos import corpus
 from services import public
+from services.search import corpus
 
 LABEL = "Reproduce in Python"
 HIDDEN = "# The program names the model, so it is shown after the vote.\n"

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from adapters.errors import BadInput
 from adapters.types import Task
-from demos.sqlite_wal import open_wal
+from services.sqlite_wal import open_wal
 
 K = 32.0
 START = 1000.0

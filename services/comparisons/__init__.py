@@ -1,5 +1,5 @@
 """What the Compare tab runs, without Gradio: one task's input checked once, sent to 2-6 targets at
-once (`adapters.fanout`), collected into a `Comparison` that the tab renders as it fills in.
+once (`services.comparisons.fanout`), collected into a `Comparison` that the tab renders as it fills in.
 
 Blind comparisons wait here, in a server-side dict keyed by a random id, for their vote: the page
 and the API only ever see the id and the letters "Model A", "Model B", ..., never which target
@@ -20,15 +20,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-from adapters import fanout, inputs, registry, snippets
+from adapters import inputs, registry, snippets
 from adapters.errors import BadInput
-from adapters.fanout import Emit, Outcome, Target
 from adapters.prices import FREE_PROVIDERS
 from adapters.tasks import Adapter
 from adapters.types import CompletionParams, GeneratedImages, ImageParams, Result, Task
-from demos import corpus, leaderboard, run_log
-from demos.embeddings_search import corpus_index
-from services import access, boundary, public, quotas, visitors
+from services import access, boundary, public, quotas, run_log, visitors
+from services.comparisons import fanout, leaderboard
+from services.comparisons.fanout import Emit, Outcome, Target
+from services.search import corpus, corpus_index
 from services.visitors import Visitor
 
 TAB = "compare"  # the tab's id in the app and in the run log
