@@ -15,6 +15,16 @@ atomic_image_cache (`FMG_COMPAT_ATOMIC_IMAGE_CACHE`), Gradio >= 6.0, < 7:
     Windows): a reader sees the old file or the new one, each whole. `save_file_to_cache` already
     does this upstream; `save_bytes_to_cache` (audio, video, MCP) has the same flaw and is not used
     by this app's components, so it is left alone.
+
+missing_matplotlib (`FMG_COMPAT_MISSING_MATPLOTLIB`), Gradio >= 6.0, < 7:
+    upstream: Gradio imports matplotlib around every event, on the server's event loop, to set its
+    backend. Where it is not installed, each failed import searches sys.path again, and each stat
+    lets worker threads take the GIL from the loop. Marked missing once, the import fails at once.
+
+component_signatures (`FMG_COMPAT_COMPONENT_SIGNATURES`), Gradio >= 6.0, < 7:
+    upstream: `Block.get_config` calls `inspect.signature(cls.__init__)` for every block of the page,
+    for every new session and page load. A function's `__signature__` is where `inspect.signature`
+    looks first (PEP 362): each component's constructor gets the signature it has, computed once.
 """
 
 from __future__ import annotations
@@ -90,7 +100,54 @@ def _atomic_image_cache() -> bool:
 
 
 ATOMIC_IMAGE_CACHE = Patch("atomic_image_cache", "gradio", ((6, 0), (7, 0)), _atomic_image_cache)
-PATCHES = (ATOMIC_IMAGE_CACHE,)
+
+
+# --------------------------------------------------------------------------- missing_matplotlib
+
+
+def _missing_matplotlib() -> bool:
+    """Mark matplotlib as missing once, where it is not installed, so the import fails at once."""
+    import importlib.util
+    import sys
+
+    if "matplotlib" in sys.modules or importlib.util.find_spec("matplotlib") is not None:
+        return False
+    sys.modules["matplotlib"] = None  # type: ignore[assignment]
+    return True
+
+
+MISSING_MATPLOTLIB = Patch("missing_matplotlib", "gradio", ((6, 0), (7, 0)), _missing_matplotlib)
+
+
+# --------------------------------------------------------------------------- component_signatures
+
+
+def _component_signatures() -> bool:
+    """Give every Gradio component class's `__init__` its own signature, computed once."""
+    import contextlib
+    import inspect
+
+    from gradio.blocks import Block
+
+    changed = False
+    seen: set[type] = set()
+    todo = [Block]
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        todo += cls.__subclasses__()
+        init = cls.__dict__.get("__init__")
+        if inspect.isfunction(init) and "__signature__" not in init.__dict__:
+            with contextlib.suppress(TypeError, ValueError):
+                init.__signature__ = inspect.signature(init)  # type: ignore[attr-defined]
+                changed = True
+    return changed
+
+
+COMPONENT_SIGNATURES = Patch("component_signatures", "gradio", ((6, 0), (7, 0)), _component_signatures)
+PATCHES = (ATOMIC_IMAGE_CACHE, MISSING_MATPLOTLIB, COMPONENT_SIGNATURES)
 
 
 # --------------------------------------------------------------------------- applying them
@@ -115,5 +172,5 @@ def apply(patch: Patch) -> bool:
 
 
 def install() -> dict[str, bool]:
-    """Apply every patch; which ones are in place."""
+    """Apply every patch (call it after the page's components are defined); which are in place."""
     return {patch.name: apply(patch) for patch in PATCHES}

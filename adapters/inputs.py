@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import warnings
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 40_000_000  # a 8000 x 5000 photo; decompression bombs are far larger
 MAX_IMAGE_SIDE = 2048  # larger images are scaled down: every model here works at or below it
+LARGE_IMAGE_PIXELS = 8_000_000  # decoding one takes ~100-400 MB: only a few at once, whoever sends them
+_large_decodes = threading.BoundedSemaphore(2)
 MAX_CONVERSATION_CHARS = 200_000
 MAX_PROMPT_CHARS = 10_000
 MAX_LABELS = 100
@@ -71,7 +74,11 @@ def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             img = PILImage.open(path)
             _check_pixels(img.size)  # before any pixel is decoded
-            img.load()
+            if img.size[0] * img.size[1] > LARGE_IMAGE_PIXELS:
+                with _large_decodes:
+                    img.load()
+            else:
+                img.load()
     except BadInput:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):

@@ -31,6 +31,7 @@ def caption(image, prompt, provider, api_key, request: gr.Request = None):
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
+        access.check(visitor, adapter)  # an over-quota visitor's image is not decoded
         picture, prompt = inputs.load_image(image), inputs.check_optional_prompt(prompt)  # before any charge
         work = access.Work(input_chars=len(prompt or "") + 500, output_tokens=300, images_in=1)
         with access.call(visitor, adapter, work):

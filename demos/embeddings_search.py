@@ -18,6 +18,7 @@ from demos.widgets import reproduce
 from demos.widgets.report import shows_errors, stats
 from demos.widgets.standalone import standalone
 from services import access, boundary, run_log, visitors
+from services import search as search_index
 from services.search import SAMPLE_CORPUS, corpus, corpus_index
 
 TASK = Task.EMBEDDINGS
@@ -46,7 +47,9 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
         logged.by(visitor)
         embedder = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(embedder)
-        work = access.Work(input_chars=len(query) + sum(len(p.text) for p in passages))
+        built_already = search_index.cached(embedder, passages)
+        work = access.Work(input_chars=len(query) + (0 if built_already else sum(len(p.text) for p in passages)),
+                           requests=1 + (0 if built_already else -(-len(passages) // embedder.max_batch)))
         with access.call(visitor, embedder, work):  # the corpus and the query, charged once
             built, cached = corpus_index(embedder, passages)
             result = embedder.embed([query.strip()], kind="query")

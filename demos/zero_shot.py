@@ -32,6 +32,7 @@ def classify(image, labels, provider, api_key, request: gr.Request = None):
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
+        access.check(visitor, adapter)  # an over-quota visitor's image is not decoded
         picture, labels = inputs.load_image(image), inputs.check_labels(labels)  # checked before any charge
         work = access.Work(input_chars=sum(map(len, labels)) + 500, output_tokens=300, images_in=1)
         with access.call(visitor, adapter, work):

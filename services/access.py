@@ -35,6 +35,11 @@ def adapter(task: Task, provider: object, model: object = None, api_key: object 
     return registry.get(task, name, checked, api_key=key)
 
 
+def check(visitor: Visitor, adapter: Adapter) -> None:
+    """Refuse at once, before the input is checked or decoded, a call the visitor has no quota for."""
+    quotas.check(visitor, adapter.provider)
+
+
 def charge(visitor: Visitor, adapter: Adapter, work: Work) -> None:
     """Count one call against the visitor's quotas, or raise `LimitReached` before it is made."""
     quotas.charge(visitor, adapter.provider, adapter.model, work, own_key=bool(getattr(adapter, "api_key", None)))

@@ -41,6 +41,7 @@ class Work:
     output_tokens: int = 0
     images_in: int = 0
     images_out: int = 0
+    requests: int = 1  # vendor requests the call makes (an embedder splits a corpus into batches)
 
 
 def estimate_usd(provider: str, model: str, work: Work) -> float | None:
@@ -80,7 +81,7 @@ class Quotas:
 
         settings = public.limits()
         per_minute = RateLimitItemPerMinute(max(1, settings.calls_per_minute))
-        if not self._moving.hit(per_minute, "calls", visitor.key):
+        if not self._moving.hit(per_minute, "calls", visitor.key, cost=max(1, work.requests)):
             raise LimitReached(f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
                                f"limit on this public Space: try again in {self._wait(per_minute, visitor)}.")
         if own_key:
@@ -103,6 +104,16 @@ class Quotas:
                                "for hosted models: use a local model, your own key, or come back tomorrow.")
         self._counter.hit(mine, "usd", visitor.key, cost=cost)
         self._counter.hit(everyone, "usd", "all", cost=cost)
+
+    def check(self, visitor: Visitor) -> None:
+        """Refuse at once a visitor who has no hosted call left this minute (counts nothing)."""
+        from limits import RateLimitItemPerMinute
+
+        settings = public.limits()
+        per_minute = RateLimitItemPerMinute(max(1, settings.calls_per_minute))
+        if not self._moving.test(per_minute, "calls", visitor.key):
+            raise LimitReached(f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
+                               f"limit on this public Space: try again in {self._wait(per_minute, visitor)}.")
 
     def vote(self, visitor: Visitor) -> None:
         from limits import RateLimitItemPerMinute
@@ -143,6 +154,12 @@ def charge(visitor: Visitor, provider: str, model: str, work: Work, own_key: boo
     """Public mode: count a call before it is made (local calls cost nothing); private: nothing."""
     if public.enabled() and provider not in FREE_PROVIDERS:
         quotas().charge(visitor, provider, model, work, own_key)
+
+
+def check(visitor: Visitor, provider: str) -> None:
+    """Public mode: refuse before any work (decoding an image, say) a call that would be refused."""
+    if public.enabled() and provider not in FREE_PROVIDERS:
+        quotas().check(visitor)
 
 
 def vote(visitor: Visitor) -> None:

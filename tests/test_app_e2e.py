@@ -145,7 +145,7 @@ def test_offline_defaults_answer_with_real_packaged_models(client):
 
 
 def test_precomputed_signatures_leave_what_gradio_sends_unchanged():
-    """app.spare_gradio_signature_lookups only saves time: the page config and each session's copy
+    """compat's component_signatures patch only saves time: the page config and each session's copy
     are the same as Gradio computes them without it."""
     import inspect
     import json
@@ -166,6 +166,8 @@ def test_precomputed_signatures_leave_what_gradio_sends_unchanged():
     try:
         plain = described()
     finally:
-        app.spare_gradio_signature_lookups(app.demo)
+        import compat
+
+        assert compat.apply(compat.COMPONENT_SIGNATURES)
     assert all(inspect.signature(init) == signature for init, signature in given.items())
     assert described() == plain

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 
+import gradio as gr
 import pytest
 
 from adapters.errors import BadInput
@@ -29,6 +30,17 @@ def public_mode(monkeypatch, fake_provider):
     monkeypatch.setattr(quotas, "price_table", lambda: PRICES)
     monkeypatch.setattr(quotas, "_quotas", None)  # fresh counters for each test
     return fake_provider
+
+
+class AnyModel(dict):
+    """A vendor's price list where every model has the same price."""
+
+    def __init__(self, **price):
+        super().__init__()
+        self.price = price
+
+    def get(self, model, default=None):
+        return self.price
 
 
 def small_call(n_chars: int = 300, out: int = 100) -> Work:
@@ -269,3 +281,32 @@ def test_public_pages_show_no_configured_path_or_url(monkeypatch):
     assert "blip-base" in shown and "tgi" in shown
     assert boundary.shown_target("hf:http://10.9.8.7:8080/tgi") == "hf:tgi"
     assert boundary.shown_model("org/model") == "org/model"
+
+
+def test_a_search_counts_every_vendor_request_it_makes(public_mode, monkeypatch):
+    from demos import embeddings_search
+
+    monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "3")
+    monkeypatch.setattr(quotas, "price_table", lambda: {"fake": AnyModel(input_per_1m=0.01)})
+    many = "\n\n".join(f"passage number {i} about topic {i % 7}" for i in range(12))  # 3 batches of 4
+    with pytest.raises(gr.Error, match="3 hosted calls in the last minute"):  # 3 batches + the query: 4
+        embeddings_search.search("topic 3", many, None, 3, 120, "fake", "")
+    small = "cats purr\n\nrockets fly"
+    assert embeddings_search.search("topic 3", small, None, 1, 120, "fake", "")[0]  # 1 batch + the query: 2
+    assert embeddings_search.search("again", small, None, 1, 120, "fake", "")[0]  # its index is reused: 1
+    with pytest.raises(gr.Error, match="hosted calls"):
+        embeddings_search.search("once more", small, None, 1, 120, "fake", "")
+
+
+def test_an_over_quota_visitors_image_is_not_even_decoded(public_mode, monkeypatch, tmp_path):
+    from demos import zero_shot
+
+    monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "1")
+    corrupt = tmp_path / "broken.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"junk" * 100)
+    with pytest.raises(gr.Error, match="corrupt|not an image"):  # within quota: the image is checked
+        zero_shot.classify(str(corrupt), "a cat, a dog", "fake", "")
+    quotas.charge(ALICE, "fake", "fake-model", small_call(), own_key=False)
+    monkeypatch.setattr("services.visitors.current", lambda request: ALICE)
+    with pytest.raises(gr.Error, match="1 hosted calls in the last minute"):
+        zero_shot.classify(str(corrupt), "a cat, a dog", "fake", "")

@@ -198,7 +198,7 @@ def concurrent_saves_and_reads(cache_dir: Path, seconds: float = 1.5) -> tuple[i
 
 def test_identical_images_saved_at_once_are_never_read_truncated(upstream_cache_writer, tmp_path, caplog):
     caplog.set_level("INFO", logger="fm_gallery.compat")
-    assert compat.install() == {"atomic_image_cache": True}
+    assert compat.install()["atomic_image_cache"] is True
     assert "compat patch atomic_image_cache applied" in caplog.text
     reads, failures = concurrent_saves_and_reads(tmp_path)
     assert reads > 50 and failures == [], failures[:3]
@@ -208,20 +208,20 @@ def test_identical_images_saved_at_once_are_never_read_truncated(upstream_cache_
 def test_the_patch_keeps_to_its_versions_and_its_opt_out(upstream_cache_writer, monkeypatch, caplog):
     caplog.set_level("INFO", logger="fm_gallery.compat")
     monkeypatch.setattr(compat, "_version", lambda package: (7, 0))
-    assert compat.install() == {"atomic_image_cache": False}
+    assert compat.install()["atomic_image_cache"] is False
     assert processing_utils.save_pil_to_cache is upstream_cache_writer
     assert "skipped: written for gradio >= 6.0, < 7.0; installed: 7.0" in caplog.text
 
     monkeypatch.undo()
     monkeypatch.setattr(processing_utils, "save_pil_to_cache", upstream_cache_writer)
     monkeypatch.setenv("FMG_COMPAT_ATOMIC_IMAGE_CACHE", "off")
-    assert compat.install() == {"atomic_image_cache": False}
+    assert compat.install()["atomic_image_cache"] is False
     assert processing_utils.save_pil_to_cache is upstream_cache_writer
 
     monkeypatch.delenv("FMG_COMPAT_ATOMIC_IMAGE_CACHE")
-    assert compat.install() == {"atomic_image_cache": True}
+    assert compat.install()["atomic_image_cache"] is True
     patched = processing_utils.save_pil_to_cache
-    assert compat.install() == {"atomic_image_cache": True} and processing_utils.save_pil_to_cache is patched
+    assert compat.install()["atomic_image_cache"] is True and processing_utils.save_pil_to_cache is patched
 
 
 def test_the_app_installs_the_patch(upstream_cache_writer):

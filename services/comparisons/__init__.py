@@ -162,7 +162,8 @@ def _embeddings_job(form: Form) -> Job:
 
     return Job(run, {"query": query, "corpus": form.corpus_text}, {"top_k": top_k, "passages": len(passages)},
                {"query": query, "documents": [p.text for p in passages]},
-               access.Work(input_chars=len(query) + sum(len(p.text) for p in passages)))
+               access.Work(input_chars=len(query) + sum(len(p.text) for p in passages),
+                           requests=1 + -(-len(passages) // 64)))  # the corpus in batches, then the query
 
 
 _JOBS: dict[Task, Callable[[Form], Job]] = {

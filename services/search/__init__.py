@@ -51,6 +51,12 @@ def _fingerprint(passages: list[corpus.Passage]) -> str:
     return h.hexdigest()
 
 
+def cached(embedder: Embedder, passages: list[corpus.Passage]) -> bool:
+    """True if `corpus_index` would reuse an index (no embedding call)."""
+    with _lock:
+        return (embedder.provider, embedder.model, _fingerprint(passages)) in _indexes
+
+
 def corpus_index(embedder: Embedder, passages: list[corpus.Passage]) -> tuple[CorpusIndex, bool]:
     """The index of `passages` for this embedder, built once; True if it came from the cache."""
     key = (embedder.provider, embedder.model, _fingerprint(passages))
