@@ -34,10 +34,9 @@ import gradio as gr
 
 from adapters import registry
 from adapters.types import Completion, Task
-from demos.widgets import reproduce
+from demos.widgets import reproduce, standalone
 from demos.widgets.image_upload import ImageUpload
-from demos.widgets.report import shows_errors
-from demos.widgets.standalone import standalone
+from demos.widgets.report import shows_errors, usd
 from services import boundary, public, run_log, visitors
 from services import comparisons as cmp
 from services.comparisons import LETTERS, MAX_TARGETS, Comparison, Form, leaderboard
@@ -284,7 +283,7 @@ def _count(value: int | None) -> str:
 def _cost(cost: float | None) -> str:
     if cost is None:
         return "cost unknown"
-    return "no cost" if cost == 0 else f"${cost:.5f}"
+    return "no cost" if cost == 0 else usd(cost)
 
 
 def _md(text: str) -> str:
@@ -610,9 +609,5 @@ def layout(root: gr.Blocks) -> list:
     return ui.reopen_inputs
 
 
-def build() -> gr.Blocks:
-    return standalone(TITLE, layout)
-
-
 if __name__ == "__main__":
-    build().queue().launch()
+    standalone.main(__name__)

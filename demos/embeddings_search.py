@@ -11,12 +11,13 @@ import os
 
 import gradio as gr
 
+from demos.widgets import standalone
+
 from adapters.errors import BadInput
 from adapters.types import Task
 from demos.widgets import picker as picker_ui
 from demos.widgets import reproduce
 from demos.widgets.report import shows_errors, stats
-from demos.widgets.standalone import standalone
 from services import access, boundary, run_log, visitors
 from services import search as search_index
 from services.search import SAMPLE_CORPUS, corpus, corpus_index
@@ -47,6 +48,7 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
         logged.by(visitor)
         embedder = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(embedder)
+        reranker = _reranker(provider, api_key) if rerank else None  # before any call: no embedding wasted
         built_already = search_index.cached(embedder, passages)
         work = access.Work(input_chars=len(query) + (0 if built_already else sum(len(p.text) for p in passages)),
                            requests=1 + (0 if built_already else -(-len(passages) // embedder.max_batch)))
@@ -57,7 +59,7 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
         scores, ids = built.index.search(result.vectors, max(k * RERANK_POOL, 20) if rerank else k)
         hits = list(zip(ids[0].tolist(), scores[0].tolist()))
         if rerank:
-            hits = _reranked(query.strip(), built.passages, [i for i, _ in hits], k, provider, api_key, visitor)
+            hits = _reranked(query.strip(), built.passages, [i for i, _ in hits], k, reranker, visitor)
         rows = [
             [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
             for rank, (i, score) in enumerate(hits)
@@ -85,14 +87,17 @@ def _top_k(value) -> int:
     return int(value)
 
 
-def _reranked(query: str, passages: list, candidates: list[int], k: int, provider: str, api_key: str | None,
-              visitor: visitors.Visitor) -> list[tuple[int, float]]:
-    """The best `k` of the candidate passages by Cohere's reranker, as (passage index, relevance).
+def _reranker(provider: str, api_key: str | None):
+    """Cohere's reranker, or the `FMError` that says why it cannot run (raised before any call).
     A key typed for this session is used only when the session's provider is Cohere itself."""
     from adapters import cohere_api  # the reranker belongs to its vendor's module
 
-    key = (api_key or "").strip() if provider == cohere_api.NAME else ""
-    reranker = cohere_api.reranker(api_key=key or None)
+    return cohere_api.reranker(api_key=api_key, provider=provider)
+
+
+def _reranked(query: str, passages: list, candidates: list[int], k: int, reranker,
+              visitor: visitors.Visitor) -> list[tuple[int, float]]:
+    """The best `k` of the candidate passages by Cohere's reranker, as (passage index, relevance)."""
     access.charge(visitor, reranker, access.Work(input_chars=len(query) + sum(len(passages[i].text) for i in candidates)))
     order = reranker.rerank(query, [passages[i].text for i in candidates], top_n=k)
     return [(candidates[j], score) for j, score in order]
@@ -151,9 +156,5 @@ def layout(root: gr.Blocks) -> list:
     return [query, corpus_text, files, top_k, passage_words, picker.provider, rerank]
 
 
-def build() -> gr.Blocks:
-    return standalone(TITLE, layout)
-
-
 if __name__ == "__main__":
-    build().queue().launch()
+    standalone.main(__name__)

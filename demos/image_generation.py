@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gradio as gr
 
+from demos.widgets import standalone
+
 from adapters import inputs
 from adapters.types import ImageParams, Task
 from demos.widgets import picker as picker_ui
 from demos.widgets import reproduce
 from demos.widgets.report import shows_errors, stats
-from demos.widgets.standalone import standalone
 from services import access, boundary, run_log, visitors
 
 TASK = Task.IMAGE_GENERATION
@@ -104,9 +105,5 @@ def layout(root: gr.Blocks) -> list:
     return [prompt, negative, steps, width, height, guidance, seed, picker.provider]
 
 
-def build() -> gr.Blocks:
-    return standalone(TITLE, layout)
-
-
 if __name__ == "__main__":
-    build().queue().launch()
+    standalone.main(__name__)

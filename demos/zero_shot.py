@@ -10,11 +10,10 @@ import gradio as gr
 
 from adapters import inputs
 from adapters.types import Task
-from demos.widgets import examples, reproduce
+from demos.widgets import examples, reproduce, standalone
 from demos.widgets import picker as picker_ui
 from demos.widgets.image_upload import ImageUpload
 from demos.widgets.report import shows_errors, stats
-from demos.widgets.standalone import standalone
 from services import access, run_log, visitors
 
 TASK = Task.ZERO_SHOT
@@ -74,9 +73,5 @@ def layout(root: gr.Blocks) -> list:
     return [image, labels, picker.provider]
 
 
-def build() -> gr.Blocks:
-    return standalone(TITLE, layout)
-
-
 if __name__ == "__main__":
-    build().queue().launch()
+    standalone.main(__name__)

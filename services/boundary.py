@@ -12,6 +12,7 @@ on it. Gradio's side of it (`demos/widgets/guard.py`) calls `check_files` on eac
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -78,7 +79,7 @@ def check_files(values: Iterable[Any], roots: Iterable[str | os.PathLike], file_
     for i in file_inputs:
         if i < len(values) and values[i] is not None and not isinstance(values[i], (dict, list)):
             raise BadInput(NOT_AN_UPLOAD)
-    allowed = [Path(r).resolve() for r in roots]
+    allowed = _resolved(tuple(str(r) for r in roots))
     for ref in _file_refs(values):
         url, path = ref.get("url"), ref.get("path")
         if isinstance(url, str) and url.strip().lower().startswith("data:"):
@@ -87,6 +88,12 @@ def check_files(values: Iterable[Any], roots: Iterable[str | os.PathLike], file_
             continue
         if not isinstance(path, str) or not _inside(path, allowed):
             raise BadInput(NOT_AN_UPLOAD)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(roots: tuple[str, ...]) -> list[Path]:
+    """The roots as real paths, resolved once (each event checks its files against them)."""
+    return [Path(r).resolve() for r in roots]
 
 
 def _file_refs(value: Any) -> Iterator[dict]:

@@ -23,6 +23,7 @@ from adapters.errors import BadInput
 from adapters.registry import Provider
 from adapters.types import Task
 from demos import compare
+from demos.widgets.standalone import standalone
 from services import comparisons as comparison
 from services.comparisons import Form, fanout
 from services.comparisons.fanout import Outcome, Target
@@ -198,6 +199,23 @@ def test_every_task_compares_and_renders(fake_provider, image_file, task, form, 
     assert [t["name"] for t in summary["targets"]] == ["fake:fake-1", "fake:other-model"]
 
 
+def test_image_generation_says_which_targets_take_no_seed(fake_provider):
+    """Like the Image generation tab: "this provider takes no seed", never "seed None"."""
+
+    class Seedless(fake.FakeImageGenerator):
+        takes_seed = False  # as OpenAI's image models
+
+    registry.register(dataclasses.replace(fake.provider(), name="seedless",
+                                          adapters={Task.IMAGE_GENERATION: Seedless}))
+    try:
+        result = finished(Task.IMAGE_GENERATION, ["fake", "seedless"], Form(prompt="a fox", width=64, height=64, seed=7))
+    finally:
+        registry.unregister("seedless")
+    assert [o.ok for o in result.outcomes] == [True, True]
+    assert [o.value.note for o in result.outcomes] == ["seed 7", "this provider takes no seed"]
+    assert "seed None" not in compare.cell_stats(result, 1) and "takes no seed" in compare.cell_stats(result, 1)
+
+
 def test_a_failing_target_shows_its_error_while_the_others_succeed(fake_provider):
     result = finished(Task.COMPLETION, ["fake", "fake:needs-key", "fake:other"], Form(prompt="hello"))
     ok, missing, other = result.outcomes
@@ -248,7 +266,7 @@ def app():
     providers = [fake.provider(), *(timed.provider(name, 0.05) for name in SECRET_NAMES)]
     for provider in providers:
         registry.register(provider)
-    demo = compare.build()
+    demo = standalone(compare)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         yield demo

@@ -23,6 +23,7 @@ from PIL import Image
 from adapters.errors import ProviderError
 from adapters.types import Caption, Task
 from demos import captioning, completion, embeddings_search, history, image_generation, zero_shot
+from demos.widgets.standalone import standalone
 from services import run_log
 from tests.fakes.providers import FakeCaptioner
 
@@ -247,7 +248,7 @@ def test_history_table_rows_and_previews(fake_provider, photo):
 def test_every_tab_reopens_its_inputs_and_parameters(fake_provider, photo):
     run_every_tab(photo)
     runs = {r["tab"]: r for r in run_log.query()}
-    targets = {m.TAB: (m.reopen, m.build().reopen_inputs) for m in TABS}
+    targets = {m.TAB: (m.reopen, standalone(m).reopen_inputs) for m in TABS}
     for tab, (reopen, components) in targets.items():
         assert len(reopen(runs[tab])) == len(components), tab
 

@@ -11,6 +11,7 @@ import functools
 import html
 import inspect
 import logging
+import math
 from collections.abc import Callable
 
 import gradio as gr
@@ -74,11 +75,30 @@ def stats(result: Result) -> str:
     if result.cost_usd is None:
         parts.append("cost unknown")
     else:
-        parts.append("no cost" if result.cost_usd == 0 else f"${result.cost_usd:.5f}")
+        parts.append("no cost" if result.cost_usd == 0 else usd(result.cost_usd))
     line = " · ".join(parts)
     if isinstance(result, Completion) and result.cut:
         line += f"\n\n⚠️ The reply was cut off: {result.cut}"
     return line
+
+
+SMALLEST_USD = 1e-8  # below this an estimate shows as "<$0.00000001"
+
+
+def usd(cost: float) -> str:
+    """An estimated cost in dollars: three significant digits however small ("$0.00000285",
+    "$0.0123", "$0.02"), cents from a dollar up ("$12.35"); below $0.00000001, "<$0.00000001".
+    A fixed number of decimals would show a call of a few tokens as "$0.00000"."""
+    if cost >= 1:
+        return f"${cost:,.2f}"
+    if cost < SMALLEST_USD:
+        return f"<${SMALLEST_USD:.8f}" if cost > 0 else "$0.00"
+    decimals = max(2, 2 - math.floor(math.log10(cost)))
+    text = f"{cost:.{decimals}f}"
+    if "." in text:  # no trailing zeros past the cents: "$0.02", not "$0.0200"
+        whole, fraction = text.split(".")
+        text = f"{whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    return f"${text}"
 
 
 def _n(value: int | None) -> str:
