@@ -112,11 +112,7 @@ def classify(exc: BaseException) -> FMError:
     if isinstance(exc, (httpx.ConnectError, httpx.UnsupportedProtocol, httpx.ProxyError)):
         return faults.connection_error(LABEL)
     if isinstance(exc, httpx.TransportError):  # dropped mid-response (RemoteProtocolError, ReadError)
-        return ProviderError(
-            f"{LABEL} closed the connection before the answer was complete: try again.",
-            provider=LABEL,
-            retryable=True,
-        )
+        return faults.cut_error(LABEL)
     log.warning("%s: unexpected %s", LABEL, type(exc).__name__, exc_info=exc)
     return ProviderError(f"{LABEL} failed ({type(exc).__name__}): try again, or see the server log.", provider=LABEL)
 
@@ -131,7 +127,7 @@ def _api_error(exc: Any) -> FMError:
         STATUS_ALIASES.get(status, status),
         key_var=KEY_VAR,
         detail=_detail(exc.body),
-        retry_after=faults.parse_retry_after(headers.get("retry-after")),
+        retry_after=faults.retry_after(headers),
     )
 
 
@@ -187,6 +183,9 @@ class _CohereClient:
                 # Session-key adapters are built per call: close their sockets when they are dropped.
                 self._closer = weakref.finalize(self, _close, self._client)
             return self._client
+
+    def _prepare(self) -> None:
+        self._sdk()  # the client built (its first build imports most of the SDK) before the clock starts
 
     def _call(self, request: Callable[[Any, dict[str, Any]], T]) -> T:
         """Run `request(client, request_options)` under the project's fault policy."""
@@ -280,6 +279,8 @@ class CohereCompleter(_CohereClient, Completer):
 
         ended = False
         for event in faults.stream(LABEL, open_stream, faults.session_aware(classify, self.api_key)):
+            if _unreadable(event):
+                raise faults.malformed_error(LABEL)
             kind = getattr(event, "type", None)
             if kind == "content-delta":
                 yield _delta_text(event)
@@ -288,6 +289,12 @@ class CohereCompleter(_CohereClient, Completer):
                 yield from _message_end(event)
         if not ended:  # the connection closed cleanly but the answer never finished
             raise ProviderError(f"{LABEL} ended the answer early: try again.", provider=LABEL, retryable=True)
+
+
+def _unreadable(event: Any) -> bool:
+    """A frame the SDK could not parse: it only logs a warning and yields an empty "message-start"
+    event carrying the frame's raw text (`data`), which no event Cohere sends has."""
+    return isinstance(getattr(event, "data", None), str)
 
 
 def _message_end(event: Any) -> Iterator[Usage | Finish]:
@@ -511,27 +518,43 @@ def _check_rerank(query: Any, documents: Any, top_n: Any) -> tuple[str, list[str
     return query.strip(), documents, top_n
 
 
-def rerank_check(api_key: str | None = None) -> FMError | None:
-    """Why reranking with Cohere cannot run now, or None (for the search demo's option)."""
+def rerank_key(api_key: str | None, provider: str | None = NAME) -> str | None:
+    """The session key rerank may use: one typed for Cohere itself (the session's `provider`),
+    never a key typed for another vendor."""
+    key = (api_key or "").strip()
+    return key if key and provider == NAME else None
+
+
+def rerank_check(api_key: str | None = None, provider: str | None = NAME) -> FMError | None:
+    """Why reranking with Cohere cannot run now, or None (for the search demo's option), checked
+    before any call. `provider`: the session's provider, whose typed key counts only if it is Cohere."""
     problem = check(Task.EMBEDDINGS, rerank_model())
-    if isinstance(problem, MissingCredentials) and api_key:
-        return None
+    if isinstance(problem, MissingCredentials):
+        if rerank_key(api_key, provider):
+            return None
+        if provider != NAME:  # a typed key goes to its own vendor: it cannot help here
+            return MissingCredentials(
+                f"Reranking uses {LABEL}: set {KEY_VAR}, or pick {LABEL} as the provider and type its key."
+            )
     return problem
 
 
-def reranker(model: str | None = None, api_key: str | None = None) -> CohereReranker:
+def reranker(model: str | None = None, api_key: str | None = None, provider: str | None = NAME) -> CohereReranker:
     """A Cohere reranker for the search demo; raises a clear `FMError` if it cannot run now."""
-    problem = rerank_check(api_key)
+    problem = rerank_check(api_key, provider)
     if problem is not None:
         raise problem
     made = CohereReranker(NAME, model)
-    if api_key:
-        made.api_key = api_key
+    key = rerank_key(api_key, provider)
+    if key:
+        made.api_key = key
         keys.remember(made)
     return made
 
 
 def providers() -> list[Provider]:
+    from adapters.snippets import cohere as reproduce  # (it reads this module's constants)
+
     return [
         Provider(
             name=NAME,
@@ -543,5 +566,7 @@ def providers() -> list[Provider]:
                 Task.EMBEDDINGS: CohereEmbedder,
             },
             check=check,
+            reproduce=reproduce.TEMPLATES,
+            warm=True,
         )
     ]

@@ -182,10 +182,7 @@ def classify(exc: BaseException, model: str = "", key_var: str = KEY_VAR) -> FME
     if isinstance(exc, hf.TextGenerationError):
         return _generation_error(exc, hf)
     if isinstance(exc, (httpx2.RemoteProtocolError, httpx2.ReadError)):
-        return ProviderError(
-            f"{LABEL} closed the connection before the answer was complete: try again.",
-            provider=LABEL, retryable=True,
-        )
+        return faults.cut_error(LABEL)
     if isinstance(exc, httpx2.TransportError):
         return faults.connection_error(LABEL)
     # json.JSONDecodeError and the SDK's parse errors are ValueErrors: the body was unreadable
@@ -205,7 +202,7 @@ def _http_error(exc: Any, model: str, key_var: str) -> ProviderError:
     detail = (exc.server_message or "").strip().splitlines()
     return faults.http_error(
         LABEL, status, key_var=key_var, detail=detail[0] if detail else "",
-        retry_after=faults.parse_retry_after(response.headers.get("retry-after")),
+        retry_after=faults.retry_after(response.headers),
     )
 
 
@@ -261,6 +258,14 @@ class _HFAdapter:
         if not key:  # never let the SDK fall back to a token file on disk
             raise MissingCredentials(f"Set {KEY_VAR} to use {LABEL}, or type a key for this session.")
         return key
+
+    def _prepare(self) -> None:
+        """Import the SDK and set up its shared HTTP session before the clock starts; the client
+        itself is built per attempt (see the module docstring) and costs nothing once imported."""
+        import httpx2  # noqa: F401 - what `classify` reads exceptions with
+        from huggingface_hub import errors  # noqa: F401
+
+        _install_hook()
 
     def _client(self, url: str, seconds_left: float) -> InferenceClient:
         from huggingface_hub import InferenceClient
@@ -460,6 +465,8 @@ def _is_score(value: Any) -> bool:
 
 
 def providers() -> list[Provider]:
+    from adapters.snippets import hf as reproduce  # (it reads this module's constants)
+
     return [
         Provider(
             name=NAME,
@@ -472,6 +479,8 @@ def providers() -> list[Provider]:
                 Task.EMBEDDINGS: HFEmbedder,
             },
             check=check,
+            reproduce=reproduce.TEMPLATES,
+            warm=True,
         )
     ]
 

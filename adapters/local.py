@@ -192,6 +192,9 @@ class LocalEmbedder(Embedder):
 
 
 def providers() -> list[Provider]:
+    from adapters.snippets import local as reproduce
+    from local_models import recipe  # what the runners do, for the programs to do the same (no torch import)
+
     return [
         Provider(
             name=NAME,
@@ -204,6 +207,7 @@ def providers() -> list[Provider]:
                 Task.EMBEDDINGS: LocalEmbedder,
             },
             check=check,
+            reproduce=reproduce.templates(recipe, lambda model: runner_for(Task.COMPLETION, model) is GGUF_RUNNER),
         )
     ]
 

@@ -47,7 +47,6 @@ from adapters.errors import (
     FMError,
     MissingCredentials,
     ProviderError,
-    ProviderTimeout,
     ProviderUnavailable,
 )
 from adapters.registry import Provider
@@ -69,6 +68,7 @@ PACKAGE = "openai"  # the importable SDK (and the pip package of the same name)
 NO_KEY = "no-key-needed"  # the SDK insists on some key; keyless servers (Ollama) ignore it
 CONFIG_TABLE = "openai_compatible"
 TOKEN_PARAMS = ("max_tokens", "max_completion_tokens")
+CUT_OFF_ERRORS = ("RemoteProtocolError", "ReadError")  # the HTTP library's: a reply broken off mid-way
 
 CAPTION_PROMPT = "Describe this image in one sentence."
 CAPTION_MAX_TOKENS = 300
@@ -142,12 +142,15 @@ def classify(exc: BaseException, endpoint: Endpoint = OPENAI) -> FMError:
             exc.status_code,
             key_var=endpoint.key_hint(),
             detail=_error_detail(exc.body),
-            retry_after=faults.parse_retry_after(exc.response.headers.get("retry-after")),
+            retry_after=faults.retry_after(exc.response.headers),
         )
     if isinstance(exc, openai.APITimeoutError):
         return faults.timeout_error(label, config.settings().timeout_s)
     if isinstance(exc, openai.APIConnectionError):
-        return faults.connection_error(label)
+        # It connected, and the server closed the connection before the whole reply arrived.
+        return faults.cut_error(label) if _cut_off(exc.__cause__) else faults.connection_error(label)
+    if _cut_off(exc):  # the same, raised while a stream's body was read
+        return faults.cut_error(label)
     if isinstance(exc, openai.APIResponseValidationError):
         return faults.malformed_error(label)
     if isinstance(exc, openai.APIError):  # an error event inside a stream
@@ -158,6 +161,13 @@ def classify(exc: BaseException, endpoint: Endpoint = OPENAI) -> FMError:
         return faults.malformed_error(label)
     log.error("%s: unexpected %s", label, type(exc).__name__, exc_info=exc)
     return ProviderError(f"{label} failed ({type(exc).__name__}): see the server log.", provider=label)
+
+
+def _cut_off(exc: BaseException | None) -> bool:
+    """Whether `exc` is a reply broken off by the server (an incomplete body, a reset while reading),
+    from the HTTP library the SDK uses (httpx2 in openai 3, httpx before it)."""
+    raised = {(cls.__module__.partition(".")[0], cls.__name__) for cls in type(exc).__mro__}
+    return any((library, name) in raised for library in ("httpx2", "httpx") for name in CUT_OFF_ERRORS)
 
 
 def _error_detail(body: object) -> str:
@@ -174,8 +184,7 @@ def _cut_error(endpoint: Endpoint, exc: BaseException, idle_s: float) -> FMError
 
     label = endpoint.label
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderTimeout(f"{label} stopped sending for {math.ceil(idle_s)} s mid-answer: try again.",
-                               provider=label)
+        return faults.stalled_error(label, idle_s)
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(f"{label} closed the connection mid-answer: try again.", provider=label, retryable=True)
     return classify(exc, endpoint)
@@ -229,6 +238,9 @@ class OpenAIAdapter:
         self._cached = (key, url, client)
         return client
 
+    def _prepare(self) -> None:
+        self.client()  # the SDK imported and the client built, before the call's clock starts
+
     def _fault(self, exc: BaseException) -> FMError:
         return faults.session_aware(lambda e: classify(e, self.endpoint), self.api_key)(exc)
 
@@ -257,7 +269,15 @@ def _reply(response: Any, label: str) -> Raw:
         if refusal:
             raise ProviderError(f"{label} declined: {' '.join(refusal.split())[:200]}", provider=label)
         raise ProviderError(f"{label} returned an empty answer ({choice.finish_reason}): try again.", provider=label)
-    return Raw(text, usage=_usage(getattr(response, "usage", None)), served_by=getattr(response, "model", None))
+    return Raw(text, usage=_usage(getattr(response, "usage", None)), served_by=served_by(response))
+
+
+def served_by(response: Any) -> str | None:
+    """Who served a reply, where the server says: routers in front of many providers (OpenRouter,
+    for one) name it in a `provider` field. OpenAI names none, and its `model` field is the model
+    (a dated snapshot of the one asked for), not who served it: then None."""
+    provider = getattr(response, "provider", None)
+    return (provider.strip() or None) if isinstance(provider, str) else None
 
 
 def _usage(usage: Any) -> Usage | None:
@@ -287,7 +307,7 @@ class OpenAICompleter(OpenAIAdapter, Completer):
 
         yield from faults.stream(self.label, open_stream, self._fault)
 
-    def _events(self, stream, idle_s: float) -> Iterator[str | Usage | Finish]:
+    def _events(self, stream, idle_s: float) -> Iterator[str | Usage | Finish | Raw]:
         """Chunks to text deltas, then Usage and Finish. A fault before any text is left to the
         retry policy; after text it becomes a plain 'broke off' error (the text is kept)."""
         shown = False
@@ -339,7 +359,10 @@ def _keep_alive(response: Any) -> threading.Event:
     return finished
 
 
-def _chunk_events(chunk: Any) -> Iterator[str | Usage | Finish]:
+def _chunk_events(chunk: Any) -> Iterator[str | Usage | Finish | Raw]:
+    serving = served_by(chunk)
+    if serving:
+        yield Raw(None, served_by=serving)
     for choice in getattr(chunk, "choices", None) or []:
         if getattr(choice, "index", 0) != 0:
             continue
@@ -580,12 +603,16 @@ ADAPTERS: dict[Task, type[OpenAIAdapter]] = {
 
 def provider_for(endpoint: Endpoint, tasks: tuple[Task, ...] = tuple(ADAPTERS)) -> Provider:
     """A registry `Provider` whose adapters all talk to `endpoint`."""
+    from adapters.snippets import openai as reproduce  # (it reads this module's constants)
+
     return Provider(
         name=endpoint.name,
         label=endpoint.label,
         adapters={task: functools.partial(ADAPTERS[task], endpoint=endpoint) for task in tasks},
         check=functools.partial(check, endpoint),
         models=None if endpoint is OPENAI else functools.partial(_compatible_model, endpoint),
+        reproduce=reproduce.templates(endpoint, tasks),  # the OpenAI programs, with this endpoint's URL and key
+        warm=True,
     )
 
 

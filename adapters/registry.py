@@ -9,18 +9,24 @@ call is made. Tests register fakes with `register()`.
 from __future__ import annotations
 
 import importlib
+import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from adapters import config, keys
 from adapters.errors import FMError, MissingCredentials, UnknownProvider
 from adapters.tasks import Adapter
 from adapters.types import Task
 
+if TYPE_CHECKING:
+    from adapters.snippets import Call
+
 PROVIDER_MODULES = ("adapters.local", "adapters.openai_api", "adapters.cohere_api", "adapters.hf_inference")
 
 Check = Callable[[Task, str], FMError | None]  # why (task, model) cannot run now, or None
+log = logging.getLogger("fm_gallery.registry")
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,12 @@ class Provider:
     adapters: Mapping[Task, Callable[[str, str], Adapter]]  # task -> factory(provider name, model)
     check: Check = field(default=lambda task, model: None)
     models: Callable[[Task], str | None] | None = None  # default model; config.model_for if None
-    # The SDK family it speaks ("openai", "cohere", "hf", "local"), for the reproduce snippets
-    # (`adapters.snippets`); empty: inferred from the module of its adapters.
-    kind: str = ""
+    # Its "Reproduce in Python" templates: task -> template(call) -> program (see adapters/snippets/);
+    # None, or a task left out: no program, a comment says so.
+    reproduce: Mapping[Task, Callable[[Call], str]] | None = None
+    # Prepare its adapters in the background at start (`warm_up`): hosted vendors import their
+    # SDK and build their client there, so that the first call of a process does not wait for it.
+    warm: bool = False
 
     def model(self, task: Task) -> str | None:
         return self.models(task) if self.models else config.model_for(self.name, task)
@@ -106,6 +115,28 @@ def options(task: Task) -> list[Option]:
         problem = p.check(task, model) if model else FMError(f"No model is configured for {task.value}.")
         out.append(Option(p.name, p.label, model, None if problem is None else str(problem)))
     return sorted(out, key=lambda o: not o.usable)
+
+
+def warm_up() -> threading.Thread:
+    """Prepare the default adapter of every task a `warm` provider can serve now (its SDK imported,
+    its client built: `Adapter._prepare`), in a daemon thread that is returned already started.
+    Only providers usable with the environment's keys are warmed; nothing waits for this."""
+    thread = threading.Thread(target=_warm_all, name="fmg-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_all() -> None:
+    for p in providers().values():
+        if not p.warm:
+            continue
+        for task in p.adapters:
+            model = p.model(task)
+            try:
+                if model and p.check(task, model) is None:
+                    get(task, p.name, model)._prepare()
+            except Exception:  # warming is an optimisation: the call itself will say what is wrong
+                log.warning("warming %s %s failed", p.name, task.value, exc_info=True)
 
 
 def get(task: Task, provider: str, model: str | None = None, api_key: str | None = None) -> Adapter:

@@ -62,6 +62,11 @@ class Adapter:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r})"
 
+    def _prepare(self) -> None:
+        """Make what every call needs (import the SDK, build the client) before the call's clock
+        and deadline start: a call's latency is the provider's, never this process's start-up.
+        Runs before each call, so it must be cheap once done; `registry.warm_up` runs it early."""
+
     def _meta(self, raw: object, started: float, usage: Usage | None = None) -> tuple[object, dict]:
         """Split a provider's return value into (value, common result fields)."""
         served_by = None
@@ -112,6 +117,8 @@ class CompletionStream:
         parts: list[str] = []
         ttft = usage = finish = cut = served_by = None
         try:
+            self._adapter._prepare()
+            self._started = time.perf_counter()  # the stream's clock starts once its client exists
             for event in self._events:
                 if isinstance(event, str):
                     if not event:
@@ -146,6 +153,7 @@ class ZeroShotClassifier(Adapter):
     def classify(self, image: Image | str, labels: Sequence[str] | str) -> Classification:
         image = inputs.load_image(image)
         labels = inputs.check_labels(labels)
+        self._prepare()
         started = time.perf_counter()
         raw, meta = self._meta(self._classify(image, labels), started)
         return Classification(scores=inputs.normalise_scores(labels, raw), calibrated=self.calibrated, **meta)
@@ -161,6 +169,7 @@ class Captioner(Adapter):
     def caption(self, image: Image | str, prompt: str | None = None) -> Caption:
         image = inputs.load_image(image)
         prompt = inputs.check_optional_prompt(prompt)
+        self._prepare()
         started = time.perf_counter()
         raw, meta = self._meta(self._caption(image, prompt), started)
         return Caption(text=str(raw).strip(), **meta)
@@ -180,6 +189,7 @@ class ImageGenerator(Adapter):
         params = inputs.check_image_params(params or ImageParams())
         if params.seed is None:
             params = _replace_seed(params, random.randrange(2**31))
+        self._prepare()
         started = time.perf_counter()
         raw, meta = self._meta(self._generate(prompt, params, on_step or _no_progress), started)
         images = tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
@@ -196,6 +206,7 @@ class Embedder(Adapter):
     def embed(self, texts: Sequence[str] | str, kind: str = "document") -> Embeddings:
         texts = inputs.check_texts(texts)
         kind = inputs.check_embed_kind(kind)
+        self._prepare()
         started = time.perf_counter()
         chunks, usage, served = [], None, set()
         for i in range(0, len(texts), self.max_batch):

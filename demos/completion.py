@@ -10,12 +10,13 @@ from dataclasses import asdict
 
 import gradio as gr
 
+from demos.widgets import standalone
+
 from adapters.types import CompletionParams, Task
 from demos.widgets import picker as picker_ui
 from demos.widgets import reproduce
 from demos.widgets.frame_pacing import FramePacer
 from demos.widgets.report import shows_errors, stats
-from demos.widgets.standalone import standalone
 from services import access, boundary, run_log, visitors
 
 TASK = Task.COMPLETION
@@ -112,7 +113,9 @@ def layout(root: gr.Blocks) -> list:
     picker = picker_ui.build(TASK)
     chatbot = gr.Chatbot(label="Conversation", height=380)
     with gr.Row():
-        message = gr.Textbox(label="Message", placeholder="Ask something…", scale=5, lines=2, max_lines=8)
+        # lines=1 (growing to max_lines as text wraps): in Gradio's Textbox, Enter sends (`submit`) and
+        # Shift+Enter adds a line only when lines == 1; with lines > 1 it is the other way round.
+        message = gr.Textbox(label="Message", placeholder="Ask something…", scale=5, lines=1, max_lines=8)
         send = gr.Button("Send", variant="primary", scale=1)
     with gr.Accordion("Parameters", open=False):
         system = gr.Textbox(label="System prompt", lines=2, placeholder="You are a helpful assistant.")
@@ -136,9 +139,5 @@ def layout(root: gr.Blocks) -> list:
     return [message, chatbot, picker.provider, system, max_tokens, temperature, top_p, seed]
 
 
-def build() -> gr.Blocks:
-    return standalone(TITLE, layout)
-
-
 if __name__ == "__main__":
-    build().queue().launch()
+    standalone.main(__name__)

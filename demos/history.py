@@ -28,7 +28,7 @@ from typing import Any
 import gradio as gr
 
 from demos.widgets import reproduce
-from demos.widgets.report import shows_errors
+from demos.widgets.report import shows_errors, usd
 from services import boundary, public, run_log, visitors
 from services import comparisons as comparison
 
@@ -195,7 +195,7 @@ def _table_row(run: dict) -> list:
         run.get("model") or "",
         "" if run.get("latency_s") is None else f"{run['latency_s']:.2f} s",
         "" if tokens == [None, None] else " / ".join("?" if t is None else str(t) for t in tokens),
-        "" if run.get("cost_usd") is None else f"${run['cost_usd']:.5f}",
+        "" if run.get("cost_usd") is None else usd(run["cost_usd"]),
         _short(run.get("error") or ""),
         _short(_input_preview(run.get("inputs") or {})),
         _short(_preview(run.get("output"))),

@@ -16,10 +16,8 @@ import torch
 from PIL.Image import Image
 from transformers import AutoConfig
 
+from local_models import recipe
 from local_models.device import Placement, placement
-
-MAX_NEW_TOKENS = 30
-NUM_BEAMS = 3  # deterministic; a little beam search avoids greedy's "a dog with a dog with" loops
 
 
 @dataclass
@@ -31,10 +29,9 @@ class _Blip:
 
     @classmethod
     def load(cls, path: Path, where: Placement) -> _Blip:
-        from transformers import BlipForConditionalGeneration, BlipProcessor
-
-        model = BlipForConditionalGeneration.from_pretrained(path, dtype=where.dtype)
-        return cls(model.to(where.device).eval(), BlipProcessor.from_pretrained(path))
+        model_class, processor_class = recipe.CAPTION_FAMILIES["blip"].load()
+        model = model_class.from_pretrained(path, dtype=where.dtype)
+        return cls(model.to(where.device).eval(), processor_class.from_pretrained(path))
 
     def inputs(self, image: Image, prompt: str | None) -> dict[str, Any]:
         return dict(self.processor(images=image, text=prompt, return_tensors="pt"))
@@ -53,11 +50,10 @@ class _VisionEncoderDecoder:
 
     @classmethod
     def load(cls, path: Path, where: Placement) -> _VisionEncoderDecoder:
-        from transformers import AutoImageProcessor, AutoTokenizer, VisionEncoderDecoderModel
-
-        model = VisionEncoderDecoderModel.from_pretrained(path, dtype=where.dtype)
+        model_class, image_processor_class, tokenizer_class = recipe.CAPTION_FAMILIES["vision-encoder-decoder"].load()
+        model = model_class.from_pretrained(path, dtype=where.dtype)
         model = model.to(where.device).eval()
-        return cls(model, AutoImageProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+        return cls(model, image_processor_class.from_pretrained(path), tokenizer_class.from_pretrained(path))
 
     def inputs(self, image: Image, prompt: str | None) -> dict[str, Any]:
         return {"pixel_values": self.image_processor(images=image, return_tensors="pt")["pixel_values"]}
@@ -89,9 +85,7 @@ class ImageCaptioner:
         """A caption; with BLIP and a prompt, the prompt followed by its continuation."""
         with self._lock, torch.inference_mode():
             inputs = {name: self._place(value) for name, value in self.family.inputs(image, prompt).items()}
-            ids = self.family.model.generate(
-                **inputs, max_new_tokens=MAX_NEW_TOKENS, num_beams=NUM_BEAMS, do_sample=False
-            )
+            ids = self.family.model.generate(**inputs, **recipe.CAPTION_GENERATION)
             return self.family.decode(ids[0]).strip()
 
     def _place(self, tensor: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,9 @@ from typing import Any
 
 from adapters.errors import BadInput
 from adapters.types import CompletionParams, Finish, Message, Usage
+from local_models import recipe
 
-N_CTX = 4096  # prompt + reply, in tokens; a larger context costs KV-cache memory for little use here
+N_CTX = recipe.GGUF_N_CTX  # prompt + reply, in tokens
 
 
 class LlamaCppChat:

@@ -15,15 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from adapters.types import CompletionParams, Finish, Message, Usage
+from local_models import recipe
 from local_models.device import Placement, placement
 
 
@@ -40,8 +35,9 @@ class TransformersChat:
     @classmethod
     def from_pretrained(cls, path: Path) -> TransformersChat:
         where = placement()
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=where.dtype).to(where.device).eval()
+        model_class, tokenizer_class = recipe.CHAT.load()
+        tokenizer = tokenizer_class.from_pretrained(path)
+        model = model_class.from_pretrained(path, dtype=where.dtype).to(where.device).eval()
         return cls(model, tokenizer, where)
 
     def stream(self, messages: list[Message], params: CompletionParams) -> Iterator[str | Usage | Finish]:

@@ -23,23 +23,13 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 from PIL.Image import Image
-from transformers import AutoModel, AutoProcessor
 
+from local_models import recipe
 from local_models.device import Placement, placement
+from local_models.recipe import clip_prompt as prompt_for  # "a photo of {label}."
 
 LABEL_CACHE_SIZE = 4096  # label embeddings kept; each is a few KB
 IMAGE_CACHE_SIZE = 256  # image embeddings kept, keyed by a digest of the preprocessed pixels
-
-
-def prompt_for(label: str) -> str:
-    """CLIP was trained on captions: "a photo of {label}." scores better than a bare word.
-
-    A label that already reads like a caption (ends with a full stop, or has four words or more)
-    is used as written.
-    """
-    if label.rstrip().endswith((".", "!", "?")) or len(label.split()) >= 4:
-        return label
-    return f"a photo of {label}."
 
 
 class ClipScorer:
@@ -72,8 +62,9 @@ class ClipScorer:
     @classmethod
     def from_pretrained(cls, path: Path) -> ClipScorer:
         where = placement()
-        model = AutoModel.from_pretrained(path, dtype=where.dtype).to(where.device).eval()
-        return cls(model, AutoProcessor.from_pretrained(path), where)
+        model_class, processor_class = recipe.CLIP.load()
+        model = model_class.from_pretrained(path, dtype=where.dtype).to(where.device).eval()
+        return cls(model, processor_class.from_pretrained(path), where)
 
     def scores(self, image: Image, labels: Sequence[str]) -> list[float]:
         """One probability per label, in the labels' order, summing to 1."""

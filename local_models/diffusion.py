@@ -7,17 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import diffusers
 import torch
-from diffusers import AutoPipelineForText2Image
-from packaging.version import Version
 from PIL.Image import Image
 
 from adapters.types import ImageParams
+from local_models import recipe
 from local_models.device import Placement, placement
-
-# diffusers 0.42 renamed `torch_dtype` to `dtype` (and warns about the old name on every load).
-_DTYPE_ARG = "dtype" if Version(diffusers.__version__) >= Version("0.42") else "torch_dtype"
 
 
 class TextToImage:
@@ -30,7 +25,8 @@ class TextToImage:
     @classmethod
     def from_pretrained(cls, path: Path) -> TextToImage:
         where = placement()
-        pipe = AutoPipelineForText2Image.from_pretrained(path, **{_DTYPE_ARG: where.dtype}).to(where.device)
+        (pipeline_class,) = recipe.TEXT_TO_IMAGE.load()
+        pipe = pipeline_class.from_pretrained(path, **{recipe.diffusers_dtype_arg(): where.dtype}).to(where.device)
         pipe.set_progress_bar_config(disable=True)  # progress goes to on_step, not to the server log
         return cls(pipe, where)
 

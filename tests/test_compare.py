@@ -208,7 +208,8 @@ def test_image_generation_says_which_targets_take_no_seed(fake_provider):
     registry.register(dataclasses.replace(fake.provider(), name="seedless",
                                           adapters={Task.IMAGE_GENERATION: Seedless}))
     try:
-        result = finished(Task.IMAGE_GENERATION, ["fake", "seedless"], Form(prompt="a fox", width=64, height=64, seed=7))
+        form = Form(prompt="a fox", width=64, height=64, seed=7)
+        result = finished(Task.IMAGE_GENERATION, ["fake", "seedless"], form)
     finally:
         registry.unregister("seedless")
     assert [o.ok for o in result.outcomes] == [True, True]

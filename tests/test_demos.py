@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from demos import captioning, completion, embeddings_search, image_generation, zero_shot
+from adapters.types import Caption
+from demos import captioning, compare, completion, embeddings_search, history, image_generation, zero_shot
 from demos.widgets.frame_pacing import FramePacer
+from demos.widgets.report import stats, usd
 from services.search import corpus
 from services.search.vector_index import ExactIndex
 
@@ -58,6 +60,24 @@ def test_importing_the_app_loads_no_sdk_torch_or_model():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_app_warms_up_the_vendors_whose_keys_are_set_in_the_background():
+    """The first call of a process imported its vendor's SDK inside its deadline: once the page is
+    built, a daemon thread prepares the usable vendors' adapters instead (no keys: nothing, above)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, app; from adapters import registry; "
+        "[t.join(60) for t in threading.enumerate() if t.name == 'fmg-warm-up']; "
+        "print('openai' in sys.modules, sorted({k[0] for k in registry._adapters}))"
+    )
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test-warm-123456"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True ['openai']"
 
 
 # --- handlers --------------------------------------------------------------------------------------
@@ -182,6 +202,24 @@ def test_search_refuses_binary_and_unknown_files(fake_provider, tmp_path):
     pdf.write_bytes(b"%PDF-1.4")
     with pytest.raises(gr.Error, match="upload .txt, .md or .csv"):
         embeddings_search.search("q", "", [str(pdf)], 3, 120, "fake", "")
+
+
+@pytest.mark.parametrize("cost, shown", [
+    (2.85e-06, "$0.00000285"), (0.0123456, "$0.0123"), (0.02, "$0.02"), (0.011, "$0.011"), (0.5, "$0.50"),
+    (0.0009999999, "$0.001"), (12.345, "$12.35"), (1234.5, "$1,234.50"), (4e-09, "<$0.00000001"),
+])
+def test_costs_show_three_significant_digits(cost, shown):
+    assert usd(cost) == shown
+
+
+def test_a_tiny_cost_is_shown_in_every_table_not_rounded_to_zero():
+    """A short gpt-4o-mini reply costs about $0.0000029: five decimals showed "$0.00000"."""
+    result = Caption(provider="openai", model="gpt-4o-mini", latency_s=0.5, cost_usd=2.85e-06, text="a cat")
+    assert "$0.00000285" in stats(result)
+    assert compare._cost(2.85e-06) == "$0.00000285"  # the Compare cells and chart
+    row = history._table_row({"created_at": "2026-01-02T03:04:05", "tab": "captioning", "cost_usd": 2.85e-06,
+                              "id": "r1"})
+    assert row[history.COLUMNS.index("cost")] == "$0.00000285"
 
 
 # --- corpus and index --------------------------------------------------------------------------------

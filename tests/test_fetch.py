@@ -114,8 +114,132 @@ def test_offline_mode_is_named(tmp_path):
     assert done.stdout == "" and done.stderr.count("\n") == 1 and "HF_HUB_OFFLINE" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["ConnectError", "ConnectionError", "ReadTimeout"])
-def test_network_errors_are_recognised_across_http_libraries(name):
-    base = {"ReadTimeout": TimeoutError}.get(name, Exception)
-    assert fetch._is_network_error(type(name, (base,), {})())
-    assert not fetch._is_network_error(ValueError("bad"))
+# --- the network-error recogniser, on the exceptions the HTTP libraries really raise -------------
+
+CLOSED = "http://127.0.0.1:9"  # nothing listens on the discard port: a connection is refused
+
+
+def raised(call) -> Exception:
+    with pytest.raises(Exception) as caught:
+        call()
+    return caught.value
+
+
+@pytest.fixture(scope="module")
+def silent_url():
+    """A server that accepts connections and never answers, so that a read times out."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+
+
+@pytest.fixture(scope="module")
+def hub_that_refuses():
+    """A stand-in Hub that answers every request: 404 "RepoNotFound" for org/missing, 500 otherwise."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self):
+            missing = "org/missing" in self.path
+            body = b'{"error": "no"}'
+            self.send_response(404 if missing else 500)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            if missing:
+                self.send_header("X-Error-Code", "RepoNotFound")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_network_errors_are_recognised_across_http_libraries(silent_url, monkeypatch):
+    """Raised by httpx, requests and huggingface_hub themselves (built as they build them only
+    where the real cause cannot be staged here: a connect timeout needs an unroutable address)."""
+    import httpx
+    import requests
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    errors = {
+        "httpx refused": raised(lambda: httpx.get(CLOSED)),
+        "httpx read timeout": raised(lambda: httpx.get(silent_url, timeout=0.2)),
+        "httpx connect timeout": httpx.ConnectTimeout("timed out", request=httpx.Request("GET", CLOSED)),
+        "requests refused": raised(lambda: requests.get(CLOSED, timeout=5)),
+        "requests read timeout": raised(lambda: requests.get(silent_url, timeout=0.2)),
+        "requests connect timeout": requests.exceptions.ConnectTimeout(
+            "timed out", request=requests.Request("GET", CLOSED).prepare()),
+        # fetch's own first call:
+        "huggingface_hub refused": raised(lambda: HfApi(endpoint=CLOSED).model_info("org/name")),
+        "builtin refused": raised(lambda: __import__("socket").create_connection(("127.0.0.1", 9), timeout=5)),
+    }
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: True)  # as HF_HUB_OFFLINE=1 does
+    errors["huggingface_hub offline"] = raised(lambda: HfApi(endpoint=CLOSED).model_info("org/name"))
+
+    assert isinstance(errors["httpx refused"], httpx.ConnectError)
+    assert isinstance(errors["httpx read timeout"], httpx.ReadTimeout)
+    assert isinstance(errors["requests refused"], requests.exceptions.ConnectionError)
+    assert isinstance(errors["requests read timeout"], requests.exceptions.ReadTimeout)
+    assert isinstance(errors["builtin refused"], ConnectionRefusedError)
+    assert isinstance(errors["huggingface_hub offline"], OfflineModeIsEnabled)
+    assert [name for name, err in errors.items() if not fetch._is_network_error(err)] == []
+
+
+def test_answers_and_local_misses_are_not_network_errors(hub_that_refuses, tmp_path):
+    """A server that answered (even with an error) was reached; a file missing from the local
+    cache with the network left out of it is not a network failure either."""
+    import httpx
+    import requests
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    answered = requests.Response()
+    answered.status_code, answered.reason, answered.url = 503, "Service Unavailable", CLOSED
+    errors = {
+        "httpx 503": raised(httpx.Response(503, request=httpx.Request("GET", CLOSED)).raise_for_status),
+        "requests 503": raised(answered.raise_for_status),
+        "huggingface_hub 404": raised(lambda: HfApi(endpoint=hub_that_refuses).model_info("org/missing")),
+        "huggingface_hub 500": raised(lambda: HfApi(endpoint=hub_that_refuses).model_info("org/broken")),
+        "huggingface_hub not cached": raised(lambda: hf_hub_download("org/name", "config.json", cache_dir=tmp_path,
+                                                                     local_files_only=True)),
+        "a bad value": ValueError("bad"),
+    }
+    assert isinstance(errors["httpx 503"], httpx.HTTPStatusError)
+    assert isinstance(errors["requests 503"], requests.exceptions.HTTPError)
+    assert isinstance(errors["huggingface_hub 404"], RepositoryNotFoundError)
+    assert type(errors["huggingface_hub 500"]) is HfHubHTTPError
+    assert isinstance(errors["huggingface_hub not cached"], LocalEntryNotFoundError)
+    assert [name for name, err in errors.items() if fetch._is_network_error(err)] == []
+
+
+def test_a_download_that_loses_the_hub_is_one_line_that_says_run_again(monkeypatch, tmp_path, capsys):
+    """Once the listing has come, huggingface_hub reports a lost connection during the download as
+    LocalEntryNotFoundError (caused by the connection error), which the recogniser does not take
+    for a network error: fetch's download step still turns it into its one line, not a traceback."""
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    listing = SimpleNamespace(siblings=[SimpleNamespace(rfilename="config.json", size=10),
+                                        SimpleNamespace(rfilename="model.safetensors", size=1000)])
+    download = huggingface_hub.snapshot_download
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: SimpleNamespace(model_info=lambda repo_id, **kw: listing))
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, **kwargs: download(repo_id, cache_dir=tmp_path, endpoint=CLOSED, **kwargs))
+    with pytest.raises(fetch.FetchError) as failed:
+        fetch.fetch("org/name")
+    assert type(failed.value.__context__).__name__ == "LocalEntryNotFoundError"
+    assert fetch._is_network_error(failed.value.__context__.__cause__)  # the connection error behind it
+    message = str(failed.value)
+    assert "\n" not in message and "org/name did not complete" in message and "run the same command again" in message

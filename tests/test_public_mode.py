@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 
 import gradio as gr
 import pytest
@@ -288,10 +289,11 @@ def test_a_search_counts_every_vendor_request_it_makes(public_mode, monkeypatch)
 
     monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "3")
     monkeypatch.setattr(quotas, "price_table", lambda: {"fake": AnyModel(input_per_1m=0.01)})
-    many = "\n\n".join(f"passage number {i} about topic {i % 7}" for i in range(12))  # 3 batches of 4
+    fresh = uuid.uuid4().hex  # corpora no other test has indexed
+    many = "\n\n".join(f"passage {fresh} number {i} about topic {i % 7}" for i in range(12))  # 3 batches of 4
     with pytest.raises(gr.Error, match="3 hosted calls in the last minute"):  # 3 batches + the query: 4
         embeddings_search.search("topic 3", many, None, 3, 120, "fake", "")
-    small = "cats purr\n\nrockets fly"
+    small = f"cats purr {fresh}\n\nrockets fly"
     assert embeddings_search.search("topic 3", small, None, 1, 120, "fake", "")[0]  # 1 batch + the query: 2
     assert embeddings_search.search("again", small, None, 1, 120, "fake", "")[0]  # its index is reused: 1
     with pytest.raises(gr.Error, match="hosted calls"):

@@ -28,7 +28,8 @@ from gradio_client import Client
 from PIL import Image
 
 import compat
-from adapters import openai_api, registry, snippets
+from adapters import openai_api, registry
+from adapters.snippets import hf as hf_snippets
 from adapters.types import Task
 from demos import compare, completion, history
 from demos.widgets import reproduce
@@ -316,8 +317,7 @@ def test_the_public_hf_url_is_the_route_without_the_endpoint(monkeypatch):
 
     for task in Task:
         for model in ("org/model-Zq9", "https://my-endpoint.example/x"):
-            call = snippets._call(task, "hf", model, "hf", {}, {})
-            assert snippets._hf_public_url(call) == hf_inference.route(task, model).url
+            assert hf_snippets.public_url(task, model) == hf_inference.route(task, model).url
 
 
 def test_every_caller_in_demos_passes_the_mode(configured, monkeypatch):

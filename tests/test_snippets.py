@@ -1,11 +1,14 @@
-"""Reproduce in Python: every (vendor kind, task) program compiles and carries the model, the
+"""Reproduce in Python: every (provider, task) program compiles and carries the model, the
 parameters, the seed and the user's text exactly; no key ever appears in one; and the programs
-really run: the OpenAI ones against the local OpenAI fake (with the real SDK), the local ones on the
-packaged SmolLM2 and MiniLM weights, each giving what the app gave."""
+really run, each giving what the app gave: the OpenAI, Cohere and Hugging Face ones with the real
+SDKs against the local fakes of their APIs, the local ones on tiny random models (CLIP, BLIP,
+ViT-GPT2, Stable Diffusion, sentence-transformers, a Llama) and on the packaged SmolLM2 and MiniLM
+weights."""
 
 from __future__ import annotations
 
 import ast
+import base64
 import importlib.util
 import json
 import os
@@ -18,16 +21,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import openai_api, registry, snippets
+from adapters import cohere_api, openai_api, registry, snippets
 from adapters.registry import Provider
+from adapters.snippets import cohere as cohere_snippets
+from adapters.snippets import hf as hf_snippets
+from adapters.snippets import local as local_snippets
+from adapters.snippets import openai as openai_snippets
 from adapters.types import CompletionParams, ImageParams, Task
 from demos import captioning, compare, completion, embeddings_search, history, image_generation, zero_shot
 from demos.widgets import reproduce
 from services import comparisons as comparison
 from services import run_log
+from tests.fakes import cohere_server
 from tests.fakes import providers as fake
+from tests.fakes.hf_server import HFRouter
 from tests.fakes.http_server import FakeServer
 from tests.fakes.openai_server import OpenAIFake
+from tests.fixtures import tiny_models
 
 KEYS = {
     "OPENAI_API_KEY": "sk-env-OPENAI-SNIPPET-DISTINCT-5e1f",
@@ -60,7 +70,12 @@ def program_for(kind: str, task: Task, model: str = MODEL, inputs=INPUTS, params
 
 # --- every cell of the table -----------------------------------------------------------------------
 
-CELLS = sorted(snippets.TEMPLATES, key=lambda cell: (cell[0], cell[1].value))
+# Each built-in provider's templates, as its vendor module registers them (the registry is not
+# loaded at collection: the tests' own environment is not set up yet).
+TEMPLATES = {"openai": openai_snippets.TEMPLATES, "cohere": cohere_snippets.TEMPLATES, "hf": hf_snippets.TEMPLATES,
+             "local": local_snippets.TEMPLATES}
+CELLS = sorted(((name, task) for name, tasks in TEMPLATES.items() for task in tasks),
+               key=lambda cell: (cell[0], cell[1].value))
 NO_SEED = {("openai", Task.IMAGE_GENERATION)}  # the API takes none: the program says so in a comment
 IGNORES_PROMPT = {("hf", Task.CAPTIONING)}  # image-to-text takes no prompt
 
@@ -108,26 +123,47 @@ def test_a_hostile_model_id_or_note_cannot_escape_its_literal_or_comment():
         assert "evil_model" not in {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
 
 
-def test_the_vendor_kind_comes_from_the_provider(fake_provider):
-    assert [snippets.kind_of(n) for n in ("openai", "cohere", "hf", "local", "fake")] == \
-        ["openai", "cohere", "hf", "local", ""]
-    registry.register(Provider(name="mine", label="Mine", adapters=fake.provider().adapters, kind="openai"))
+def test_the_templates_come_from_the_provider(fake_provider):
+    """A provider's programs are the templates it registered: none are inferred from the module of
+    its adapters, and a provider that registered none (or is gone) gets the comment."""
+    providers = registry.providers()
+    assert {name: set(providers[name].reproduce) for name in TEMPLATES} == \
+        {name: set(tasks) for name, tasks in TEMPLATES.items()}
+    assert providers["fake"].reproduce is None
+    openai = providers["openai"]
+    registry.register(Provider(name="mine", label="Mine", adapters=openai.adapters))  # OpenAI's, no templates
     try:
-        assert snippets.kind_of("mine") == "openai"
+        assert program_for("mine", Task.COMPLETION).startswith("# No Python snippet is available")
+        registry.register(Provider(name="mine", label="Mine", adapters=fake.provider().adapters,
+                                   reproduce=openai_snippets.templates(openai_api.OPENAI, [Task.COMPLETION])))
+        assert "client = OpenAI()" in program_for("mine", Task.COMPLETION)
+        assert program_for("mine", Task.EMBEDDINGS).startswith("# No Python snippet is available")
     finally:
         registry.unregister("mine")
-    assert snippets.kind_of("hf") == "hf" and snippets.kind_of("gone-endpoint") == ""
+    assert program_for("gone-endpoint", Task.COMPLETION).startswith("# No Python snippet is available")
 
 
-def test_copies_of_runner_rules_match_the_runners():
+def test_the_local_programs_read_the_runners_own_settings():
+    """The local templates hold no copy of what the runners do: they read the recipe the local
+    provider hands them, which the runners read too."""
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from local_models import captioning as runner
-    from local_models import clip
+    from local_models import clip, recipe
 
-    assert (snippets.CAPTION_MAX_NEW_TOKENS, snippets.CAPTION_NUM_BEAMS) == (runner.MAX_NEW_TOKENS, runner.NUM_BEAMS)
-    for label in ("cat", "a red car", "a photo of a very old dog", "Done."):
-        assert snippets._clip_prompt(label) == clip.prompt_for(label)
+    assert clip.prompt_for is recipe.clip_prompt
+    labels = ["cat", "a red car", "a photo of a very old dog", "Done."]
+    code = program_for("local", Task.ZERO_SHOT, inputs={"labels": labels})
+    assert "prompts = ['a photo of cat.', 'a photo of a red car.', 'a photo of a very old dog', 'Done.']" in code
+    assert all(clip.prompt_for(label) in strings(code) for label in labels)
+    code = program_for("local", Task.CAPTIONING)
+    assert all(f"{k}={v!r}," in code for k, v in recipe.CAPTION_GENERATION.items())
+    assert f"n_ctx={recipe.GGUF_N_CTX}," in program_for("local", Task.COMPLETION, model="/x/m.gguf")
+    loads = {Task.ZERO_SHOT: recipe.CLIP, Task.CAPTIONING: recipe.CAPTION_FAMILIES[recipe.DEFAULT_CAPTION_FAMILY],
+             Task.IMAGE_GENERATION: recipe.TEXT_TO_IMAGE, Task.EMBEDDINGS: recipe.SENTENCE_EMBEDDINGS,
+             Task.COMPLETION: recipe.CHAT}
+    for task, classes in loads.items():
+        code = program_for("local", task)
+        assert f"from {classes.library} import" in code and all(f"{name}" in code for name in classes.names)
 
 
 # --- OpenAI and compatible endpoints -----------------------------------------------------------------
@@ -331,6 +367,271 @@ def test_compare_cells_carry_their_program_and_blind_mode_hides_it(openai_env, f
     assert any("OpenAI(" in compare.program(result, i) for i in range(2))
 
 
+# --- Cohere and Hugging Face: each program run with the real SDK against the vendor's fake ---------------
+
+def scored_lines(out: str) -> dict[str, float]:
+    """"0.731  a label" lines (the zero-shot programs' output) as {label: score}."""
+    return {line.split("  ", 1)[1]: float(line.split("  ", 1)[0]) for line in out.strip().splitlines()}
+
+
+def printed_query_vector(out: str) -> np.ndarray:
+    line = next(line for line in out.splitlines() if line.startswith("query embedding:"))
+    return np.array(json.loads(line.removeprefix("query embedding:")), dtype=np.float32)
+
+
+def same_direction(printed: np.ndarray, vector: np.ndarray) -> bool:
+    return printed.shape == vector.shape and float(printed @ vector / np.linalg.norm(printed)) > 0.9999
+
+
+@pytest.fixture(scope="module")
+def cohere_fake():
+    pytest.importorskip("cohere")
+    with FakeServer(cohere_server.route) as server:
+        yield server
+
+
+@pytest.fixture
+def cohere_env(monkeypatch, cohere_fake):
+    """The app's Cohere adapters on the fake (CO_API_URL, CO_API_KEY); programs get only the key."""
+    cohere_fake.reset()
+    monkeypatch.setenv("CO_API_KEY", KEYS["CO_API_KEY"])
+    monkeypatch.setenv("CO_API_URL", cohere_fake.url)
+    monkeypatch.setenv("FMG_MAX_ATTEMPTS", "1")
+    monkeypatch.delenv(cohere_api.RERANK_MODEL_VAR, raising=False)
+    registry.register(registry.providers()["cohere"])  # fresh adapters: no client built for another URL
+    return cohere_fake
+
+
+def cohere_image(tmp_path: Path, colour: tuple[int, int, int]) -> Image.Image:
+    """A picture, and in ./image.png the very bytes the app sends for it (a JPEG, as
+    `cohere_api.data_uri` makes it): the fake derives part of an image's embedding from them."""
+    image = Image.new("RGB", (64, 48), colour)
+    uri = cohere_api.data_uri(image)
+    (tmp_path / "image.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
+    return image
+
+
+def test_the_cohere_chat_program_streams_the_apps_reply_with_its_request(cohere_env, tmp_path):
+    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": PROMPT}]
+    params = CompletionParams(max_tokens=64, temperature=0.2, top_p=1.0, seed=11)
+    app = registry.get(Task.COMPLETION, "cohere").complete(messages, params)
+    code = snippets.snippet(Task.COMPLETION, "cohere", app.model, {"messages": messages}, asdict(params))
+    out = run_program(code, tmp_path, {"CO_API_KEY": KEYS["CO_API_KEY"]})
+    assert out == app.text + "\n" and app.text.startswith(f"{app.model} says:")
+    sent = [r.json() for r in cohere_env.requests]
+    assert len(sent) == 2 and sent[0] == sent[1]  # the program sent exactly the app's request body
+    assert sent[1]["p"] == 0.99 and sent[1]["seed"] == 11  # top_p 1.0 -> Cohere's highest p, as the app sends
+
+
+def test_the_cohere_vision_programs_caption_and_rank_like_the_app(cohere_env, tmp_path):
+    env = {"CO_API_KEY": KEYS["CO_API_KEY"]}
+    image = cohere_image(tmp_path, (200, 30, 30))
+    app = registry.get(Task.CAPTIONING, "cohere").caption(image)
+    out = run_program(snippets.snippet(Task.CAPTIONING, "cohere", app.model, {}, {}), tmp_path, env)
+    assert out.strip() == app.text == f"A 64x48 image, mostly red (by {app.model})."
+    labels = ["red", "green", "blue"]
+    classified = registry.get(Task.ZERO_SHOT, "cohere").classify(image, labels)
+    out = run_program(snippets.snippet(Task.ZERO_SHOT, "cohere", classified.model, {"labels": labels}, {}),
+                      tmp_path, env)
+    printed = scored_lines(out)
+    assert list(printed) == [label for label, _ in classified.scores]  # best first, as the app ranks them
+    assert printed == pytest.approx(dict(classified.scores), abs=0.0015)
+
+
+def test_the_cohere_search_program_prints_the_apps_vectors_ranking_and_rerank(cohere_env, tmp_path):
+    embedder = registry.get(Task.EMBEDDINGS, "cohere")
+    query, documents = "a red fox", ["a green field", "the red fox runs", "blue sky"]
+    query_vector = embedder.embed([query], kind="query").vectors[0]
+    scores = embedder.embed(documents, kind="document").vectors @ query_vector
+    code = snippets.snippet(Task.EMBEDDINGS, "cohere", embedder.model, {"query": query, "documents": documents},
+                            {"top_k": 2, "rerank_model": "rerank-v3.5"})
+    out = run_program(code, tmp_path, {"CO_API_KEY": KEYS["CO_API_KEY"]})
+    lines = out.strip().splitlines()
+    assert same_direction(printed_query_vector(out), query_vector)
+    assert lines[:2] == [f"{rank} {round(float(scores[i]), 4)} {documents[i]}"
+                         for rank, i in enumerate(np.argsort(-scores)[:2], start=1)]
+    reranked = cohere_api.reranker("rerank-v3.5").rerank(query, documents, top_n=2)
+    assert lines[2].startswith("query embedding:")
+    assert lines[3:] == [f"{round(score, 4)} {documents[i]}" for i, score in reranked]
+    sent = [r.json() for r in cohere_env.requests if r.path == "/v2/embed"]
+    assert sent[2:4] == sent[:2]  # the same embed requests: query, then documents, with their input types
+
+
+@pytest.fixture(scope="module")
+def hf_fake():
+    pytest.importorskip("huggingface_hub")
+    with FakeServer(HFRouter()) as server:
+        yield server
+
+
+@pytest.fixture
+def hf_env(monkeypatch, hf_fake, tmp_path):
+    """The app's HF adapters on the fake (HF_INFERENCE_ENDPOINT, HF_TOKEN); returns the program's env."""
+    import huggingface_hub.constants as hf_constants
+
+    hf_fake.reset()
+    home = tmp_path / "hf-home"
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(home / "token"))
+    monkeypatch.setattr(hf_constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_TOKEN", KEYS["HF_TOKEN"])
+    monkeypatch.setenv("HF_INFERENCE_ENDPOINT", f"{hf_fake.url}/hf-inference")
+    monkeypatch.setenv("FMG_MAX_ATTEMPTS", "1")
+    return {"HF_TOKEN": KEYS["HF_TOKEN"], "HF_HOME": str(home)}
+
+
+def test_the_hf_chat_program_streams_the_apps_reply(hf_env, tmp_path):
+    messages = [{"role": "user", "content": "hello there friend"}]
+    params = CompletionParams(max_tokens=32, temperature=0.3, seed=5)
+    app = registry.get(Task.COMPLETION, "hf", model="org/chat-Zq9").complete(messages, params)
+    code = snippets.snippet(Task.COMPLETION, "hf", app.model, {"messages": messages}, asdict(params))
+    out = run_program(code, tmp_path, hf_env)
+    assert out == app.text + "\n" and "hello there friend" in app.text
+
+
+def test_the_hf_vision_and_image_programs_give_the_apps_results(hf_env, hf_fake, tmp_path):
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(tmp_path / "image.png")
+    picture = str(tmp_path / "image.png")
+    app = registry.get(Task.CAPTIONING, "hf").caption(picture)
+    out = run_program(snippets.snippet(Task.CAPTIONING, "hf", app.model, {}, {}), tmp_path, hf_env)
+    assert out.strip() == app.text == "a photo of 40x30 pixels"
+    labels = ["a cat", "a dog", "a car"]
+    classified = registry.get(Task.ZERO_SHOT, "hf").classify(picture, labels)
+    out = run_program(snippets.snippet(Task.ZERO_SHOT, "hf", classified.model, {"labels": labels}, {}),
+                      tmp_path, hf_env)
+    assert list(scored_lines(out).items()) == [(label, round(score, 3)) for label, score in classified.scores]
+    params = ImageParams(steps=2, width=96, height=64, guidance=1.5, seed=4242)
+    made = registry.get(Task.IMAGE_GENERATION, "hf").generate("a lighthouse", params)
+    (tmp_path / "image.png").unlink()
+    code = snippets.snippet(Task.IMAGE_GENERATION, "hf", made.model, {"prompt": "a lighthouse"}, asdict(params))
+    run_program(code, tmp_path, hf_env)
+    saved = Image.open(tmp_path / "image.png").convert("RGB")
+    assert saved.size == (96, 64) and saved.tobytes() == made.images[0].convert("RGB").tobytes()
+    generate = [r.json() for r in hf_fake.requests if r.headers.get("accept", "").startswith("image/")]
+    assert len(generate) == 2 and generate[0] == generate[1]  # the program asked exactly as the app did
+
+
+def test_the_hf_search_program_prints_the_apps_vectors_and_ranking(hf_env, tmp_path):
+    embedder = registry.get(Task.EMBEDDINGS, "hf")
+    query, documents = "a red fox", ["a green field", "the red fox runs", "blue sky"]
+    query_vector = embedder.embed([query], kind="query").vectors[0]
+    scores = embedder.embed(documents).vectors @ query_vector
+    code = snippets.snippet(Task.EMBEDDINGS, "hf", embedder.model, {"query": query, "documents": documents},
+                            {"top_k": 3})
+    out = run_program(code, tmp_path, hf_env)
+    assert same_direction(printed_query_vector(out), query_vector)
+    assert out.strip().splitlines()[:3] == [f"{rank} {round(float(scores[i]), 4)} {documents[i]}"
+                                            for rank, i in enumerate(np.argsort(-scores), start=1)]
+
+
+# --- local runners on tiny random models ---------------------------------------------------------------
+
+# One CPU thread on both sides: a random model's logits are near ties, and a float sum split over a
+# different number of threads (MKL picks fewer on a busy machine) can flip the token they choose.
+LOCAL_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+             "MKL_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """Build one tiny model on first use: `tiny("clip")` -> its folder (as tests/test_local_runners.py)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    root = tmp_path_factory.mktemp("tiny-models")
+    builders = {"llama": tiny_models.save_tiny_llama, "clip": tiny_models.save_tiny_clip,
+                "blip": tiny_models.save_tiny_blip, "vit-gpt2": tiny_models.save_tiny_vit_gpt2,
+                "sd": tiny_models.save_tiny_stable_diffusion,
+                "st-prompts": lambda folder: tiny_models.save_tiny_sentence_transformer(
+                    folder, prompts=tiny_models.EMBEDDING_PROMPTS)}
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = builders[name](root / name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def on_cpu(monkeypatch, tmp_path):
+    """The app's runners on one CPU thread, as the programs run here (`LOCAL_ENV`); a picture in ./image.png."""
+    import torch
+
+    monkeypatch.setenv("FMG_DEVICE", "cpu")
+    image = Image.new("RGB", (40, 30), "red")
+    image.paste("blue", (0, 0, 20, 15))
+    image.save(tmp_path / "image.png")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield str(tmp_path / "image.png")
+    torch.set_num_threads(threads)
+
+
+def test_the_local_clip_program_scores_the_labels_as_the_app(tiny, on_cpu, tmp_path):
+    model = str(tiny("clip"))
+    labels = ["cat", "a red square", "two dogs playing in snow"]
+    app = registry.get(Task.ZERO_SHOT, "local", model=model).classify(on_cpu, labels)
+    code = snippets.snippet(Task.ZERO_SHOT, "local", model, {"labels": labels}, {})
+    printed = scored_lines(run_program(code, tmp_path, LOCAL_ENV))
+    assert printed == pytest.approx(dict(app.scores), abs=0.0015) and set(printed) == set(labels)
+
+
+@pytest.mark.parametrize("family, prompt", [("blip", "a photo of"), ("blip", None), ("vit-gpt2", None)])
+def test_the_local_captioning_program_writes_the_apps_caption(tiny, on_cpu, tmp_path, family, prompt):
+    model = str(tiny(family))
+    app = registry.get(Task.CAPTIONING, "local", model=model).caption(on_cpu, prompt)
+    code = snippets.snippet(Task.CAPTIONING, "local", model, {"prompt": prompt}, {})
+    assert ("BlipForConditionalGeneration" in code) is (family == "blip")
+    out = run_program(code, tmp_path, LOCAL_ENV)
+    assert out.strip() == app.text.strip()
+    if prompt:
+        assert out.startswith(prompt)  # BLIP continues its prompt
+
+
+def test_the_local_diffusion_program_paints_the_apps_pixels(tiny, on_cpu, tmp_path):
+    model = str(tiny("sd"))
+    params = ImageParams(steps=2, width=64, height=64, guidance=2.0, negative_prompt="blurry", seed=3)
+    app = registry.get(Task.IMAGE_GENERATION, "local", model=model).generate("a red cat", params)
+    (tmp_path / "image.png").unlink()
+    code = snippets.snippet(Task.IMAGE_GENERATION, "local", model,
+                            {"prompt": "a red cat", "negative_prompt": "blurry"}, asdict(params))
+    run_program(code, tmp_path, LOCAL_ENV)
+    saved = np.asarray(Image.open(tmp_path / "image.png").convert("RGB"), dtype=np.int16)
+    made = np.asarray(app.images[0].convert("RGB"), dtype=np.int16)
+    assert saved.shape == made.shape == (64, 64, 3)
+    assert np.abs(saved - made).max() <= 1  # the same seed, steps and guidance: the same picture
+
+
+def test_the_local_sentence_embeddings_program_prints_the_apps_vectors(tiny, on_cpu, tmp_path):
+    model = str(tiny("st-prompts"))  # "query: " and "passage: " prompts: the program must pick the right one
+    embedder = registry.get(Task.EMBEDDINGS, "local", model=model)
+    query, documents = "a small cat", ["the cat is small", "a fast red car", "the sea at night"]
+    query_vector = embedder.embed([query], kind="query").vectors[0]
+    scores = embedder.embed(documents, kind="document").vectors @ query_vector
+    code = snippets.snippet(Task.EMBEDDINGS, "local", model, {"query": query, "documents": documents}, {"top_k": 2})
+    out = run_program(code, tmp_path, LOCAL_ENV)
+    printed = printed_query_vector(out)
+    assert printed.shape == (tiny_models.HIDDEN,) and same_direction(printed, query_vector)
+    hits = [line.split(" ", 2) for line in out.strip().splitlines()[:2]]
+    best = np.argsort(-scores)[:2]
+    assert [(rank, text) for rank, _, text in hits] == [("1", documents[best[0]]), ("2", documents[best[1]])]
+    assert [float(score) for _, score, _ in hits] == pytest.approx(scores[best].tolist(), abs=2e-4)
+
+
+def test_the_local_transformers_chat_program_writes_the_apps_reply(tiny, on_cpu, tmp_path):
+    model = str(tiny("llama"))
+    messages = [{"role": "user", "content": "hello the cat is on the road"}]
+    params = CompletionParams(max_tokens=8, temperature=0.0)
+    app = registry.get(Task.COMPLETION, "local", model=model).complete(messages, params)
+    code = snippets.snippet(Task.COMPLETION, "local", model, {"messages": messages}, asdict(params))
+    out = run_program(code, tmp_path, LOCAL_ENV)
+    assert out.strip() == app.text.strip() and app.text.strip()
+
+
 # --- local runners on the packaged weights ------------------------------------------------------------
 
 def packaged(name: str, *needs: str):
@@ -388,12 +689,14 @@ def test_the_gguf_program_opens_the_model_as_the_app_does_on_this_cpu(tmp_path, 
 def test_generating_programs_imports_no_sdk_torch_or_runner():
     code = (
         "import sys\n"
-        "from adapters import snippets\n"
-        "from adapters.types import Task\n"
-        "for kind, task in snippets.TEMPLATES:\n"
-        "    snippets.snippet(task, kind, 'org/m', {'prompt': 'p', 'labels': 'a, b', 'query': 'q'}, {'seed': 1})\n"
+        "from adapters import registry, snippets\n"
+        "for name in ('openai', 'cohere', 'hf', 'local'):\n"
+        "    for task in registry.providers()[name].reproduce:\n"
+        "        snippets.snippet(task, name, 'org/m', {'prompt': 'p', 'labels': 'a, b', 'query': 'q'}, {'seed': 1})\n"
         "heavy = ('torch', 'transformers', 'diffusers', 'openai', 'cohere', 'huggingface_hub',"
-        " 'sentence_transformers', 'llama_cpp')\n"
+        " 'sentence_transformers', 'llama_cpp', 'local_models.clip', 'local_models.captioning',"
+        " 'local_models.diffusion', 'local_models.chat_transformers', 'local_models.sentence_embeddings',"
+        " 'local_models.chat_gguf')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,

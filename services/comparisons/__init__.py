@@ -136,7 +136,8 @@ def _image_generation_job(form: Form) -> Job:
 
     def run(adapter, emit):
         result = adapter.generate(prompt, params)
-        return Cell(result, result.images[0], f"seed {result.seed}")
+        return Cell(result, result.images[0],
+                    f"seed {result.seed}" if result.seed is not None else "this provider takes no seed")
 
     return Job(run, {"prompt": prompt}, asdict(params), {"prompt": prompt},
                access.Work(input_chars=len(prompt), images_out=1))

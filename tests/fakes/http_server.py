@@ -3,7 +3,9 @@
 A vendor fake supplies `route(request) -> Reply`; tests queue faults in front of it with
 `server.script(Reply(...), ...)`. Replies can be JSON, raw bytes (malformed JSON), or SSE
 streams sent chunk by chunk, optionally delayed before the first byte or cut mid-stream
-(the connection is closed without the final chunk, as a dropped connection looks on the wire).
+(the connection is closed without the final chunk, as a dropped connection looks on the wire);
+a plain body can be cut too (`cut_body_after`: fewer bytes than its Content-Length, then closed).
+A reply's own `Date` header replaces the one the server adds (a server whose clock is off).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Reply:
     interval_s: float = 0.0  # between streamed chunks
     cut_after: int | None = None  # close the connection after this many streamed chunks
     hold_s: float = 0.0  # after the last streamed chunk, wait this long before ending the body
+    cut_body_after: int | None = None  # plain body: send this many bytes of it, then close the connection
 
 
 class FakeServer:
@@ -49,6 +52,7 @@ class FakeServer:
         self.route = route
         self.requests: list[Request] = []
         self.connections = 0  # accepted so far: a client that reuses connections opens few
+        self.finished = 0  # replies sent to their last byte (a held or cut body is not, until it ends)
         self._script: deque[Reply] = deque()
         self._lock = threading.Lock()
         server = self
@@ -73,9 +77,12 @@ class FakeServer:
                     scripted = server._script.popleft() if server._script else None
                 reply = scripted or server.route(request)
                 try:
-                    server._send(self, reply)
+                    complete = server._send(self, reply)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass
+                    complete = False
+                if complete:
+                    with server._lock:
+                        server.finished += 1
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
@@ -102,6 +109,7 @@ class FakeServer:
             self._script.clear()
             self.requests.clear()
             self.connections = 0
+            self.finished = 0
 
     def start(self) -> FakeServer:
         self._thread.start()
@@ -118,11 +126,15 @@ class FakeServer:
         self.stop()
 
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    def _send(handler: BaseHTTPRequestHandler, reply: Reply) -> bool:
+        """Send `reply`; False if it was cut on purpose before its end."""
         if reply.delay_s:
             time.sleep(reply.delay_s)
         streamed = reply.sse if reply.sse is not None else reply.chunks
-        handler.send_response(reply.status)
+        handler.send_response_only(reply.status)
+        handler.send_header("Server", handler.version_string())
+        if not any(name.lower() == "date" for name in reply.headers):
+            handler.send_header("Date", handler.date_time_string())
         for name, value in reply.headers.items():
             handler.send_header(name, value)
         if streamed is not None:
@@ -136,7 +148,7 @@ class FakeServer:
                     handler.wfile.flush()
                     handler.connection.shutdown(socket.SHUT_RDWR)  # no final chunk: a broken stream
                     handler.close_connection = True
-                    return
+                    return False
                 if reply.interval_s and i:
                     time.sleep(reply.interval_s)
                 handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -145,14 +157,21 @@ class FakeServer:
                 time.sleep(reply.hold_s)
             handler.wfile.write(b"0\r\n\r\n")
             handler.wfile.flush()
-            return
+            return True
         body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
         if reply.body is None:
             handler.send_header("Content-Type", "application/json")
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
+        if reply.cut_body_after is not None:  # a reply broken off mid-body: the client saw it begin
+            handler.wfile.write(body[: reply.cut_body_after])
+            handler.wfile.flush()
+            handler.connection.shutdown(socket.SHUT_RDWR)
+            handler.close_connection = True
+            return False
         handler.wfile.write(body)
         handler.wfile.flush()
+        return True
 
 
 def sse(*payloads: Any, done: str | None = None) -> list[str]:

@@ -12,6 +12,9 @@ Routes (under `/v1`, as the SDK builds them from a base URL ending in `/v1`):
 - `POST /v1/embeddings`: a deterministic vector per text (`vector_for`), base64 float32 when
   `encoding_format` is "base64" (unless the fake plays a server that ignores it).
 
+A fake made with `provider="..."` plays a router in front of many providers (as OpenRouter is):
+every chat reply and chunk names the one that served it in a `provider` field; OpenAI sends none.
+
 Errors use OpenAI's body, `{"error": {"message", "type", "param", "code"}}`. Outputs derive from
 the request so tests can tell that the request was well formed; requests are recorded by
 `FakeServer.requests`.
@@ -46,12 +49,13 @@ class OpenAIFake:
     """The route function. `key=None` plays a server that needs no key (e.g. Ollama)."""
 
     def __init__(self, key: str | None = None, *, json_mode: bool = True, base64_embeddings: bool = True,
-                 known_models: set[str] | None = None, snapshot: str = "-2024-07-18"):
+                 known_models: set[str] | None = None, snapshot: str = "-2024-07-18", provider: str | None = None):
         self.key = key
         self.json_mode = json_mode  # False: ignores response_format and wraps JSON in prose
         self.base64_embeddings = base64_embeddings  # False: always sends float lists
         self.known_models = known_models  # None: every model exists
         self.snapshot = snapshot  # appended to gpt-* model names in replies, as the API does
+        self.provider = provider  # None: replies name no provider (OpenAI's own API)
 
     def __call__(self, request: Request) -> Reply:
         denied = self._auth(request)
@@ -107,8 +111,12 @@ class OpenAIFake:
         served = self.served_model(model)
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return Reply(sse=stream_frames(words, served, finish, usage if include_usage else None))
-        return Reply(json=chat_json(" ".join(words), served, finish, usage))
+            frames = stream_frames(words, served, finish, usage if include_usage else None, provider=self.provider)
+            return Reply(sse=frames)
+        reply = chat_json(" ".join(words), served, finish, usage)
+        if self.provider:
+            reply["provider"] = self.provider
+        return Reply(json=reply)
 
     def _vision_answer(self, image: Any, prompt: str, body: dict) -> str:
         color = dominant_color(image)
@@ -216,9 +224,11 @@ def chat_json(content: str, model: str = "gpt-4o-mini-2024-07-18", finish: str =
 
 
 def chunk(model: str, delta: dict | None = None, finish: str | None = None, usage: dict | None = None,
-          choices: bool = True) -> dict:
-    """One `chat.completion.chunk` as the API streams it."""
+          choices: bool = True, provider: str | None = None) -> dict:
+    """One `chat.completion.chunk` as the API streams it (`provider`: as a router names who served it)."""
+    extra = {"provider": provider} if provider else {}
     return {
+        **extra,
         "id": "chatcmpl-fake123",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
@@ -231,13 +241,13 @@ def chunk(model: str, delta: dict | None = None, finish: str | None = None, usag
 
 
 def stream_frames(words: list[str], model: str = "gpt-4o-mini-2024-07-18", finish: str = "stop",
-                  usage: dict | None = None) -> list[str]:
+                  usage: dict | None = None, provider: str | None = None) -> list[str]:
     """SSE frames: a role chunk, one chunk per word, the finish chunk, usage, `[DONE]`."""
-    chunks = [chunk(model, {"role": "assistant", "content": "", "refusal": None})]
-    chunks += [chunk(model, {"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
-    chunks.append(chunk(model, {}, finish=finish))
+    chunks = [chunk(model, {"role": "assistant", "content": "", "refusal": None}, provider=provider)]
+    chunks += [chunk(model, {"content": w if i == 0 else " " + w}, provider=provider) for i, w in enumerate(words)]
+    chunks.append(chunk(model, {}, finish=finish, provider=provider))
     if usage is not None:
-        chunks.append(chunk(model, usage=usage, choices=False))
+        chunks.append(chunk(model, usage=usage, choices=False, provider=provider))
     return sse(*chunks, done="[DONE]")
 
 
