@@ -567,6 +567,7 @@ def providers() -> list[Provider]:
             },
             check=check,
             reproduce=reproduce.TEMPLATES,
+            reranker=lambda api_key, session_provider: reranker(api_key=api_key, provider=session_provider),
             warm=True,
         )
     ]

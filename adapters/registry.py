@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adapters import config, keys
 from adapters.errors import FMError, MissingCredentials, UnknownProvider
@@ -39,6 +39,8 @@ class Provider:
     # Its "Reproduce in Python" templates: task -> template(call) -> program (see adapters/snippets/);
     # None, or a task left out: no program, a comment says so.
     reproduce: Mapping[Task, Callable[[Call], str]] | None = None
+    # Reorders search hits (rerank(query, documents, top_n)): factory(api_key, session provider)
+    reranker: Callable[[str | None, str | None], Any] | None = None
     # Prepare its adapters in the background at start (`warm_up`): hosted vendors import their
     # SDK and build their client there, so that the first call of a process does not wait for it.
     warm: bool = False
@@ -172,3 +174,12 @@ def get(task: Task, provider: str, model: str | None = None, api_key: str | None
         if key not in _adapters:
             _adapters[key] = p.adapters[task](p.name, model)
         return _adapters[key]
+
+
+def reranker(session_provider: str | None, api_key: str | None = None) -> Any:
+    """The reranker a provider offers (Cohere's today), built for this session: a typed key counts
+    only if the session's provider is the one that reranks. Raises a clear `FMError` if none can run."""
+    offering = [p for p in providers().values() if p.reranker is not None]
+    if not offering:
+        raise UnknownProvider("No provider here offers reranking: search without it.")
+    return offering[0].reranker(api_key, session_provider)

@@ -13,6 +13,7 @@ import gradio as gr
 
 from demos.widgets import standalone
 
+from adapters import registry
 from adapters.errors import BadInput
 from adapters.types import Task
 from demos.widgets import picker as picker_ui
@@ -72,9 +73,7 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
         note += " · scores are Cohere rerank relevance"
     params = {"top_k": k}
     if rerank:
-        from adapters.cohere_api import rerank_model
-
-        params["rerank_model"] = rerank_model()
+        params["rerank_model"] = reranker.model
     program = reproduce.of(TASK, embedder, {"query": query.strip(), "documents": [p.text for p in passages]}, params)
     return rows, note, program
 
@@ -90,9 +89,7 @@ def _top_k(value) -> int:
 def _reranker(provider: str, api_key: str | None):
     """Cohere's reranker, or the `FMError` that says why it cannot run (raised before any call).
     A key typed for this session is used only when the session's provider is Cohere itself."""
-    from adapters import cohere_api  # the reranker belongs to its vendor's module
-
-    return cohere_api.reranker(api_key=api_key, provider=provider)
+    return registry.reranker(provider, api_key)
 
 
 def _reranked(query: str, passages: list, candidates: list[int], k: int, reranker,
