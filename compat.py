@@ -162,9 +162,14 @@ def apply(patch: Patch) -> bool:
     version = _version(patch.package)
     low, high = patch.versions
     if version is None or not low <= version < high:
-        log.warning("compat patch %s skipped: written for %s >= %d.%d, < %d.%d; installed: %s",
-                    patch.name, patch.package, *low, *high,
-                    "none" if version is None else ".".join(map(str, version)))
+        log.warning(
+            "compat patch %s skipped: written for %s >= %d.%d, < %d.%d; installed: %s",
+            patch.name,
+            patch.package,
+            *low,
+            *high,
+            "none" if version is None else ".".join(map(str, version)),
+        )
         return False
     if patch.apply():
         log.info("compat patch %s applied", patch.name)

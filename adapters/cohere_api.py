@@ -190,8 +190,11 @@ class _CohereClient:
     def _call(self, request: Callable[[Any, dict[str, Any]], T]) -> T:
         """Run `request(client, request_options)` under the project's fault policy."""
         client = self._sdk()
-        return faults.call(LABEL, lambda seconds_left: request(client, _request_options(seconds_left)),
-                           faults.session_aware(classify, self.api_key))
+        return faults.call(
+            LABEL,
+            lambda seconds_left: request(client, _request_options(seconds_left)),
+            faults.session_aware(classify, self.api_key),
+        )
 
 
 def _close(client: Any) -> None:
@@ -453,7 +456,7 @@ class CohereClassifier(_Embedding, ZeroShotClassifier):
         for i in range(0, len(missing), EMBED_BATCH):
             batch = missing[i : i + EMBED_BATCH]
             vectors, usage = self._embed_texts([LABEL_TEMPLATE.format(label=label) for label in batch], "search_query")
-            known.update(zip(batch, vectors))
+            known.update(zip(batch, vectors, strict=False))
             usages.append(usage)
         self._remember([(label, known[label]) for label in missing])
         return [known[label] for label in labels], _sum_usage(usages)

@@ -107,8 +107,12 @@ def model_for(provider: str, task: Task) -> str | None:
 
 def settings() -> Settings:
     values = dict(config_file().get("settings", {}))
-    for name, field_type in (("timeout_s", float), ("first_token_timeout_s", float), ("max_attempts", int),
-                             ("max_backoff_s", float)):
+    for name, field_type in (
+        ("timeout_s", float),
+        ("first_token_timeout_s", float),
+        ("max_attempts", int),
+        ("max_backoff_s", float),
+    ):
         env = os.environ.get(f"FMG_{name.upper()}")
         if env:
             try:

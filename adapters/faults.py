@@ -30,8 +30,9 @@ T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 
 
-def message_for(label: str, status: int | None, key_var: str | None = None, detail: str = "",
-                retry_after: float | None = None) -> str:
+def message_for(
+    label: str, status: int | None, key_var: str | None = None, detail: str = "", retry_after: float | None = None
+) -> str:
     """The one sentence a user sees for an HTTP status from `label` (e.g. "OpenAI"); a 429 says
     how long to wait when the server said (`retry_after`, seconds)."""
     detail = keys.redact(" ".join(detail.split()))[:200]
@@ -66,8 +67,9 @@ def _wait(seconds: float | None) -> str:
     return f"wait about {math.ceil(seconds / 60)} min"
 
 
-def http_error(label: str, status: int, *, key_var: str | None = None, detail: str = "",
-               retry_after: float | None = None) -> ProviderError:
+def http_error(
+    label: str, status: int, *, key_var: str | None = None, detail: str = "", retry_after: float | None = None
+) -> ProviderError:
     return ProviderError(
         message_for(label, status, key_var, detail, retry_after),
         provider=label,
@@ -103,16 +105,16 @@ def cut_error(label: str) -> ProviderError:
 
 def stalled_error(label: str, idle_s: float) -> ProviderTimeout:
     """A stream that sent part of its answer, then nothing for `idle_s` (its idle deadline)."""
-    return ProviderTimeout(f"{label} stopped sending for {math.ceil(idle_s)} s mid-answer: try again.",
-                           provider=label)
+    return ProviderTimeout(f"{label} stopped sending for {math.ceil(idle_s)} s mid-answer: try again.", provider=label)
 
 
 def malformed_error(label: str) -> ProviderError:
     return ProviderError(f"{label} sent a response this app could not read: try again later.", provider=label)
 
 
-def session_aware(classify: Callable[[BaseException], FMError], api_key: str | None
-                  ) -> Callable[[BaseException], FMError]:
+def session_aware(
+    classify: Callable[[BaseException], FMError], api_key: str | None
+) -> Callable[[BaseException], FMError]:
     """With a key typed for this session, a rejected key points at that key, not an env var."""
     if not api_key:
         return classify
@@ -120,8 +122,11 @@ def session_aware(classify: Callable[[BaseException], FMError], api_key: str | N
     def converted(exc: BaseException) -> FMError:
         err = classify(exc)
         if isinstance(err, ProviderError) and err.status in (401, 403):
-            return ProviderError(message_for(err.provider, err.status, "the key typed for this session"),
-                                 provider=err.provider, status=err.status)
+            return ProviderError(
+                message_for(err.provider, err.status, "the key typed for this session"),
+                provider=err.provider,
+                status=err.status,
+            )
         return err
 
     return converted
@@ -170,9 +175,16 @@ def backoff(attempt: int, cap: float) -> float:
     return min(cap, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.8, 1.2)
 
 
-def call(label: str, attempt: Callable[[float], T], classify: Callable[[BaseException], FMError],
-         *, timeout_s: float | None = None, what: str = "answer", setting: str = "FMG_TIMEOUT_S",
-         settings: config.Settings | None = None) -> T:
+def call(
+    label: str,
+    attempt: Callable[[float], T],
+    classify: Callable[[BaseException], FMError],
+    *,
+    timeout_s: float | None = None,
+    what: str = "answer",
+    setting: str = "FMG_TIMEOUT_S",
+    settings: config.Settings | None = None,
+) -> T:
     """Run `attempt(seconds_left)` under the policy; `classify` turns SDK exceptions into ours.
     `settings`: the caller's, if it has just read them (reading them costs a stat and env look-ups)."""
     settings = settings or config.settings()
@@ -200,8 +212,11 @@ def call(label: str, attempt: Callable[[float], T], classify: Callable[[BaseExce
     raise AssertionError("unreachable")
 
 
-def stream(label: str, open_stream: Callable[[float], Iterator[T]], classify: Callable[[BaseException], FMError],
-           ) -> Iterator[T]:
+def stream(
+    label: str,
+    open_stream: Callable[[float], Iterator[T]],
+    classify: Callable[[BaseException], FMError],
+) -> Iterator[T]:
     """Open a stream under the policy and yield its events.
 
     Opening and the first event are retried like `call`, within `first_token_timeout_s`; once an
@@ -220,8 +235,15 @@ def stream(label: str, open_stream: Callable[[float], Iterator[T]], classify: Ca
         except StopIteration:
             return events, []
 
-    events, head = call(label, first, classify, timeout_s=settings.first_token_timeout_s, settings=settings,
-                        what="start answering", setting="FMG_FIRST_TOKEN_TIMEOUT_S")
+    events, head = call(
+        label,
+        first,
+        classify,
+        timeout_s=settings.first_token_timeout_s,
+        settings=settings,
+        what="start answering",
+        setting="FMG_FIRST_TOKEN_TIMEOUT_S",
+    )
     yield from head
     try:
         yield from events

@@ -201,7 +201,10 @@ def _http_error(exc: Any, model: str, key_var: str) -> ProviderError:
         return _loading_error(model, body.get("estimated_time"))
     detail = (exc.server_message or "").strip().splitlines()
     return faults.http_error(
-        LABEL, status, key_var=key_var, detail=detail[0] if detail else "",
+        LABEL,
+        status,
+        key_var=key_var,
+        detail=detail[0] if detail else "",
         retry_after=faults.retry_after(response.headers),
     )
 
@@ -215,7 +218,10 @@ def _loading_error(model: str, estimated: Any) -> ProviderError:
     about = f" (about {max(1, round(eta))} s)" if eta is not None else ""
     return ProviderError(
         f"{LABEL}: the model {model} is loading{about}: try again in a minute.",
-        provider=LABEL, status=503, retryable=True, retry_after=eta,
+        provider=LABEL,
+        status=503,
+        retryable=True,
+        retry_after=eta,
     )
 
 
@@ -483,4 +489,3 @@ def providers() -> list[Provider]:
             warm=True,
         )
     ]
-

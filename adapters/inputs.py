@@ -87,11 +87,11 @@ def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
             "upload a smaller image."
         ) from None
     except UnidentifiedImageError:
-        raise BadInput(
-            f"'{name}' is not an image this app can read: upload a PNG, JPEG, WebP or GIF file."
-        ) from None
+        raise BadInput(f"'{name}' is not an image this app can read: upload a PNG, JPEG, WebP or GIF file.") from None
     except (OSError, SyntaxError, ValueError, EOFError):
-        raise BadInput(f"The image file '{name}' is corrupt or truncated: upload it again or try another image.") from None
+        raise BadInput(
+            f"The image file '{name}' is corrupt or truncated: upload it again or try another image."
+        ) from None
     return img
 
 
@@ -152,7 +152,7 @@ def normalise_scores(labels: list[str], raw: Any) -> tuple[tuple[str, float], ..
     total = sum(scores)
     if total <= 0:
         scores, total = [1.0] * len(labels), float(len(labels))
-    pairs = [(label, s / total) for label, s in zip(labels, scores)]
+    pairs = [(label, s / total) for label, s in zip(labels, scores, strict=False)]
     return tuple(sorted(pairs, key=lambda p: -p[1]))
 
 

@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 _session_keys: weakref.WeakSet = weakref.WeakSet()  # adapters holding a browser-given key
 _lock = threading.Lock()

@@ -43,7 +43,10 @@ RUNNERS: dict[Task, Runner] = {
     Task.ZERO_SHOT: Runner("clip", "ClipScorer", ("torch", "transformers"), "torch transformers"),
     Task.CAPTIONING: Runner("captioning", "ImageCaptioner", ("torch", "transformers"), "torch transformers"),
     Task.IMAGE_GENERATION: Runner(
-        "diffusion", "TextToImage", ("torch", "diffusers", "transformers"), "torch diffusers transformers",
+        "diffusion",
+        "TextToImage",
+        ("torch", "diffusers", "transformers"),
+        "torch diffusers transformers",
         marker="model_index.json",
     ),
     Task.EMBEDDINGS: Runner(
@@ -108,7 +111,9 @@ def _errors(model: str, loading_model: bool = False, take_slot: bool = True) -> 
             raise ProviderError(f"The GPU ran out of memory running {model}: try a smaller size or batch.") from None
         if isinstance(err, ImportError):
             missing = err.name or "a package"
-            raise ProviderUnavailable(f"The model {model} needs {missing}, which is not installed: pip install {missing}.") from err
+            raise ProviderUnavailable(
+                f"The model {model} needs {missing}, which is not installed: pip install {missing}."
+            ) from err
         if loading_model:
             raise ProviderUnavailable(
                 f"The model {model} could not be loaded ({name}): its files may be incomplete; fetch it again."
@@ -210,4 +215,3 @@ def providers() -> list[Provider]:
             reproduce=reproduce.templates(recipe, lambda model: runner_for(Task.COMPLETION, model) is GGUF_RUNNER),
         )
     ]
-

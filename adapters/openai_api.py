@@ -251,8 +251,12 @@ class OpenAIAdapter:
 
     def _vision_chat(self, content: list[dict], max_tokens: int, **extra: Any) -> Raw:
         """One non-streamed chat turn; returns the reply text with usage and the serving model."""
-        params = {"model": self.model, "messages": [{"role": "user", "content": content}],
-                  self.endpoint.max_tokens_param(): max_tokens, **extra}
+        params = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": content}],
+            self.endpoint.max_tokens_param(): max_tokens,
+            **extra,
+        }
 
         def attempt(client: Any, seconds_left: float) -> Raw:
             return _reply(client.chat.completions.create(**params, timeout=seconds_left), self.label)
@@ -283,8 +287,9 @@ def served_by(response: Any) -> str | None:
 def _usage(usage: Any) -> Usage | None:
     if usage is None:
         return None
-    return Usage(input_tokens=getattr(usage, "prompt_tokens", None),
-                 output_tokens=getattr(usage, "completion_tokens", None))
+    return Usage(
+        input_tokens=getattr(usage, "prompt_tokens", None), output_tokens=getattr(usage, "completion_tokens", None)
+    )
 
 
 class OpenAICompleter(OpenAIAdapter, Completer):
@@ -320,7 +325,7 @@ class OpenAICompleter(OpenAIAdapter, Completer):
                         if isinstance(event, Finish):
                             finished.set()
                         yield event
-            except Exception as exc:  # noqa: BLE001 - converted below
+            except Exception as exc:
                 if not shown:
                     raise
                 raise _cut_error(self.endpoint, exc, idle_s) from None
@@ -468,8 +473,11 @@ def _json_candidates(text: str) -> Iterator[Any]:
 def _label_mapping(obj: Any, index: dict[str, int], depth: int = 0) -> dict[str, Any] | None:
     """The {label: score} part of a parsed reply, keeping only known labels."""
     if isinstance(obj, list):
-        obj = {item.get("label"): _first(item, "score", "probability", "confidence")
-               for item in obj if isinstance(item, dict) and isinstance(item.get("label"), str)}
+        obj = {
+            item.get("label"): _first(item, "score", "probability", "confidence")
+            for item in obj
+            if isinstance(item, dict) and isinstance(item.get("label"), str)
+        }
     if not isinstance(obj, dict):
         return None
     known = {k: v for k, v in obj.items() if isinstance(k, str) and _norm(k) in index}
@@ -542,8 +550,12 @@ class OpenAIImageGenerator(OpenAIAdapter, ImageGenerator):
     def _generate(self, prompt, params: ImageParams, on_step):
         if params.negative_prompt:
             raise BadInput(f"{self.label} image models take no negative prompt: clear it or say it in the prompt.")
-        request = {"model": self.model, "prompt": prompt, "n": 1,
-                   "size": image_size(self.model, params.width, params.height)}
+        request = {
+            "model": self.model,
+            "prompt": prompt,
+            "n": 1,
+            "size": image_size(self.model, params.width, params.height),
+        }
         if not self.model.startswith(B64_ONLY_MODELS):
             request["response_format"] = "b64_json"
         images = self._call(lambda client, left: self._images(client.images.generate(**request, timeout=left)))
@@ -561,8 +573,9 @@ class OpenAIImageGenerator(OpenAIAdapter, ImageGenerator):
 
         data = getattr(item, "b64_json", None)
         if not data:  # a server that ignored response_format and sent a link: not fetched
-            raise ProviderError(f"{self.label} sent an image link instead of image data: use another model.",
-                                provider=self.label)
+            raise ProviderError(
+                f"{self.label} sent an image link instead of image data: use another model.", provider=self.label
+            )
         try:
             image = PILImage.open(io.BytesIO(base64.b64decode(data)))
             image.load()
@@ -580,8 +593,9 @@ class OpenAIEmbedder(OpenAIAdapter, Embedder):
     max_batch = 256  # well inside the API's 2048 inputs / 300k tokens per request
 
     def _embed(self, texts, kind):
-        return self._call(lambda client, left: _vectors(client.embeddings.create(model=self.model, input=texts,
-                                                                                 timeout=left)))
+        return self._call(
+            lambda client, left: _vectors(client.embeddings.create(model=self.model, input=texts, timeout=left))
+        )
 
 
 def _vectors(response: Any) -> Raw:
@@ -672,10 +686,15 @@ def endpoint_from_table(name: str, table: dict[str, Any]) -> Endpoint:
 
 def _models_table(name: str, table: Any) -> dict[Task, str]:
     models: dict[Task, str] = {}
-    for task_name, model in (table.items() if isinstance(table, dict) else []):
+    for task_name, model in table.items() if isinstance(table, dict) else []:
         try:
             models[Task(task_name)] = str(model)
         except ValueError:
-            log.warning("[%s.%s.models]: unknown task %r ignored (use one of %s).", CONFIG_TABLE, name, task_name,
-                        ", ".join(t.value for t in Task))
+            log.warning(
+                "[%s.%s.models]: unknown task %r ignored (use one of %s).",
+                CONFIG_TABLE,
+                name,
+                task_name,
+                ", ".join(t.value for t in Task),
+            )
     return models

@@ -155,9 +155,7 @@ def get(task: Task, provider: str, model: str | None = None, api_key: str | None
             f"Unknown provider {str(provider)[:60]!r} for {task.title.lower()}: choose one of {', '.join(serving)}."
         )
     if task not in p.adapters:
-        raise UnknownProvider(
-            f"{p.label} has no {task.title.lower()}: choose one of {', '.join(serving)}."
-        )
+        raise UnknownProvider(f"{p.label} has no {task.title.lower()}: choose one of {', '.join(serving)}.")
     model = (model or "").strip() or p.model(task)
     if not model:
         raise UnknownProvider(f"No model is configured for {p.label} {task.value}: set one in fm-gallery.toml.")

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # numpy and PIL are only needed by callers that hold real res
     from PIL.Image import Image
 
 
-class Task(str, enum.Enum):
+class Task(enum.StrEnum):
     COMPLETION = "completion"
     ZERO_SHOT = "zero-shot"
     CAPTIONING = "captioning"

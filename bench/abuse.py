@@ -86,9 +86,19 @@ PRICED = ["gpt-4o-mini", "gpt-4.1-mini"]  # chat models with prices in adapters/
 UNPRICED = ["gpt-4o", "gpt-4.1", "gpt-4.1-nano", "o4-mini"]  # listed by the owner, run with allow_unpriced
 HOSTED = ("chat", "compare6", "compare2", "classify", "caption", "generate", "search")
 BOMBS = ("bomb_data_uri", "bomb_data_string", "bomb_upload")
-API_NAMES = {"chat": "chat", "compare6": "compare", "compare2": "compare", "classify": "classify",
-             "caption": "caption", "generate": "generate", "search": "search", "bomb_data_uri": "classify",
-             "bomb_data_string": "classify", "bomb_upload": "classify", "near_limit_upload": "classify"}
+API_NAMES = {
+    "chat": "chat",
+    "compare6": "compare",
+    "compare2": "compare",
+    "classify": "classify",
+    "caption": "caption",
+    "generate": "generate",
+    "search": "search",
+    "bomb_data_uri": "classify",
+    "bomb_data_string": "classify",
+    "bomb_upload": "classify",
+    "near_limit_upload": "classify",
+}
 TAG = re.compile(rb"visitor-(\d{4})-([a-z0-9_]+)")
 BOMB_SIDE = 20_000  # 400 MP, 10x Pillow's limit here
 NEAR_SIDE = 6_300  # 39.7 MP: just under adapters.inputs.MAX_IMAGE_PIXELS (40 MP)
@@ -111,6 +121,7 @@ completion = {json.dumps(PRICED + UNPRICED)}
 
 # --- judging (pure: the smoke test checks these on hand-made numbers) ----------------------------
 
+
 def max_in_window(times: Iterable[float], window_s: float = WINDOW_S) -> int:
     """The most events in any `window_s`-long window (the quota's own measure)."""
     ordered, best, lo = sorted(times), 0, 0
@@ -126,14 +137,20 @@ def judge_calls(label: str, times: dict[str, list[float]], limit: int) -> dict:
     minute less the slack for the lag between a charge and its request reaching the vendor),
     against the per-minute limit + 1. A run shorter than that is counted whole."""
     busiest = max((max_in_window(ts, COUNTED_S) for ts in times.values()), default=0)
-    return timing.target(f"vendor calls per visitor in any {COUNTED_S:g} s, {label} (max)", busiest, limit + 1,
-                         higher_is_better=False)
+    return timing.target(
+        f"vendor calls per visitor in any {COUNTED_S:g} s, {label} (max)", busiest, limit + 1, higher_is_better=False
+    )
 
 
 def judge_memory(baseline_kb: float, peak_kb: float, goal_mb: float = 100.0) -> dict:
     """Target 2: the server's peak RSS over its idle RSS, in MB."""
-    return timing.target("server memory growth under bombs (MB)", (peak_kb - baseline_kb) / 1024, goal_mb,
-                         higher_is_better=False, unit=" MB")
+    return timing.target(
+        "server memory growth under bombs (MB)",
+        (peak_kb - baseline_kb) / 1024,
+        goal_mb,
+        higher_is_better=False,
+        unit=" MB",
+    )
 
 
 def judge_latency(idle_s: Sequence[float], loaded_s: Sequence[float], label: str = "loaded", goal: float = 1.5) -> dict:
@@ -144,8 +161,10 @@ def judge_latency(idle_s: Sequence[float], loaded_s: Sequence[float], label: str
 
 # --- images --------------------------------------------------------------------------------------
 
+
 def one_bit_png(side: int) -> bytes:
     """A black side x side 1-bit PNG, compressed row by row (never held decoded here)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -167,13 +186,13 @@ def small_png() -> bytes:
 
 # --- the fake vendor (its own process: python -m bench.abuse --vendor LATENCY_MS) ----------------
 
+
 def _wire(reply) -> bytes:
     """A `tests.fakes.http_server.Reply` (JSON or SSE) as HTTP/1.1 bytes."""
     status = f"HTTP/1.1 {reply.status} {http.HTTPStatus(reply.status).phrase}\r\n".encode()
     if reply.sse is not None:
         chunks = b"".join(b"%x\r\n%s\r\n" % (len(f.encode()), f.encode()) for f in reply.sse)
-        return (status + b"Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks
-                + b"0\r\n\r\n")
+        return status + b"Content-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
     body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
     return status + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
 
@@ -198,8 +217,10 @@ async def _vendor_connection(reader, writer, fake, latency_s: float, calls: list
             body = await reader.readexactly(length) if length else b""
             if method == "GET" and path == "/stats":
                 data = json.dumps({"calls": calls, "cpu_s": sum(os.times()[:2])}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(data), data))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(data), data)
+                )
                 continue
             tag = TAG.search(body)
             route = path.split("?")[0]
@@ -222,8 +243,9 @@ async def _serve_vendor(latency_s: float) -> None:
     from tests.fakes.openai_server import OpenAIFake
 
     fake, calls = OpenAIFake(key=None), []
-    server = await asyncio.start_server(lambda r, w: _vendor_connection(r, w, fake, latency_s, calls),
-                                        "127.0.0.1", 0, limit=2**24)
+    server = await asyncio.start_server(
+        lambda r, w: _vendor_connection(r, w, fake, latency_s, calls), "127.0.0.1", 0, limit=2**24
+    )
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
@@ -233,8 +255,9 @@ class Vendor:
     """The fake vendor in a child process; `calls()` is its log: [wall time, visitor, endpoint, path]."""
 
     def __init__(self, latency_s: float = VENDOR_LATENCY_S):
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.abuse", "--vendor", str(latency_s)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.abuse", "--vendor", str(latency_s)], stdout=subprocess.PIPE, text=True
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
             self.stop()
@@ -257,6 +280,7 @@ class Vendor:
 
 # --- the app -------------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def public_app(vendor: Vendor, workdir: str) -> Iterator[Server]:
     """The app in public mode as `python app.py` serves it (bench.app_launcher), its OpenAI
@@ -265,11 +289,17 @@ def public_app(vendor: Vendor, workdir: str) -> Iterator[Server]:
     config.write_text(FMG_CONFIG)
     uploads = tempfile.mkdtemp(prefix="gradio-", dir=workdir)
     settings = {
-        "FMG_PUBLIC": "1", "FMG_CONFIG": str(config), "FORWARDED_ALLOW_IPS": "127.0.0.1",
-        "FMG_PUBLIC_CALLS_PER_MINUTE": str(CALLS_PER_MINUTE), "FMG_PUBLIC_EVENTS_PER_VISITOR": str(EVENTS_PER_VISITOR),
-        "OPENAI_BASE_URL": vendor.url, "OPENAI_API_KEY": "sk-bench-dummy-key-0000",
-        "FMG_LEADERBOARD": str(Path(workdir) / "board.sqlite3"), "GRADIO_TEMP_DIR": uploads,
-        "FMG_VISITOR_SALT": "bench-abuse", "GRADIO_ANALYTICS_ENABLED": "False",
+        "FMG_PUBLIC": "1",
+        "FMG_CONFIG": str(config),
+        "FORWARDED_ALLOW_IPS": "127.0.0.1",
+        "FMG_PUBLIC_CALLS_PER_MINUTE": str(CALLS_PER_MINUTE),
+        "FMG_PUBLIC_EVENTS_PER_VISITOR": str(EVENTS_PER_VISITOR),
+        "OPENAI_BASE_URL": vendor.url,
+        "OPENAI_API_KEY": "sk-bench-dummy-key-0000",
+        "FMG_LEADERBOARD": str(Path(workdir) / "board.sqlite3"),
+        "GRADIO_TEMP_DIR": uploads,
+        "FMG_VISITOR_SALT": "bench-abuse",
+        "GRADIO_ANALYTICS_ENABLED": "False",
     }
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
@@ -348,22 +378,28 @@ def cpu_model() -> str:
 
 # --- visitors (raw Gradio wire protocol, asyncio; in their own process: --hammer PLAN) -------------
 
+
 def outcome_of(message: dict) -> str:
     """What a process_completed message says, in a word."""
     if message.get("success"):
         return "ok"
     error = str((message.get("output") or {}).get("error") or "")
-    for needle, word in (("hosted calls in the last minute", "quota: calls/min"), ("daily budget", "quota: $"),
-                         ("budget for hosted", "quota: $ (all)"),
-                         ("uploaded through this page", "refused: not an upload"),
-                         ("megapixel", "refused: pixels"), ("could not be read", "refused: unreadable")):
+    for needle, word in (
+        ("hosted calls in the last minute", "quota: calls/min"),
+        ("daily budget", "quota: $"),
+        ("budget for hosted", "quota: $ (all)"),
+        ("uploaded through this page", "refused: not an upload"),
+        ("megapixel", "refused: pixels"),
+        ("could not be read", "refused: unreadable"),
+    ):
         if needle in error:
             return word
     return "error: " + (error[:70] or "(no message)")
 
 
-async def run_event(client, url: str, fn_index: int, data: list, address: str, session: str | None = None,
-                    marks: dict | None = None) -> tuple[str, float, dict | None]:
+async def run_event(
+    client, url: str, fn_index: int, data: list, address: str, session: str | None = None, marks: dict | None = None
+) -> tuple[str, float, dict | None]:
     """One event as a browser or gradio_client sends it: (outcome, seconds, completed message).
     `session`: the page's session hash (None: a new one, as a script that never reuses one);
     `marks["starts"]` is when the queue started it (process_starts), in seconds after the join."""
@@ -374,19 +410,24 @@ async def run_event(client, url: str, fn_index: int, data: list, address: str, s
         return "client: timeout", EVENT_TIMEOUT_S, None
 
 
-async def _run_event(client, url: str, fn_index: int, data: list, address: str, session: str,
-                     marks: dict | None) -> tuple[str, float, dict | None]:
+async def _run_event(
+    client, url: str, fn_index: int, data: list, address: str, session: str, marks: dict | None
+) -> tuple[str, float, dict | None]:
     headers = {"X-Forwarded-For": address}
     started = time.perf_counter()
-    joined = await client.post(f"{url}gradio_api/queue/join", headers=headers,
-                               json={"data": data, "fn_index": fn_index, "session_hash": session})
+    joined = await client.post(
+        f"{url}gradio_api/queue/join",
+        headers=headers,
+        json={"data": data, "fn_index": fn_index, "session_hash": session},
+    )
     if joined.status_code == 503:
         kind = "refused: visitor's events" if "already have" in joined.text else "refused: queue full"
         return kind, time.perf_counter() - started, None
     if joined.status_code != 200:
         return f"http {joined.status_code}", time.perf_counter() - started, None
-    async with client.stream("GET", f"{url}gradio_api/queue/data", params={"session_hash": session},
-                             headers=headers) as events:
+    async with client.stream(
+        "GET", f"{url}gradio_api/queue/data", params={"session_hash": session}, headers=headers
+    ) as events:
         async for line in events.aiter_lines():
             if not line.startswith("data:"):
                 continue
@@ -399,7 +440,24 @@ async def _run_event(client, url: str, fn_index: int, data: list, address: str, 
 
 
 def corpus_text(tag: str, n: int) -> str:
-    words = "the quick brown fox jumps over a lazy dog while seven small models stream their answers".split()
+    words = [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "a",
+        "lazy",
+        "dog",
+        "while",
+        "seven",
+        "small",
+        "models",
+        "stream",
+        "their",
+        "answers",
+    ]
     out, size, i = [], 0, 0
     while size < CORPUS_CHARS:
         word = tag if i % 10 == 0 else f"{words[i % len(words)]}{n}"
@@ -414,21 +472,22 @@ def file_data(path: str, name: str = "image.png") -> dict:
 
 
 async def upload(client, url: str, address: str, name: str, content: bytes) -> str:
-    done = await client.post(f"{url}gradio_api/upload", headers={"X-Forwarded-For": address},
-                             files={"files": (name, content, "image/png")})
+    done = await client.post(
+        f"{url}gradio_api/upload", headers={"X-Forwarded-For": address}, files={"files": (name, content, "image/png")}
+    )
     done.raise_for_status()
     return done.json()[0]
 
 
-async def event_data(client, url: str, endpoint: str, visitor: int, address: str, n: int, images: dict,
-                     small_path: str | None) -> list:
+async def event_data(
+    client, url: str, endpoint: str, visitor: int, address: str, n: int, images: dict, small_path: str | None
+) -> list:
     tag = f"visitor-{visitor:04d}-{endpoint}"
     if endpoint == "chat":
         return [f"{tag}: question {n}", [], "openai", "", "", 64, 0.7, 1.0, -1]
     if endpoint in ("compare6", "compare2"):
         targets = [f"openai:{m}" for m in (PRICED + UNPRICED if endpoint == "compare6" else PRICED)]
-        return ["completion", targets, f"{tag}: question {n}", None, "", "", 3, 64, 0.7, 1, 64, 64, -1, False, "",
-                None]
+        return ["completion", targets, f"{tag}: question {n}", None, "", "", 3, 64, 0.7, 1, 64, 64, -1, False, "", None]
     if endpoint == "classify":
         return [file_data(small_path), f"red, blue, {tag}", "openai", ""]
     if endpoint == "caption":
@@ -440,16 +499,28 @@ async def event_data(client, url: str, endpoint: str, visitor: int, address: str
     labels = f"cat, dog, {tag}"
     if endpoint == "bomb_data_uri":
         uri = "data:image/png;base64," + base64.b64encode(images["bomb"]).decode()
-        return [{"path": None, "url": uri, "orig_name": "bomb.png", "meta": {"_type": "gradio.FileData"}}, labels,
-                "openai", ""]
+        return [
+            {"path": None, "url": uri, "orig_name": "bomb.png", "meta": {"_type": "gradio.FileData"}},
+            labels,
+            "openai",
+            "",
+        ]
     if endpoint == "bomb_data_string":
         return ["data:image/png;base64," + base64.b64encode(images["bomb"]).decode(), labels, "openai", ""]
     if endpoint == "bomb_upload":
-        return [file_data(await upload(client, url, address, "bomb.png", images["bomb"]), "bomb.png"), labels,
-                "openai", ""]
+        return [
+            file_data(await upload(client, url, address, "bomb.png", images["bomb"]), "bomb.png"),
+            labels,
+            "openai",
+            "",
+        ]
     if endpoint == "near_limit_upload":
-        return [file_data(await upload(client, url, address, "near.png", images["near"]), "near.png"), labels,
-                "openai", ""]
+        return [
+            file_data(await upload(client, url, address, "near.png", images["near"]), "near.png"),
+            labels,
+            "openai",
+            "",
+        ]
     raise ValueError(endpoint)
 
 
@@ -469,6 +540,7 @@ async def hammer(plan: dict, stop: asyncio.Event) -> dict:
     deadline = time.perf_counter() + plan["duration_s"]
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=400)
     async with httpx.AsyncClient(timeout=EVENT_TIMEOUT_S, limits=limits) as client:
+
         async def loop(visitor: int, address: str, endpoint: str) -> None:
             session = secrets.token_hex(8) if plan.get("sessions", "per_event") == "per_loop" else None
             small_path = None
@@ -479,8 +551,9 @@ async def hammer(plan: dict, stop: asyncio.Event) -> dict:
                     return
                 try:
                     data = await event_data(client, url, endpoint, visitor, address, n, images, small_path)
-                    outcome, took, message = await run_event(client, url, fns[API_NAMES[endpoint]], data, address,
-                                                             session)
+                    outcome, took, message = await run_event(
+                        client, url, fns[API_NAMES[endpoint]], data, address, session
+                    )
                 except httpx.HTTPError as err:
                     outcome, took, message = f"client: {type(err).__name__}", 0.0, None
                 outcomes[endpoint][outcome] += 1
@@ -498,15 +571,27 @@ async def hammer(plan: dict, stop: asyncio.Event) -> dict:
                 elif outcome.startswith(("refused: visitor", "refused: queue", "client")):
                     await asyncio.sleep(JOIN_BACKOFF_S)
 
-        await asyncio.gather(*(loop(v["id"], v["address"], endpoint)
-                               for v in plan["visitors"] for endpoint in plan["endpoints"]
-                               for _ in range(plan.get("loops", 1))))
-    joined = sum(n for counts in outcomes.values() for k, n in counts.items()
-                 if not k.startswith(("refused: visitor", "refused: queue", "client", "http", "target ")))
-    return {"outcomes": {k: dict(v) for k, v in outcomes.items()}, "admitted": {str(k): v for k, v in admitted.items()},
-            "joined": joined,
-            "events_p50_s": {k: round(statistics.median(v), 4) for k, v in seconds.items() if v},
-            "cpu_s": sum(os.times()[:2])}
+        await asyncio.gather(
+            *(
+                loop(v["id"], v["address"], endpoint)
+                for v in plan["visitors"]
+                for endpoint in plan["endpoints"]
+                for _ in range(plan.get("loops", 1))
+            )
+        )
+    joined = sum(
+        n
+        for counts in outcomes.values()
+        for k, n in counts.items()
+        if not k.startswith(("refused: visitor", "refused: queue", "client", "http", "target "))
+    )
+    return {
+        "outcomes": {k: dict(v) for k, v in outcomes.items()},
+        "admitted": {str(k): v for k, v in admitted.items()},
+        "joined": joined,
+        "events_p50_s": {k: round(statistics.median(v), 4) for k, v in seconds.items() if v},
+        "cpu_s": sum(os.times()[:2]),
+    }
 
 
 def _hammer_main(plan_path: str) -> None:
@@ -528,8 +613,9 @@ class Hammer:
         path = Path(tempfile.mkstemp(prefix="plan-", suffix=".json", dir=workdir)[1])
         path.write_text(json.dumps(plan))
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.abuse", "--hammer", str(path)],
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.abuse", "--hammer", str(path)], stdout=subprocess.PIPE, text=True
+        )
 
     def wait(self, timeout: float) -> dict:
         try:
@@ -562,14 +648,22 @@ def visitors(n: int) -> list[dict]:
 
 # --- phases --------------------------------------------------------------------------------------
 
+
 def calls_phase(vendor: Vendor, workdir: str, images: dict, n_visitors: int, run_s: float) -> dict:
     """Phase 1: `n_visitors` visitors loop every hosted endpoint for `run_s` s on a fresh server."""
     with public_app(vendor, workdir) as server:
         fns = api_ids(server.url)
         crowd = visitors(n_visitors)
         ids = {v["id"] for v in crowd}
-        plan = {"url": server.url, "fns": fns, "visitors": crowd, "endpoints": list(HOSTED), "duration_s": run_s,
-                "images": images, "sessions": "per_event"}
+        plan = {
+            "url": server.url,
+            "fns": fns,
+            "visitors": crowd,
+            "endpoints": list(HOSTED),
+            "duration_s": run_s,
+            "images": images,
+            "sessions": "per_event",
+        }
         cpu0, vendor_cpu0 = server.cpu_s(), vendor.stats()["cpu_s"]
         hammer_ = Hammer(workdir, plan)
         result = hammer_.wait(run_s + EVENT_TIMEOUT_S + 30)
@@ -586,22 +680,29 @@ def calls_phase(vendor: Vendor, workdir: str, images: dict, n_visitors: int, run
     charged = {str(v): [c[0] for c in calls if c[1] == v and not (c[2] == "search" and c[4] > 1)] for v in ids}
     admitted = result["admitted"]
     return {
-        "visitors": n_visitors, "run_s": run_s, "vendor_calls": len(calls),
-        "per_visitor_max": max(per_visitor.values(), default=0), "per_visitor_min": min(
-            [per_visitor.get(str(v), 0) for v in ids]), "per_visitor": dict(per_visitor),
+        "visitors": n_visitors,
+        "run_s": run_s,
+        "vendor_calls": len(calls),
+        "per_visitor_max": max(per_visitor.values(), default=0),
+        "per_visitor_min": min([per_visitor.get(str(v), 0) for v in ids]),
+        "per_visitor": dict(per_visitor),
         "max_in_counted_window": max(windowed.values(), default=0),
         "max_in_60s_window": max((max_in_window(ts, WINDOW_S) for ts in times.values()), default=0),
         "visitors_over_limit": sum(1 for n in windowed.values() if n > CALLS_PER_MINUTE + 1),
-        "max_in_counted_window_one_per_search": max((max_in_window(ts, COUNTED_S) for ts in charged.values()),
-                                                    default=0),
-        "vendor_requests_per_search": round(by_endpoint["search"] / max(1, result["outcomes"].get("search", {})
-                                                                         .get("ok", 0)), 2),
+        "max_in_counted_window_one_per_search": max(
+            (max_in_window(ts, COUNTED_S) for ts in charged.values()), default=0
+        ),
+        "vendor_requests_per_search": round(
+            by_endpoint["search"] / max(1, result["outcomes"].get("search", {}).get("ok", 0)), 2
+        ),
         "_times": times,
         "admitted_per_visitor_max": max(admitted.values(), default=0),
         "vendor_calls_by_endpoint": dict(by_endpoint),
-        "events": {k: sum(v.values()) for k, v in result["outcomes"].items()}, "outcomes": result["outcomes"],
+        "events": {k: sum(v.values()) for k, v in result["outcomes"].items()},
+        "outcomes": result["outcomes"],
         "event_p50_s": result["events_p50_s"],
-        "server_cores": round(cpu / wall, 2), "client_cores": round(result["cpu_s"] / wall, 2),
+        "server_cores": round(cpu / wall, 2),
+        "client_cores": round(result["cpu_s"] / wall, 2),
         "vendor_cores": round((stats["cpu_s"] - vendor_cpu0) / wall, 2),
     }
 
@@ -613,8 +714,15 @@ def memory_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> dic
         fns = api_ids(server.url)
         pid = server.proc.pid
         warm = visitors(1)  # first-call costs (imports, PIL's plugins, the run log) are not the attack's
-        plan = {"url": server.url, "fns": fns, "visitors": warm, "endpoints": ["classify", "chat", *BOMBS],
-                "duration_s": 60, "max_events": 1, "images": images}
+        plan = {
+            "url": server.url,
+            "fns": fns,
+            "visitors": warm,
+            "endpoints": ["classify", "chat", *BOMBS],
+            "duration_s": 60,
+            "max_events": 1,
+            "images": images,
+        }
         Hammer(workdir, plan).wait(120)
         time.sleep(2.0)
         idle = []
@@ -625,8 +733,16 @@ def memory_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> dic
         hwm_reset = reset_peak(pid)
         cpu0 = server.cpu_s()
         bombers = visitors(4)
-        plan = {"url": server.url, "fns": fns, "visitors": bombers, "endpoints": list(BOMBS), "loops": 2,
-                "duration_s": bomb_s, "images": images, "sessions": "per_loop"}
+        plan = {
+            "url": server.url,
+            "fns": fns,
+            "visitors": bombers,
+            "endpoints": list(BOMBS),
+            "loops": 2,
+            "duration_s": bomb_s,
+            "images": images,
+            "sessions": "per_loop",
+        }
         with MemorySampler(pid) as sampler:
             hammer_ = Hammer(workdir, plan)
             bombs = hammer_.wait(bomb_s + EVENT_TIMEOUT_S + 30)
@@ -640,20 +756,39 @@ def memory_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> dic
         time.sleep(1.0)
         near_base = memory_kb(pid)["VmRSS"]
         near_reset = reset_peak(pid)
-        plan = {"url": server.url, "fns": fns, "visitors": visitors(4), "endpoints": ["near_limit_upload"],
-                "duration_s": near_s, "images": images, "sessions": "per_loop"}
+        plan = {
+            "url": server.url,
+            "fns": fns,
+            "visitors": visitors(4),
+            "endpoints": ["near_limit_upload"],
+            "duration_s": near_s,
+            "images": images,
+            "sessions": "per_loop",
+        }
         with MemorySampler(pid) as sampler:
             near = Hammer(workdir, plan).wait(near_s + EVENT_TIMEOUT_S + 30)
             time.sleep(0.5)
         near_peak = max(sampler.peak_kb, memory_kb(pid)["VmHWM"] if near_reset else 0)
     return {
-        "baseline_kb": baseline, "peak_kb": peak, "after_kb": after, "growth_mb": round((peak - baseline) / 1024, 1),
-        "hwm_reset": hwm_reset, "bomb_s": bomb_s, "bomb_png_bytes": len(Path(images["bomb"]).read_bytes()),
-        "events": {k: sum(v.values()) for k, v in bombs["outcomes"].items()}, "outcomes": bombs["outcomes"],
+        "baseline_kb": baseline,
+        "peak_kb": peak,
+        "after_kb": after,
+        "growth_mb": round((peak - baseline) / 1024, 1),
+        "hwm_reset": hwm_reset,
+        "bomb_s": bomb_s,
+        "bomb_png_bytes": len(Path(images["bomb"]).read_bytes()),
+        "events": {k: sum(v.values()) for k, v in bombs["outcomes"].items()},
+        "outcomes": bombs["outcomes"],
         "server_cores": round(cpu / hammer_.wall_s, 2),
-        "near_limit": {"side": NEAR_SIDE, "visitors": 4, "seconds": near_s, "baseline_kb": near_base,
-                       "peak_kb": near_peak, "growth_mb": round((near_peak - near_base) / 1024, 1),
-                       "outcomes": near["outcomes"]},
+        "near_limit": {
+            "side": NEAR_SIDE,
+            "visitors": 4,
+            "seconds": near_s,
+            "baseline_kb": near_base,
+            "peak_kb": near_peak,
+            "growth_mb": round((near_peak - near_base) / 1024, 1),
+            "outcomes": near["outcomes"],
+        },
     }
 
 
@@ -700,8 +835,15 @@ def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> di
         loads = {}
         for sessions in ("per_loop", "per_event"):
             rss_before = memory_kb(pid)["VmRSS"]
-            plan = {"url": server.url, "fns": fns, "visitors": visitors(5), "endpoints": [*HOSTED, *BOMBS],
-                    "duration_s": budget_s + 30, "images": images, "sessions": sessions}
+            plan = {
+                "url": server.url,
+                "fns": fns,
+                "visitors": visitors(5),
+                "endpoints": [*HOSTED, *BOMBS],
+                "duration_s": budget_s + 30,
+                "images": images,
+                "sessions": sessions,
+            }
             cpu0 = server.cpu_s()
             hammer_ = Hammer(workdir, plan)
             time.sleep(1.0)  # the abusers are joined and running
@@ -711,8 +853,10 @@ def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> di
             time.sleep(1.0)
             rss_after = memory_kb(pid)["VmRSS"]
             loads[sessions] = {
-                "fair": fair, "abuser_events": {k: sum(v.values()) for k, v in load["outcomes"].items()},
-                "abuser_outcomes": load["outcomes"], "abuser_events_joined": load["joined"],
+                "fair": fair,
+                "abuser_events": {k: sum(v.values()) for k, v in load["outcomes"].items()},
+                "abuser_outcomes": load["outcomes"],
+                "abuser_events_joined": load["joined"],
                 "server_cores": round(cpu / hammer_.wall_s, 2),
                 "client_cores": round(load["cpu_s"] / hammer_.wall_s, 2),
                 "rss_growth_mb": round((rss_after - rss_before) / 1024, 1),
@@ -721,17 +865,33 @@ def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> di
         after = fair_chats(server.url, fns["chat"], n, 60)
     idle_s = idle["seconds"] + after["seconds"]
     if not idle_s or not all(v["fair"]["seconds"] for v in loads.values()):
-        raise RuntimeError("the fair visitor's chats failed: " + json.dumps(
-            {"idle": idle["outcomes"], **{k: v["fair"]["outcomes"] for k, v in loads.items()}}))
-    out = {"idle_n": len(idle_s), "idle_p50_ms": ms(idle_s, 50), "idle_p95_ms": ms(idle_s, 95),
-           "idle_before_p95_ms": ms(idle["seconds"], 95), "idle_after_p95_ms": ms(after["seconds"], 95),
-           "idle_queue_wait_p95_ms": ms(idle["waits"] + after["waits"], 95),
-           "idle_outcomes": dict(idle["outcomes"] + after["outcomes"]), "abusers": 5, "_idle": idle_s}
+        raise RuntimeError(
+            "the fair visitor's chats failed: "
+            + json.dumps({"idle": idle["outcomes"], **{k: v["fair"]["outcomes"] for k, v in loads.items()}})
+        )
+    out = {
+        "idle_n": len(idle_s),
+        "idle_p50_ms": ms(idle_s, 50),
+        "idle_p95_ms": ms(idle_s, 95),
+        "idle_before_p95_ms": ms(idle["seconds"], 95),
+        "idle_after_p95_ms": ms(after["seconds"], 95),
+        "idle_queue_wait_p95_ms": ms(idle["waits"] + after["waits"], 95),
+        "idle_outcomes": dict(idle["outcomes"] + after["outcomes"]),
+        "abusers": 5,
+        "_idle": idle_s,
+    }
     for name, load in loads.items():
         fair = load.pop("fair")
-        out[name] = {"n": len(fair["seconds"]), "p50_ms": ms(fair["seconds"], 50), "p95_ms": ms(fair["seconds"], 95),
-                     "max_ms": round(max(fair["seconds"]) * 1000, 1), "queue_wait_p95_ms": ms(fair["waits"], 95),
-                     "outcomes": dict(fair["outcomes"]), **load, "_seconds": fair["seconds"]}
+        out[name] = {
+            "n": len(fair["seconds"]),
+            "p50_ms": ms(fair["seconds"], 50),
+            "p95_ms": ms(fair["seconds"], 95),
+            "max_ms": round(max(fair["seconds"]) * 1000, 1),
+            "queue_wait_p95_ms": ms(fair["waits"], 95),
+            "outcomes": dict(fair["outcomes"]),
+            **load,
+            "_seconds": fair["seconds"],
+        }
     return out
 
 
@@ -746,51 +906,145 @@ def _outcomes(counts: dict) -> str:
 
 
 def print_calls(alone: dict, many: dict, run_s: float) -> None:
-    timing.table(["visitors", "run s", "vendor calls", "per visitor max", "per visitor min",
-                  f"max in {COUNTED_S:g} s", "max in 60 s", "over limit + 1", f"max in {COUNTED_S:g} s, search as 1",
-                  "requests per search", "admitted by app (max)", "server cores", "client cores", "vendor cores"],
-                 [[r["visitors"], r["run_s"], r["vendor_calls"], r["per_visitor_max"], r["per_visitor_min"],
-                   r["max_in_counted_window"], r["max_in_60s_window"], r["visitors_over_limit"],
-                   r["max_in_counted_window_one_per_search"], r["vendor_requests_per_search"],
-                   r["admitted_per_visitor_max"], r["server_cores"], r["client_cores"], r["vendor_cores"]]
-                  for r in (alone, many)],
-                 title=f"1. Hosted calls per visitor, every endpoint looped at once ({', '.join(HOSTED)})")
+    timing.table(
+        [
+            "visitors",
+            "run s",
+            "vendor calls",
+            "per visitor max",
+            "per visitor min",
+            f"max in {COUNTED_S:g} s",
+            "max in 60 s",
+            "over limit + 1",
+            f"max in {COUNTED_S:g} s, search as 1",
+            "requests per search",
+            "admitted by app (max)",
+            "server cores",
+            "client cores",
+            "vendor cores",
+        ],
+        [
+            [
+                r["visitors"],
+                r["run_s"],
+                r["vendor_calls"],
+                r["per_visitor_max"],
+                r["per_visitor_min"],
+                r["max_in_counted_window"],
+                r["max_in_60s_window"],
+                r["visitors_over_limit"],
+                r["max_in_counted_window_one_per_search"],
+                r["vendor_requests_per_search"],
+                r["admitted_per_visitor_max"],
+                r["server_cores"],
+                r["client_cores"],
+                r["vendor_cores"],
+            ]
+            for r in (alone, many)
+        ],
+        title=f"1. Hosted calls per visitor, every endpoint looped at once ({', '.join(HOSTED)})",
+    )
     crowd = many["visitors"]
-    timing.table(["endpoint", "events (1)", "vendor calls (1)", f"events ({crowd})", f"vendor calls ({crowd})",
-                  f"outcomes ({crowd} visitors)"],
-                 [[e, alone["events"].get(e, 0), alone["vendor_calls_by_endpoint"].get(e, 0), many["events"].get(e, 0),
-                   many["vendor_calls_by_endpoint"].get(e, 0), _outcomes(many["outcomes"].get(e, {}))]
-                  for e in HOSTED],
-                 title="Per endpoint")
+    timing.table(
+        [
+            "endpoint",
+            "events (1)",
+            "vendor calls (1)",
+            f"events ({crowd})",
+            f"vendor calls ({crowd})",
+            f"outcomes ({crowd} visitors)",
+        ],
+        [
+            [
+                e,
+                alone["events"].get(e, 0),
+                alone["vendor_calls_by_endpoint"].get(e, 0),
+                many["events"].get(e, 0),
+                many["vendor_calls_by_endpoint"].get(e, 0),
+                _outcomes(many["outcomes"].get(e, {})),
+            ]
+            for e in HOSTED
+        ],
+        title="Per endpoint",
+    )
 
 
 def print_memory(memory: dict) -> None:
     near = memory["near_limit"]
-    timing.table(["case", "events", "baseline MB", "peak MB", "growth MB", "outcomes"],
-                 [[f"bombs: {BOMB_SIDE}x{BOMB_SIDE} PNG as data: URI, data: string, upload",
-                   sum(memory["events"].values()), round(memory["baseline_kb"] / 1024, 1),
-                   round(memory["peak_kb"] / 1024, 1), memory["growth_mb"],
-                   "; ".join(f"{e}: {_outcomes(o)}" for e, o in memory["outcomes"].items())],
-                  [f"figure: {NEAR_SIDE}x{NEAR_SIDE} PNG upload (39.7 MP, accepted), 4 at once",
-                   sum(sum(o.values()) for o in near["outcomes"].values()), round(near["baseline_kb"] / 1024, 1),
-                   round(near["peak_kb"] / 1024, 1), near["growth_mb"],
-                   "; ".join(_outcomes(o) for o in near["outcomes"].values())]],
-                 title="2. Server memory (VmHWM reset before each case, VmRSS sampled every 10 ms)")
+    timing.table(
+        ["case", "events", "baseline MB", "peak MB", "growth MB", "outcomes"],
+        [
+            [
+                f"bombs: {BOMB_SIDE}x{BOMB_SIDE} PNG as data: URI, data: string, upload",
+                sum(memory["events"].values()),
+                round(memory["baseline_kb"] / 1024, 1),
+                round(memory["peak_kb"] / 1024, 1),
+                memory["growth_mb"],
+                "; ".join(f"{e}: {_outcomes(o)}" for e, o in memory["outcomes"].items()),
+            ],
+            [
+                f"figure: {NEAR_SIDE}x{NEAR_SIDE} PNG upload (39.7 MP, accepted), 4 at once",
+                sum(sum(o.values()) for o in near["outcomes"].values()),
+                round(near["baseline_kb"] / 1024, 1),
+                round(near["peak_kb"] / 1024, 1),
+                near["growth_mb"],
+                "; ".join(_outcomes(o) for o in near["outcomes"].values()),
+            ],
+        ],
+        title="2. Server memory (VmHWM reset before each case, VmRSS sampled every 10 ms)",
+    )
 
 
 def print_latency(latency: dict) -> None:
-    rows = [["idle (before + after)", latency["idle_n"], latency["idle_p50_ms"], latency["idle_p95_ms"],
-             latency["idle_queue_wait_p95_ms"], "", "", "", _outcomes(latency["idle_outcomes"])]]
+    rows = [
+        [
+            "idle (before + after)",
+            latency["idle_n"],
+            latency["idle_p50_ms"],
+            latency["idle_p95_ms"],
+            latency["idle_queue_wait_p95_ms"],
+            "",
+            "",
+            "",
+            _outcomes(latency["idle_outcomes"]),
+        ]
+    ]
     for name, label in LOADS.items():
         r = latency[name]
-        rows.append([f"{latency['abusers']} abusers, {label}", r["n"], r["p50_ms"], r["p95_ms"], r["queue_wait_p95_ms"],
-                     sum(r["abuser_events"].values()), r["server_cores"], r["client_cores"], _outcomes(r["outcomes"])])
-    timing.table(["server", "chats", "p50 ms", "p95 ms", "queue wait p95 ms", "abusers' events", "server cores",
-                  "abusers' cores", "outcomes"], rows, title="3. A well-behaved visitor's chat")
+        rows.append(
+            [
+                f"{latency['abusers']} abusers, {label}",
+                r["n"],
+                r["p50_ms"],
+                r["p95_ms"],
+                r["queue_wait_p95_ms"],
+                sum(r["abuser_events"].values()),
+                r["server_cores"],
+                r["client_cores"],
+                _outcomes(r["outcomes"]),
+            ]
+        )
+    timing.table(
+        [
+            "server",
+            "chats",
+            "p50 ms",
+            "p95 ms",
+            "queue wait p95 ms",
+            "abusers' events",
+            "server cores",
+            "abusers' cores",
+            "outcomes",
+        ],
+        rows,
+        title="3. A well-behaved visitor's chat",
+    )
     r = latency["per_event"]
-    print(f"server RSS while abusers sent a new session per event: +{r['rss_growth_mb']} MB for "
-          f"{r['abuser_events_joined']} events joined ({r['kb_per_joined_event']} KB each; Gradio keeps up to "
-          f"{GRADIO_SESSIONS_KEPT:,} sessions: {r['kb_per_joined_event'] * GRADIO_SESSIONS_KEPT / 2**20:.1f} GB)")
+    print(
+        f"server RSS while abusers sent a new session per event: +{r['rss_growth_mb']} MB for "
+        f"{r['abuser_events_joined']} events joined ({r['kb_per_joined_event']} KB each; Gradio keeps up to "
+        f"{GRADIO_SESSIONS_KEPT:,} sessions: {r['kb_per_joined_event'] * GRADIO_SESSIONS_KEPT / 2**20:.1f} GB)"
+    )
 
 
 def main(argv=None) -> dict:
@@ -804,13 +1058,22 @@ def main(argv=None) -> dict:
     phases = args.only or list(PHASES)
     cpu = cpu_model()
     started = time.perf_counter()
-    figures: dict = {"cpu_model": cpu, "calls_per_minute": CALLS_PER_MINUTE, "events_per_visitor": EVENTS_PER_VISITOR,
-                     "vendor_latency_s": VENDOR_LATENCY_S, "endpoints_looped": list(HOSTED), "run_s": run_s}
+    figures: dict = {
+        "cpu_model": cpu,
+        "calls_per_minute": CALLS_PER_MINUTE,
+        "events_per_visitor": EVENTS_PER_VISITOR,
+        "vendor_latency_s": VENDOR_LATENCY_S,
+        "endpoints_looped": list(HOSTED),
+        "run_s": run_s,
+    }
     targets = []
     with tempfile.TemporaryDirectory(prefix="fmg-abuse-") as workdir:
         images = {}
-        for name, content in (("small", small_png()), ("bomb", one_bit_png(BOMB_SIDE)),
-                              ("near", one_bit_png(NEAR_SIDE))):
+        for name, content in (
+            ("small", small_png()),
+            ("bomb", one_bit_png(BOMB_SIDE)),
+            ("near", one_bit_png(NEAR_SIDE)),
+        ):
             path = Path(workdir) / f"{name}.png"
             path.write_bytes(content)
             images[name] = str(path)
@@ -819,24 +1082,30 @@ def main(argv=None) -> dict:
             if "calls" in phases:
                 alone = figures["calls_one_visitor"] = calls_phase(vendor, workdir, images, 1, run_s)
                 many = figures["calls_crowd"] = calls_phase(vendor, workdir, images, crowd, run_s)
-                targets += [judge_calls("1 visitor alone", alone.pop("_times"), CALLS_PER_MINUTE),
-                            judge_calls(f"{crowd} visitors at once", many.pop("_times"), CALLS_PER_MINUTE)]
+                targets += [
+                    judge_calls("1 visitor alone", alone.pop("_times"), CALLS_PER_MINUTE),
+                    judge_calls(f"{crowd} visitors at once", many.pop("_times"), CALLS_PER_MINUTE),
+                ]
             if "memory" in phases:
                 memory = figures["memory"] = memory_phase(vendor, workdir, images, args.quick)
                 targets.append(judge_memory(memory["baseline_kb"], memory["peak_kb"]))
             if "latency" in phases:
                 latency = figures["latency"] = latency_phase(vendor, workdir, images, args.quick)
                 idle = latency.pop("_idle")
-                targets += [judge_latency(idle, latency[name].pop("_seconds"), f"abusers with {label}")
-                            for name, label in LOADS.items()]
+                targets += [
+                    judge_latency(idle, latency[name].pop("_seconds"), f"abusers with {label}")
+                    for name, label in LOADS.items()
+                ]
         finally:
             vendor.stop()
     figures["wall_s"] = round(time.perf_counter() - started, 1)
 
-    print(f"CPU: {cpu} ({os.cpu_count()} cores); public mode, {CALLS_PER_MINUTE} hosted calls per visitor per "
-          f"minute, {EVENTS_PER_VISITOR} events per visitor; the fake vendor answers in {VENDOR_LATENCY_S * 1000:g} ms;"
-          " "
-          f"whole run {figures['wall_s']:.0f} s")
+    print(
+        f"CPU: {cpu} ({os.cpu_count()} cores); public mode, {CALLS_PER_MINUTE} hosted calls per visitor per "
+        f"minute, {EVENTS_PER_VISITOR} events per visitor; the fake vendor answers in {VENDOR_LATENCY_S * 1000:g} ms;"
+        " "
+        f"whole run {figures['wall_s']:.0f} s"
+    )
     if "calls" in phases:
         print_calls(figures["calls_one_visitor"], figures["calls_crowd"], run_s)
     if "memory" in phases:

@@ -80,8 +80,14 @@ class Sides:
     # -- raw SDK
     def _raw_stream(self, model: str, keep: bool = True):
         stream = self.client.chat.completions.create(
-            model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True},
-            temperature=TEMPERATURE, top_p=TOP_P, max_tokens=MAX_TOKENS)
+            model=model,
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            temperature=TEMPERATURE,
+            top_p=TOP_P,
+            max_tokens=MAX_TOKENS,
+        )
         if keep:
             keep_connection(stream.response)
         return stream
@@ -111,8 +117,7 @@ def connections_per_call(base_url: str, call, n: int) -> float:
     return (openai_wire.stats(base_url)["connections"] - before) / n
 
 
-def interleaved_pairs(cases: dict[str, Callable[[], float | None]], rounds: int, warmup: int
-                      ) -> dict[str, list[float]]:
+def interleaved_pairs(cases: dict[str, Callable[[], float | None]], rounds: int, warmup: int) -> dict[str, list[float]]:
     """`timing.interleaved`, also keeping each call's CPU time of this thread under "<case>.cpu":
     that counts only this thread's own work, so it barely moves when other processes compete
     for the cores, while wall time does."""
@@ -131,7 +136,7 @@ def interleaved_pairs(cases: dict[str, Callable[[], float | None]], rounds: int,
 
 def paired(a: list[float], b: list[float]) -> list[float]:
     """Round-by-round differences: a burst of load hits both sides of a round alike."""
-    return [x - y for x, y in zip(a, b)]
+    return [x - y for x, y in zip(a, b, strict=False)]
 
 
 def ms(seconds: float) -> float:
@@ -157,45 +162,81 @@ def main(argv=None) -> dict:
         }
 
         cases = []
-        for label, model, n, kind in (("complete, 50 ms server", m50, reps["50"], "complete"),
-                                      ("complete, 0 ms server", m0, reps["0"], "complete"),
-                                      ("first token, 50 ms server", mttft, reps["ttft"], "ttft")):
+        for label, model, n, kind in (
+            ("complete, 50 ms server", m50, reps["50"], "complete"),
+            ("complete, 0 ms server", m0, reps["0"], "complete"),
+            ("first token, 50 ms server", mttft, reps["ttft"], "ttft"),
+        ):
             if kind == "complete":
-                sides_ = {"adapter": lambda m=model: sides.adapter_complete(m) and None,
-                          "raw": lambda m=model: sides.raw_complete(m) and None}
+                sides_ = {
+                    "adapter": lambda m=model: sides.adapter_complete(m) and None,
+                    "raw": lambda m=model: sides.raw_complete(m) and None,
+                }
             else:
                 sides_ = {"adapter": lambda m=model: sides.adapter_ttft(m), "raw": lambda m=model: sides.raw_ttft(m)}
             runs = interleaved_pairs(sides_, rounds=n, warmup=max(3, n // 20))
             diffs = paired(runs["adapter"], runs["raw"])
-            cases.append({
-                "case": label, "n": n,
-                "adapter_ms": ms(timing.median(runs["adapter"])), "raw_ms": ms(timing.median(runs["raw"])),
-                "overhead_ms": ms(timing.median(diffs)),
-                "overhead_iqr_ms": [ms(timing.percentile(diffs, 25)), ms(timing.percentile(diffs, 75))],
-                "ratio": round(timing.median(runs["adapter"]) / timing.median(runs["raw"]), 4),
-                "cpu_overhead_ms": ms(timing.median(paired(runs["adapter.cpu"], runs["raw.cpu"]))),
-            })
+            cases.append(
+                {
+                    "case": label,
+                    "n": n,
+                    "adapter_ms": ms(timing.median(runs["adapter"])),
+                    "raw_ms": ms(timing.median(runs["raw"])),
+                    "overhead_ms": ms(timing.median(diffs)),
+                    "overhead_iqr_ms": [ms(timing.percentile(diffs, 25)), ms(timing.percentile(diffs, 75))],
+                    "ratio": round(timing.median(runs["adapter"]) / timing.median(runs["raw"]), 4),
+                    "cpu_overhead_ms": ms(timing.median(paired(runs["adapter.cpu"], runs["raw.cpu"]))),
+                }
+            )
 
     c50, c0, cttft = cases
     targets = [
         timing.target("overhead, 50 ms server (ms)", c50["overhead_ms"], 0.5, higher_is_better=False, unit=" ms"),
-        timing.target("overhead, 50 ms server (% of raw)", 100 * c50["overhead_ms"] / c50["raw_ms"], 1.0,
-                      higher_is_better=False, unit=" %"),
+        timing.target(
+            "overhead, 50 ms server (% of raw)",
+            100 * c50["overhead_ms"] / c50["raw_ms"],
+            1.0,
+            higher_is_better=False,
+            unit=" %",
+        ),
         timing.target("overhead, 0 ms server (ms)", c0["overhead_ms"], 1.0, higher_is_better=False, unit=" ms"),
         timing.target("first token, adapter / raw (x)", cttft["ratio"], 1.02, higher_is_better=False, unit="x"),
     ]
-    print(f"Adapter vs. raw openai SDK: same local server, interleaved rounds, {WORDS}-word streamed replies "
-          "(first token: 8 words, 5 ms apart)")
-    timing.table(["case", "rounds", "adapter ms", "raw ms", "overhead ms", "IQR ms", "ratio", "CPU overhead ms"],
-                 [[c["case"], c["n"], c["adapter_ms"], c["raw_ms"], c["overhead_ms"],
-                   "{:.3f} .. {:.3f}".format(*c["overhead_iqr_ms"]), c["ratio"], c["cpu_overhead_ms"]]
-                  for c in cases])
-    timing.table(["client", "new connections per call"], [[k, v] for k, v in conns.items()],
-                 title="Keep-alive (10 streamed calls each)")
-    notes = [("overhead = median over rounds of (adapter - raw) in the same round; CPU overhead = the same for this "
-             "thread's CPU time, which other processes' load barely moves"),
-             ("the sync openai SDK drops the connection after every stream (it closes at [DONE] before the end of the "
-             "HTTP body); the adapter reads the end first, and so does the raw baseline here")]
+    print(
+        f"Adapter vs. raw openai SDK: same local server, interleaved rounds, {WORDS}-word streamed replies "
+        "(first token: 8 words, 5 ms apart)"
+    )
+    timing.table(
+        ["case", "rounds", "adapter ms", "raw ms", "overhead ms", "IQR ms", "ratio", "CPU overhead ms"],
+        [
+            [
+                c["case"],
+                c["n"],
+                c["adapter_ms"],
+                c["raw_ms"],
+                c["overhead_ms"],
+                "{:.3f} .. {:.3f}".format(*c["overhead_iqr_ms"]),
+                c["ratio"],
+                c["cpu_overhead_ms"],
+            ]
+            for c in cases
+        ],
+    )
+    timing.table(
+        ["client", "new connections per call"],
+        [[k, v] for k, v in conns.items()],
+        title="Keep-alive (10 streamed calls each)",
+    )
+    notes = [
+        (
+            "overhead = median over rounds of (adapter - raw) in the same round; CPU overhead = the same for this "
+            "thread's CPU time, which other processes' load barely moves"
+        ),
+        (
+            "the sync openai SDK drops the connection after every stream (it closes at [DONE] before the end of the "
+            "HTTP body); the adapter reads the end first, and so does the raw baseline here"
+        ),
+    ]
     tmp.cleanup()
     return timing.report("adapter_overhead", args, targets, {"cases": cases, "connections_per_call": conns}, notes)
 

@@ -45,8 +45,14 @@ def register(tokens: int, rate: float) -> None:
             yield Usage(input_tokens=5, output_tokens=tokens)
             yield Finish("stop")
 
-    registry.register(Provider(name=PROVIDER, label="Bench stream", adapters={Task.COMPLETION: Streaming},
-                               models=lambda task: f"{tokens}-tokens-at-{rate:g}-per-s"))
+    registry.register(
+        Provider(
+            name=PROVIDER,
+            label="Bench stream",
+            adapters={Task.COMPLETION: Streaming},
+            models=lambda task: f"{tokens}-tokens-at-{rate:g}-per-s",
+        )
+    )
 
 
 def main(argv=None) -> None:
@@ -71,8 +77,7 @@ def main(argv=None) -> None:
     if args.max_threads is not None:
         app.MAX_THREADS = args.max_threads
     if args.update_every is not None:
-        completion.PACER = FramePacer(per_second=float("inf"), fastest_s=args.update_every,
-                                      slowest_s=args.update_every)
+        completion.PACER = FramePacer(per_second=float("inf"), fastest_s=args.update_every, slowest_s=args.update_every)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
     app.demo.launch(**app.launch_options(), server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)

@@ -112,10 +112,16 @@ class Server:
 
     def __init__(self, flags: list[str], tokens: int, rate: float):
         self.tmp = tempfile.TemporaryDirectory(prefix="fmg-bench-")  # the run log of this server
-        env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", FMG_RUN_LOG=os.path.join(self.tmp.name, "runs.sqlite3"))
+        env = dict(
+            os.environ, GRADIO_ANALYTICS_ENABLED="False", FMG_RUN_LOG=os.path.join(self.tmp.name, "runs.sqlite3")
+        )
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.app_launcher", "--tokens", str(tokens), "--rate", str(rate), *flags],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("URL "):
             self.stop()
@@ -144,12 +150,12 @@ def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_ses
     server = Server(flags, tokens, rate)
     try:
         with ThreadPoolExecutor(8) as pool:  # plain HTTP: ssl_verify=False spares each request a CA bundle load
-            clients = list(pool.map(lambda _: Client(server.url, verbose=False, ssl_verify=False),
-                                    range(sessions + 1)))
+            clients = list(pool.map(lambda _: Client(server.url, verbose=False, ssl_verify=False), range(sessions + 1)))
         warm = clients.pop()  # first-call costs (imports, the run log's table) are not what is measured
         warm.submit("Warm up.", [], "benchstream", "", "", 256, 0.7, 1.0, -1, api_name="/chat").result(timeout=120)
         warm.close()
         if open_sessions:  # each session's first request (Gradio builds its per-session state) made beforehand
+
             def prime(client) -> None:
                 try:
                     client.predict("", [], "benchstream", "", "", 16, 0.7, 1.0, -1, api_name="/chat")
@@ -159,7 +165,7 @@ def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_ses
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(prime, clients))
         records = [Session() for _ in clients]
-        for client, record in zip(clients, records):
+        for client, record in zip(clients, records, strict=False):
             client.pending_messages_per_event = _StampedEvents(record)
             client.send_data = _stamp_join(client.send_data, record)
         start = threading.Barrier(sessions + 1)
@@ -168,13 +174,17 @@ def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_ses
             client, record = clients[i], records[i]
             start.wait()
             record.submitted = time.perf_counter()
-            job = client.submit("Stream me a long answer.", [], "benchstream", "", "", 256, 0.7, 1.0, -1,
-                                api_name="/chat")
+            job = client.submit(
+                "Stream me a long answer.", [], "benchstream", "", "", 256, 0.7, 1.0, -1, api_name="/chat"
+            )
             history, _ = job.result(timeout=120)
             record.returned = time.perf_counter()
             content = history[-1]["content"]
-            record.text = content if isinstance(content, str) else "".join(
-                p.get("text", "") for p in content if isinstance(p, dict))
+            record.text = (
+                content
+                if isinstance(content, str)
+                else "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            )
 
         threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(sessions)]
         for t in threads:
@@ -198,7 +208,9 @@ def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_ses
         "ttft_join": [r.first - r.joined for r in records],
         "done": [r.done - r.submitted for r in records],
         "returned": [r.returned - r.submitted for r in records],
-        "server_cores": cpu_server / wall, "client_cores": cpu_client / wall, "wall": wall,
+        "server_cores": cpu_server / wall,
+        "client_cores": cpu_client / wall,
+        "wall": wall,
     }
 
 
@@ -230,43 +242,104 @@ def main(argv=None) -> dict:
         ttft_submit = [x for r in results for x in r["ttft"]]
         done = [x for r in results for x in r["done"]]
         returned = [x for r in results for x in r["returned"]]
-        rows.append({
-            "config": name, "flags": " ".join(CONFIGS[name][0]), "open_sessions": CONFIGS[name][1],
-            "sessions": sessions, "runs": len(results),
-            "done_p50_s": round(timing.median(done), 3), "done_p95_s": round(timing.percentile(done, 95), 3),
-            "done_max_s": round(max(done), 3), "p95_vs_ideal": round(timing.percentile(done, 95) / ideal, 3),
-            "client_done_p95_s": round(timing.percentile(returned, 95), 3),
-            "ttft_p50_ms": ms(timing.median(ttft)), "ttft_p95_ms": ms(timing.percentile(ttft, 95)),
-            "ttft_added_p95_ms": ms(timing.percentile(ttft, 95) - provider_ttft),
-            "ttft_from_submit_p50_ms": ms(timing.median(ttft_submit)),
-            "ttft_from_submit_p95_ms": ms(timing.percentile(ttft_submit, 95)),
-            "server_cores": round(timing.median([r["server_cores"] for r in results]), 2),
-            "client_cores": round(timing.median([r["client_cores"] for r in results]), 2),
-        })
+        rows.append(
+            {
+                "config": name,
+                "flags": " ".join(CONFIGS[name][0]),
+                "open_sessions": CONFIGS[name][1],
+                "sessions": sessions,
+                "runs": len(results),
+                "done_p50_s": round(timing.median(done), 3),
+                "done_p95_s": round(timing.percentile(done, 95), 3),
+                "done_max_s": round(max(done), 3),
+                "p95_vs_ideal": round(timing.percentile(done, 95) / ideal, 3),
+                "client_done_p95_s": round(timing.percentile(returned, 95), 3),
+                "ttft_p50_ms": ms(timing.median(ttft)),
+                "ttft_p95_ms": ms(timing.percentile(ttft, 95)),
+                "ttft_added_p95_ms": ms(timing.percentile(ttft, 95) - provider_ttft),
+                "ttft_from_submit_p50_ms": ms(timing.median(ttft_submit)),
+                "ttft_from_submit_p95_ms": ms(timing.percentile(ttft_submit, 95)),
+                "server_cores": round(timing.median([r["server_cores"] for r in results]), 2),
+                "client_cores": round(timing.median([r["client_cores"] for r in results]), 2),
+            }
+        )
 
-    print(f"{sessions} gradio_client sessions at once, each streaming {tokens} tokens at {RATE:g} tokens/s through "
-          f"/chat: ideal {ideal:g} s, the provider's own first token at {provider_ttft * 1000:g} ms")
-    timing.table(["configuration", "runs", "p50 s", "p95 s", "max s", "p95 / ideal", "client p95 s",
-                  "server cores", "client cores"],
-                 [[r["config"], r["runs"], r["done_p50_s"], r["done_p95_s"], r["done_max_s"], r["p95_vs_ideal"],
-                   r["client_done_p95_s"], r["server_cores"], r["client_cores"]] for r in rows],
-                 title="Completion (from submit; wire)")
-    timing.table(["configuration", "p50 ms", "p95 ms", "added p95 ms", "from submit p50 ms", "from submit p95 ms"],
-                 [[r["config"], r["ttft_p50_ms"], r["ttft_p95_ms"], r["ttft_added_p95_ms"],
-                   r["ttft_from_submit_p50_ms"], r["ttft_from_submit_p95_ms"]] for r in rows],
-                 title="First token (from the join request; wire)")
+    print(
+        f"{sessions} gradio_client sessions at once, each streaming {tokens} tokens at {RATE:g} tokens/s through "
+        f"/chat: ideal {ideal:g} s, the provider's own first token at {provider_ttft * 1000:g} ms"
+    )
+    timing.table(
+        [
+            "configuration",
+            "runs",
+            "p50 s",
+            "p95 s",
+            "max s",
+            "p95 / ideal",
+            "client p95 s",
+            "server cores",
+            "client cores",
+        ],
+        [
+            [
+                r["config"],
+                r["runs"],
+                r["done_p50_s"],
+                r["done_p95_s"],
+                r["done_max_s"],
+                r["p95_vs_ideal"],
+                r["client_done_p95_s"],
+                r["server_cores"],
+                r["client_cores"],
+            ]
+            for r in rows
+        ],
+        title="Completion (from submit; wire)",
+    )
+    timing.table(
+        ["configuration", "p50 ms", "p95 ms", "added p95 ms", "from submit p50 ms", "from submit p95 ms"],
+        [
+            [
+                r["config"],
+                r["ttft_p50_ms"],
+                r["ttft_p95_ms"],
+                r["ttft_added_p95_ms"],
+                r["ttft_from_submit_p50_ms"],
+                r["ttft_from_submit_p95_ms"],
+            ]
+            for r in rows
+        ],
+        title="First token (from the join request; wire)",
+    )
     targets = []
     for r in rows:
         if r["flags"]:
             continue  # other settings are figures for comparison, not the app's verdict
-        targets.append(timing.target(f"p95 completion / ideal, {r['config']} (x)", r["p95_vs_ideal"], 1.15,
-                                     higher_is_better=False, unit="x"))
-        targets.append(timing.target(f"first token added, p95, {r['config']} (ms)", r["ttft_added_p95_ms"], 50,
-                                     higher_is_better=False, unit=" ms"))
-    notes = ["'Gradio defaults' runs the same app with bench.app_launcher's flags changing three of its settings",
-             "client p95 adds gradio_client's own 50 ms polling; 'from submit' adds its 10-50 ms before the join request"]
-    return timing.report("app_streaming", args, targets,
-                         {"sessions": sessions, "tokens": tokens, "rate": RATE, "ideal_s": ideal, "configs": rows}, notes)
+        targets.append(
+            timing.target(
+                f"p95 completion / ideal, {r['config']} (x)", r["p95_vs_ideal"], 1.15, higher_is_better=False, unit="x"
+            )
+        )
+        targets.append(
+            timing.target(
+                f"first token added, p95, {r['config']} (ms)",
+                r["ttft_added_p95_ms"],
+                50,
+                higher_is_better=False,
+                unit=" ms",
+            )
+        )
+    notes = [
+        "'Gradio defaults' runs the same app with bench.app_launcher's flags changing three of its settings",
+        "client p95 adds gradio_client's own 50 ms polling; 'from submit' adds its 10-50 ms before the join request",
+    ]
+    return timing.report(
+        "app_streaming",
+        args,
+        targets,
+        {"sessions": sessions, "tokens": tokens, "rate": RATE, "ideal_s": ideal, "configs": rows},
+        notes,
+    )
 
 
 if __name__ == "__main__":

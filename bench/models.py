@@ -8,6 +8,7 @@ common words are one token each, as in the real vocabularies.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import torch
@@ -16,7 +17,25 @@ from tests.fixtures import tiny_models
 
 LABEL_WORDS = [
     *tiny_models.WORDS,
-    *"photo cat dog car bird horse ship truck plane frog deer kitten puppy street forest beach mountain".split(),
+    *[
+        "photo",
+        "cat",
+        "dog",
+        "car",
+        "bird",
+        "horse",
+        "ship",
+        "truck",
+        "plane",
+        "frog",
+        "deer",
+        "kitten",
+        "puppy",
+        "street",
+        "forest",
+        "beach",
+        "mountain",
+    ],
 ]
 
 
@@ -31,7 +50,7 @@ def clip_word_tokenizer(words=LABEL_WORDS, max_length: int = 77):
     vocab = tiny_models._byte_bpe_vocab()
     merges: list[tuple[str, str]] = []
     pieces = [[*w[:-1], w[-1] + "</w>"] for w in dict.fromkeys(w.lower() for w in words if w.isascii() and w.isalpha())]
-    while pairs := Counter(pair for p in pieces for pair in zip(p, p[1:])):
+    while pairs := Counter(pair for p in pieces for pair in itertools.pairwise(p)):
         left, right = max(pairs, key=pairs.__getitem__)
         merges.append((left, right))
         vocab.setdefault(left + right, len(vocab))
@@ -51,8 +70,12 @@ def save_clip_b32(folder: Path) -> Path:
 
     tokenizer = clip_word_tokenizer()
     config = CLIPConfig(
-        text_config=dict(vocab_size=49408, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
+        text_config=dict(
+            vocab_size=49408,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
         vision_config=dict(image_size=224, patch_size=32),
         projection_dim=512,
     )
@@ -81,14 +104,28 @@ def save_smollm2_sized(folder: Path) -> Path:
     names += [f"w{i}" for i in range(vocab_size - len(names))]
     backend = Tokenizer(models.WordLevel({t: i for i, t in enumerate(names)}, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>", bos_token="<|im_start|>",
-                                        eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     tokenizer.chat_template = SMOLLM2_TEMPLATE
     config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-        num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192, rope_theta=100000.0,
-        rms_norm_eps=1e-5, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        vocab_size=vocab_size,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).eval()
@@ -110,26 +147,51 @@ def sd_turbo_pipeline(device: str, dtype: torch.dtype):
     torch.manual_seed(0)
     with torch.device(device):
         unet = UNet2DConditionModel(
-            sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
             block_out_channels=(320, 640, 1280, 1280),
             down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-            attention_head_dim=(5, 10, 20, 20), cross_attention_dim=1024, use_linear_projection=True,
+            attention_head_dim=(5, 10, 20, 20),
+            cross_attention_dim=1024,
+            use_linear_projection=True,
         )
         vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=768,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            layers_per_block=2,
+            sample_size=768,
             block_out_channels=(128, 256, 512, 512),
-            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
         )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-            num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512,
-        ))
-    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="trailing", steps_offset=1)
+        text_encoder = CLIPTextModel(
+            CLIPTextConfig(
+                vocab_size=49408,
+                hidden_size=1024,
+                intermediate_size=4096,
+                num_hidden_layers=23,
+                num_attention_heads=16,
+                max_position_embeddings=77,
+                hidden_act="gelu",
+                projection_dim=512,
+            )
+        )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
+    )
     pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tiny_models._clip_tokenizer(max_length=77), unet=unet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tiny_models._clip_tokenizer(max_length=77),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     pipe = pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)

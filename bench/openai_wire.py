@@ -23,13 +23,30 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from tests.fakes.openai_server import chat_json, stream_frames
 
 MODEL_RE = re.compile(r"bench-(?P<latency>[\d.]+)ms(?:-gap(?P<gap>[\d.]+)ms)?(?:-words(?P<words>\d+))?$")
 DEFAULT_WORDS = 32
-WORDS = "the quick brown fox jumps over a lazy dog while seven small models stream their answers".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "a",
+    "lazy",
+    "dog",
+    "while",
+    "seven",
+    "small",
+    "models",
+    "stream",
+    "their",
+    "answers",
+]
 
 
 def reply_text(n_words: int) -> list[str]:
@@ -51,12 +68,15 @@ class Replies:
             words = reply_text(n_words)
             usage = {"prompt_tokens": 12, "completion_tokens": n_words, "total_tokens": 12 + n_words}
             body = json.dumps(chat_json(" ".join(words), model, "stop", usage)).encode()
-            whole = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                     % (len(body), body))
+            whole = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(body),
+                body,
+            )
             frames = [f.encode() for f in stream_frames(words, model, "stop", usage)]
             chunks = [b"%x\r\n%s\r\n" % (len(f), f) for f in frames]
-            chunks[0] = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                         + chunks[0])
+            chunks[0] = (
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks[0]
+            )
             chunks[-1] += b"0\r\n\r\n"
             self._cache[model] = (latency, gap, whole, chunks)
         return self._cache[model]
@@ -85,8 +105,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rep
             Stats.requests += 1
             if method == "GET" and path == "/stats":
                 data = json.dumps({"connections": Stats.connections, "requests": Stats.requests}).encode()
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                             % (len(data), data))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                    % (len(data), data)
+                )
                 continue
             request = json.loads(body)
             latency, gap, whole, chunks = replies.get(request.get("model", ""))
@@ -135,7 +157,5 @@ def stats(base_url: str) -> dict:
 
 
 if __name__ == "__main__":
-    try:
+    with suppress(KeyboardInterrupt):
         asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass

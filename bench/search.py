@@ -37,7 +37,8 @@ def clustered(n: int, seed: int) -> np.ndarray:
     shape = np.random.default_rng(0)
     centers = _unit(shape.standard_normal((TOPICS, DIM), dtype=np.float32))
     bases = shape.standard_normal((TOPICS, TOPIC_RANK, DIM), dtype=np.float32) * np.float32(
-        SPREAD / math.sqrt(TOPIC_RANK * DIM))
+        SPREAD / math.sqrt(TOPIC_RANK * DIM)
+    )
     sizes = shape.lognormal(0.0, 1.0, TOPICS)
     rng = np.random.default_rng(seed)
     topic = rng.choice(TOPICS, n, p=sizes / sizes.sum())
@@ -71,7 +72,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def reference_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Brute force in float64, written apart from the product's code: (scores, ids), best first."""
     q = queries.astype(np.float64)
-    sims = np.concatenate([q @ vectors[s : s + 100_000].astype(np.float64).T for s in range(0, len(vectors), 100_000)], axis=1)
+    sims = np.concatenate(
+        [q @ vectors[s : s + 100_000].astype(np.float64).T for s in range(0, len(vectors), 100_000)], axis=1
+    )
     ids = np.argsort(-sims, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(sims, ids, axis=1), ids
 
@@ -81,14 +84,14 @@ def exact_matches(index: ExactIndex, vectors: np.ndarray, queries: np.ndarray) -
     _, ids = index.search(queries, K)
     ref_scores, ref_ids = reference_top_k(vectors, queries, K)
     ok = 0
-    for q, i, ri, rs in zip(queries.astype(np.float64), ids, ref_ids, ref_scores):
+    for q, i, ri, rs in zip(queries.astype(np.float64), ids, ref_ids, ref_scores, strict=False):
         extra = set(i) - set(ri)  # allowed only as ties with the reference's k-th best
         ok += all(abs(q @ vectors[x].astype(np.float64) - rs[-1]) < 1e-6 for x in extra)
     return ok
 
 
 def recall(exact_ids: np.ndarray, approx_ids: np.ndarray) -> float:
-    return float(np.mean([len(set(e) & set(a)) / len(e) for e, a in zip(exact_ids, approx_ids)]))
+    return float(np.mean([len(set(e) & set(a)) / len(e) for e, a in zip(exact_ids, approx_ids, strict=False)]))
 
 
 def measure(data: str, n: int, quick: bool) -> tuple[list, dict]:
@@ -124,24 +127,45 @@ def measure(data: str, n: int, quick: bool) -> tuple[list, dict]:
                 started = time.perf_counter()
                 index.search(q, K)
                 lat[name].append(time.perf_counter() - started)
+
         return block
 
     lat: dict[str, list[float]] = {"exact": [], "approx": []}
     timing.interleaved({"exact": timed(exact, "exact"), "approx": timed(approx, "approx")}, rounds=blocks, warmup=0)
     exact_ms, approx_ms = timing.median(lat["exact"]) * 1e3, timing.median(lat["approx"]) * 1e3
     figures = {
-        "data": data, "n": n, "dim": DIM, "generate_s": round(generated_s, 2),
-        "exact_build_s": round(exact_build_s, 4), "approx_build_s": round(approx_build_s, 2),
-        "approx_vectors_per_s": round(n / approx_build_s), "index": approx.name, "nlist": approx.nlist,
-        "nprobe": approx.nprobe, "rerank": approx.rerank, "calibrated_recall": round(approx.calibrated_recall, 4),
+        "data": data,
+        "n": n,
+        "dim": DIM,
+        "generate_s": round(generated_s, 2),
+        "exact_build_s": round(exact_build_s, 4),
+        "approx_build_s": round(approx_build_s, 2),
+        "approx_vectors_per_s": round(n / approx_build_s),
+        "index": approx.name,
+        "nlist": approx.nlist,
+        "nprobe": approx.nprobe,
+        "rerank": approx.rerank,
+        "calibrated_recall": round(approx.calibrated_recall, 4),
         "build_index_picks": "approximate" if reached else "exact (calibration fell short)",
-        "exact_top10_ok": f"{exact_ok}/{n_check}", f"recall@{K}": round(got_recall, 4),
-        "exact_ms_p50": round(exact_ms, 3), "approx_ms_p50": round(approx_ms, 4),
+        "exact_top10_ok": f"{exact_ok}/{n_check}",
+        f"recall@{K}": round(got_recall, 4),
+        "exact_ms_p50": round(exact_ms, 3),
+        "approx_ms_p50": round(approx_ms, 4),
         "approx_ms_p95": round(timing.percentile(lat["approx"], 95) * 1e3, 4),
         "speedup": round(exact_ms / approx_ms, 1),
     }
-    row = [data, n, f"{exact_ok}/{n_check}", f"{approx_build_s:.1f}", f"{n / approx_build_s:,.0f}",
-           f"{approx.nprobe}/{approx.nlist}", got_recall, exact_ms, approx_ms, f"{exact_ms / approx_ms:.0f}x"]
+    row = [
+        data,
+        n,
+        f"{exact_ok}/{n_check}",
+        f"{approx_build_s:.1f}",
+        f"{n / approx_build_s:,.0f}",
+        f"{approx.nprobe}/{approx.nlist}",
+        got_recall,
+        exact_ms,
+        approx_ms,
+        f"{exact_ms / approx_ms:.0f}x",
+    ]
     del exact, approx, vectors
     return row, figures
 
@@ -162,9 +186,14 @@ def main() -> None:
                 checked, total = map(int, figures["exact_top10_ok"].split("/"))
                 targets.append(timing.target(f"exact top-10 correct, {n:,}", checked / total, 1.0))
                 targets.append(timing.target(f"approx recall@10, {n:,} clustered", figures["recall@10"], 0.95))
-                targets.append(timing.target(f"exact/approx latency, {n:,} clustered", figures["speedup"], 50, unit="x"))
-    timing.table(["data", "n", "exact ok", "build s", "vectors/s", "nprobe", "recall@10", "exact ms", "approx ms",
-                  "speedup"], rows, title="Search, single queries (medians, interleaved)")
+                targets.append(
+                    timing.target(f"exact/approx latency, {n:,} clustered", figures["speedup"], 50, unit="x")
+                )
+    timing.table(
+        ["data", "n", "exact ok", "build s", "vectors/s", "nprobe", "recall@10", "exact ms", "approx ms", "speedup"],
+        rows,
+        title="Search, single queries (medians, interleaved)",
+    )
     notes = [
         f"clustered = {TOPICS} Gaussian topics of unequal sizes, each spread along {TOPIC_RANK} directions, plus "
         "isotropic noise, normalised (like text embeddings); queries are new draws; uniform = random on the sphere, "
@@ -176,8 +205,10 @@ def main() -> None:
     ]
     for case in results:
         if case["build_index_picks"] != "approximate":
-            notes.append(f"{case['data']} {case['n']:,}: no breadth reached the calibration target "
-                         f"({case['calibrated_recall']}), so build_index keeps exact search for such data")
+            notes.append(
+                f"{case['data']} {case['n']:,}: no breadth reached the calibration target "
+                f"({case['calibrated_recall']}), so build_index keeps exact search for such data"
+            )
     timing.report("search", args, targets, {"cases": results}, notes)
 
 

@@ -9,6 +9,7 @@ loads, so cases are interleaved: every round runs each case once, in alternating
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -26,7 +27,9 @@ def parser(description: str) -> argparse.ArgumentParser:
     """The common command line: `--quick` (a smoke run of seconds) and `--save`."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="a smoke run of a few seconds (CI); figures are not meaningful")
-    p.add_argument("--save", action="store_true", help=f"append the JSON line to {RESULTS.relative_to(RESULTS.parent.parent)}")
+    p.add_argument(
+        "--save", action="store_true", help=f"append the JSON line to {RESULTS.relative_to(RESULTS.parent.parent)}"
+    )
     return p
 
 
@@ -65,8 +68,12 @@ def percentile(values: Sequence[float], p: float) -> float:
 def target(name: str, value: float, goal: float, higher_is_better: bool = True, unit: str = "") -> dict:
     """One target's verdict for the JSON line and the closing table."""
     met = value >= goal if higher_is_better else value <= goal
-    return {"target": name, "value": round(value, 4), "goal": ("≥ " if higher_is_better else "≤ ") + f"{goal:g}{unit}",
-            "met": bool(met)}
+    return {
+        "target": name,
+        "value": round(value, 4),
+        "goal": ("≥ " if higher_is_better else "≤ ") + f"{goal:g}{unit}",
+        "met": bool(met),
+    }
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str | None = None) -> None:
@@ -75,10 +82,10 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str |
     widths = [max(len(str(h)), *(len(r[i]) for r in cells)) if cells else len(str(h)) for i, h in enumerate(headers)]
     if title:
         print(f"\n{title}")
-    print("  ".join(str(h).ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join(str(h).ljust(w) for h, w in zip(headers, widths, strict=False)))
     print("  ".join("-" * w for w in widths))
     for row in cells:
-        print("  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(v.rjust(w) if _numeric(v) else v.ljust(w) for v, w in zip(row, widths, strict=False)))
 
 
 def _cell(value: object) -> str:
@@ -98,10 +105,8 @@ def _numeric(text: str) -> bool:
 def machine() -> dict:
     """What the figures were measured on."""
     info = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
-    try:
+    with contextlib.suppress(OSError):
         info["load_1min"] = round(os.getloadavg()[0], 2)
-    except OSError:
-        pass
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         info["torch"] = torch.__version__
@@ -111,18 +116,27 @@ def machine() -> dict:
     return info
 
 
-def report(bench: str, args: argparse.Namespace, targets: list[dict], figures: dict, notes: Sequence[str] = (),
-           skipped: str | None = None) -> dict:
+def report(
+    bench: str,
+    args: argparse.Namespace,
+    targets: list[dict],
+    figures: dict,
+    notes: Sequence[str] = (),
+    skipped: str | None = None,
+) -> dict:
     """Print the targets' table and, as the last line of stdout, the JSON line; append it to
     bench/results.jsonl with `--save`. `skipped` says why nothing could be measured here."""
     if targets:
-        table(["target", "measured", "goal", "met"], [[t["target"], t["value"], t["goal"], t["met"]] for t in targets],
-              title="Targets")
+        table(
+            ["target", "measured", "goal", "met"],
+            [[t["target"], t["value"], t["goal"], t["met"]] for t in targets],
+            title="Targets",
+        )
     for note in notes:
         print(f"note: {note}")
     line = {
         "bench": bench,
-        "when": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "quick": bool(args.quick),
         "machine": machine(),
         "targets": targets,

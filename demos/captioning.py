@@ -24,8 +24,9 @@ TITLE = "Captioning"
 @shows_errors
 def caption(image, prompt, provider, api_key, request: gr.Request = None):
     """(caption, stats, program): the program is the call in Python."""
-    with run_log.run(tab=TAB, task=TASK, provider=provider,
-                     inputs={"image": run_log.Upload(image), "prompt": prompt}) as logged:
+    with run_log.run(
+        tab=TAB, task=TASK, provider=provider, inputs={"image": run_log.Upload(image), "prompt": prompt}
+    ) as logged:
         visitor = visitors.current(request)
         logged.by(visitor)
         adapter = access.adapter(TASK, provider, api_key=api_key)
@@ -62,8 +63,15 @@ def layout(root: gr.Blocks) -> list:
     samples = examples.images()
     if samples:
         gr.Examples([[path] for path, _ in samples], inputs=[image])
-    program.after(run.click(caption, [image, prompt, *picker.inputs], [text, info, program.state],
-                            api_name="caption", concurrency_limit=16))
+    program.after(
+        run.click(
+            caption,
+            [image, prompt, *picker.inputs],
+            [text, info, program.state],
+            api_name="caption",
+            concurrency_limit=16,
+        )
+    )
     picker_ui.attach_refresh(root, picker)
     return [image, prompt, picker.provider]
 

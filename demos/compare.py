@@ -75,15 +75,43 @@ HIT_COLUMNS = ["rank", "score", "passage"]
 
 # --- handlers ------------------------------------------------------------------------------------
 
+
 def _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed) -> Form:
-    return Form(prompt=prompt or "", image=image, labels=labels or "", corpus_text=corpus_text or "",
-                top_k=top_k or 5, max_tokens=max_tokens, temperature=temperature, steps=steps, width=width,
-                height=height, seed=None if seed is None else int(seed))
+    return Form(
+        prompt=prompt or "",
+        image=image,
+        labels=labels or "",
+        corpus_text=corpus_text or "",
+        top_k=top_k or 5,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        steps=steps,
+        width=width,
+        height=height,
+        seed=None if seed is None else int(seed),
+    )
 
 
 @shows_errors
-def compare_page(task, targets, prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width,
-                 height, seed, blind, api_key, key_provider, request: gr.Request = None):
+def compare_page(
+    task,
+    targets,
+    prompt,
+    image,
+    labels,
+    corpus_text,
+    top_k,
+    max_tokens,
+    temperature,
+    steps,
+    width,
+    height,
+    seed,
+    blind,
+    api_key,
+    key_provider,
+    request: gr.Request = None,
+):
     """The page's handler: re-render every column each time text or a result arrives."""
     form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
     visitor = visitors.current(request)
@@ -92,8 +120,25 @@ def compare_page(task, targets, prompt, image, labels, corpus_text, top_k, max_t
 
 
 @shows_errors
-def compare(task, targets, prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height,
-            seed, blind, api_key, key_provider, request: gr.Request = None):
+def compare(
+    task,
+    targets,
+    prompt,
+    image,
+    labels,
+    corpus_text,
+    top_k,
+    max_tokens,
+    temperature,
+    steps,
+    width,
+    height,
+    seed,
+    blind,
+    api_key,
+    key_provider,
+    request: gr.Request = None,
+):
     """Run one input against 2-6 targets at once; returns a JSON summary per target."""
     form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
     comparison = None
@@ -128,7 +173,7 @@ def _vote_handler(choice: str):
 
 
 def _board_dicts(standings: list[leaderboard.Standing]) -> list[dict]:
-    return [dict(zip(leaderboard.COLUMNS, row)) for row in _shown_rows(standings)]
+    return [dict(zip(leaderboard.COLUMNS, row, strict=False)) for row in _shown_rows(standings)]
 
 
 def _board_rows(task: Task) -> list[list]:
@@ -141,14 +186,14 @@ def _shown_rows(standings: list[leaderboard.Standing]) -> list[list]:
 
 # --- what the page shows -------------------------------------------------------------------------
 
+
 def page(comparison: Comparison | None) -> list:
     """Updates for every output of the page, in `_Page.outputs` order."""
     updates = []
     for i in range(MAX_TARGETS):
         updates += _slot_updates(comparison, i)
     waiting = comparison is not None and comparison.awaits_vote
-    updates += [gr.update(visible=waiting), chart(comparison), status(comparison),
-                comparison.id if waiting else None]
+    updates += [gr.update(visible=waiting), chart(comparison), status(comparison), comparison.id if waiting else None]
     return updates + [program(comparison, i) for i in range(MAX_TARGETS)]
 
 
@@ -170,8 +215,16 @@ def _slot_updates(comparison: Comparison | None, i: int) -> list:
     shown = {k: gr.update(visible=False) for k in ("text", "scores", "image", "hits")}
     shown[kind] = gr.update(visible=not failed_empty, value=_page_value(kind, output))
     can_vote = comparison.awaits_vote and i in comparison.answered()
-    return [gr.update(visible=True), header(comparison, i), shown["text"], shown["scores"], shown["image"],
-            shown["hits"], cell_stats(comparison, i), gr.update(visible=can_vote)]
+    return [
+        gr.update(visible=True),
+        header(comparison, i),
+        shown["text"],
+        shown["scores"],
+        shown["image"],
+        shown["hits"],
+        cell_stats(comparison, i),
+        gr.update(visible=can_vote),
+    ]
 
 
 def _page_value(kind: str, output):
@@ -220,12 +273,17 @@ def status(comparison: Comparison | None) -> str:
     if not comparison.done:
         return f"Running {n} targets at once…"
     finished = [o.elapsed_s for o in comparison.outcomes if o is not None]
-    line = (f"{n} targets in {comparison.wall_s:.2f} s." if comparison.hidden else
-            f"{n} targets in {comparison.wall_s:.2f} s (slowest {max(finished):.2f} s, sum {sum(finished):.2f} s).")
+    line = (
+        f"{n} targets in {comparison.wall_s:.2f} s."
+        if comparison.hidden
+        else f"{n} targets in {comparison.wall_s:.2f} s (slowest {max(finished):.2f} s, sum {sum(finished):.2f} s)."
+    )
     if comparison.awaits_vote:
         return f"{line} **Vote for the best answer** (or a tie): the names are revealed after the vote."
     if comparison.vote in ("tie", "skip"):
-        return f"{line} {'Tie recorded on the leaderboard.' if comparison.vote == 'tie' else 'Revealed without a vote.'}"
+        return (
+            f"{line} {'Tie recorded on the leaderboard.' if comparison.vote == 'tie' else 'Revealed without a vote.'}"
+        )
     if comparison.vote:
         return f"{line} Vote for Model {comparison.vote} recorded on the {comparison.task.title.lower()} leaderboard."
     if comparison.blind:
@@ -246,11 +304,17 @@ def chart(comparison: Comparison | None) -> str:
     priciest = max(costs, default=0.0)
     rows = []
     for i, outcome in done:
-        latency = _bar(outcome.elapsed_s / slowest, f"{outcome.elapsed_s:.2f} s" + (" (timed out)" if outcome.timed_out else ""))
-        rows.append(f"<tr><td>{html.escape(comparison.label(i))}</td><td>{latency}</td>"
-                    f"<td>{_cost_cell(comparison, outcome, priciest)}</td></tr>")
-    return ("<table style='width:100%'><tr><th style='text-align:left'>target</th><th style='text-align:left'>latency"
-            "</th><th style='text-align:left'>estimated cost</th></tr>" + "".join(rows) + "</table>")
+        latency = _bar(
+            outcome.elapsed_s / slowest, f"{outcome.elapsed_s:.2f} s" + (" (timed out)" if outcome.timed_out else "")
+        )
+        rows.append(
+            f"<tr><td>{html.escape(comparison.label(i))}</td><td>{latency}</td>"
+            f"<td>{_cost_cell(comparison, outcome, priciest)}</td></tr>"
+        )
+    return (
+        "<table style='width:100%'><tr><th style='text-align:left'>target</th><th style='text-align:left'>latency"
+        "</th><th style='text-align:left'>estimated cost</th></tr>" + "".join(rows) + "</table>"
+    )
 
 
 def _cost_cell(comparison: Comparison, outcome, priciest: float) -> str:
@@ -266,8 +330,10 @@ def _cost_cell(comparison: Comparison, outcome, priciest: float) -> str:
 
 def _bar(fraction: float, text: str, color: str = "#6366f1") -> str:
     width = max(2, round(160 * max(0.0, min(1.0, fraction))))
-    return (f"<div style='display:flex;align-items:center;gap:6px'><div style='width:{width}px;height:10px;"
-            f"background:{color};border-radius:3px'></div><span>{html.escape(text)}</span></div>")
+    return (
+        f"<div style='display:flex;align-items:center;gap:6px'><div style='width:{width}px;height:10px;"
+        f"background:{color};border-radius:3px'></div><span>{html.escape(text)}</span></div>"
+    )
 
 
 def _tokens(usage) -> str:
@@ -293,6 +359,7 @@ def _md(text: str) -> str:
 
 # --- what the API returns ------------------------------------------------------------------------
 
+
 def summary(comparison: Comparison) -> dict:
     """A JSON-able summary per target; while blind, names, costs and notes are left out."""
     return {
@@ -313,15 +380,17 @@ def _target_summary(comparison: Comparison, i: int) -> dict:
     entry = {
         "name": comparison.letter(i) if comparison.hidden else boundary.shown_target(comparison.targets[i].name),
         "output": _json_output(comparison.task, cell.output) if cell else None,
-        "error": None if outcome is None or outcome.ok else (HIDDEN_ERROR if comparison.hidden
-                                                              else boundary.scrub(outcome.error)),
+        "error": None
+        if outcome is None or outcome.ok
+        else (HIDDEN_ERROR if comparison.hidden else boundary.scrub(outcome.error)),
     }
     if comparison.blind:
         entry["label"] = comparison.letter(i)
     if not comparison.hidden:  # time, tokens and cost identify models: given after the vote
         entry["latency_s"] = None if outcome is None else round(outcome.elapsed_s, 4)
-        entry["ttft_s"] = (round(result.ttft_s, 4) if isinstance(result, Completion) and result.ttft_s is not None
-                           else None)
+        entry["ttft_s"] = (
+            round(result.ttft_s, 4) if isinstance(result, Completion) and result.ttft_s is not None else None
+        )
         entry["input_tokens"] = usage.input_tokens if usage else None
         entry["output_tokens"] = usage.output_tokens if usage else None
         entry["cost_usd"] = result.cost_usd if result else None
@@ -335,7 +404,7 @@ def _json_output(task: Task, output):
     if kind == "scores":
         return {label: round(float(score), 6) for label, score in output.items()}
     if kind == "hits":
-        return [dict(zip(HIT_COLUMNS, row)) for row in output]
+        return [dict(zip(HIT_COLUMNS, row, strict=False)) for row in output]
     if kind == "image":
         return _image_file(output)
     return output
@@ -400,18 +469,27 @@ def _prune(folder: Path) -> None:
 
 # --- the page ------------------------------------------------------------------------------------
 
+
 def target_choices(task: Task) -> tuple[list[tuple[str, str]], list[str], str]:
     """Dropdown choices "provider:model" for the task, two usable ones picked, and why the others
     are not ready."""
     options = [o for o in registry.options(task) if o.model]
     offered = [(o, model) for o in options for model in _offered_models(task, o)]
-    choices = [(f"{o.label} · {boundary.shown_model(model)}" + ("" if o.usable else " (not ready)"),
-                _choice(o.provider, model, o.model)) for o, model in offered]
+    choices = [
+        (
+            f"{o.label} · {boundary.shown_model(model)}" + ("" if o.usable else " (not ready)"),
+            _choice(o.provider, model, o.model),
+        )
+        for o, model in offered
+    ]
     value = [_choice(o.provider, model, o.model) for o, model in offered if o.usable][:2]
     unusable = [o for o in registry.options(task) if not o.usable]
     notes = boundary.scrub("\n".join(f"- **{o.label}**: {o.reason}" for o in unusable))
-    return choices, value, (f"<details><summary>Why some targets are not ready</summary>\n\n{notes}\n</details>"
-                            if notes else "")
+    return (
+        choices,
+        value,
+        (f"<details><summary>Why some targets are not ready</summary>\n\n{notes}\n</details>" if notes else ""),
+    )
 
 
 def _offered_models(task: Task, option) -> list[str]:
@@ -445,17 +523,30 @@ class _Page:
             self.task = gr.Radio([(t.title, t.value) for t in Task], value=task.value, label="Task", scale=4)
             self.blind = gr.Checkbox(label="Blind: hide the names until I vote", value=False, scale=1)
         self.targets = gr.Dropdown(
-            choices, value=value, multiselect=True, max_choices=MAX_TARGETS, allow_custom_value=True,
-            label="Targets (2-6)", info="Type provider:model to add any model, e.g. openai:gpt-4.1-mini "
-                                        "(two models of one vendor are fine).",
+            choices,
+            value=value,
+            multiselect=True,
+            max_choices=MAX_TARGETS,
+            allow_custom_value=True,
+            label="Targets (2-6)",
+            info="Type provider:model to add any model, e.g. openai:gpt-4.1-mini (two models of one vendor are fine).",
         )
         self.notes = gr.Markdown(notes)
         with gr.Row():
-            self.api_key = gr.Textbox("", label="API key for this session (optional)", type="password", max_lines=1,
-                                      placeholder="Used only for your calls; never stored or logged", scale=3)
-            self.key_provider = gr.Dropdown(keys, value=key_for, label="The key is for", scale=1,
-                                            allow_custom_value=True)
-        self.prompt = gr.Textbox("", label=PROMPT_LABEL[task], lines=3, placeholder="Explain transfer learning in two sentences.")
+            self.api_key = gr.Textbox(
+                "",
+                label="API key for this session (optional)",
+                type="password",
+                max_lines=1,
+                placeholder="Used only for your calls; never stored or logged",
+                scale=3,
+            )
+            self.key_provider = gr.Dropdown(
+                keys, value=key_for, label="The key is for", scale=1, allow_custom_value=True
+            )
+        self.prompt = gr.Textbox(
+            "", label=PROMPT_LABEL[task], lines=3, placeholder="Explain transfer learning in two sentences."
+        )
         with gr.Row(visible=False) as self.image_row:
             self.image = ImageUpload(label="Image", height=240)
             self.labels = gr.Textbox(label="Candidate labels (comma separated)", value="a cat, a dog, a car")
@@ -464,7 +555,9 @@ class _Page:
             self.top_k = gr.Slider(1, 20, value=3, step=1, label="Top k")
         with gr.Accordion("Parameters", open=False):
             with gr.Row() as self.completion_group:
-                self.max_tokens = gr.Slider(1, boundary.ceiling("max_tokens", 4096), value=256, step=1, label="Max tokens")
+                self.max_tokens = gr.Slider(
+                    1, boundary.ceiling("max_tokens", 4096), value=256, step=1, label="Max tokens"
+                )
                 self.temperature = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label="Temperature")
             with gr.Row(visible=False) as self.generation_group:
                 self.steps = gr.Number(value=1, precision=0, label="Steps (1-100)")
@@ -498,8 +591,14 @@ class _Page:
             text = gr.Textbox(show_label=False, lines=8, max_lines=24, buttons=["copy"])
             scores = gr.Label(show_label=False, num_top_classes=5, visible=False)
             image = gr.Image(show_label=False, type="pil", format="png", visible=False)
-            hits = gr.Dataframe(headers=HIT_COLUMNS, show_label=False, wrap=True, interactive=False, visible=False,
-                                column_widths=["18%", "22%", "60%"])
+            hits = gr.Dataframe(
+                headers=HIT_COLUMNS,
+                show_label=False,
+                wrap=True,
+                interactive=False,
+                visible=False,
+                column_widths=["18%", "22%", "60%"],
+            )
             stats = gr.Markdown()
             vote_button = gr.Button(f"{LETTERS[i]} is best", visible=False, size="sm", variant="primary")
             code = reproduce.code_box()
@@ -507,14 +606,32 @@ class _Page:
 
     @property
     def inputs(self) -> list:
-        return [self.task, self.targets, self.prompt, self.image, self.labels, self.corpus_text, self.top_k,
-                self.max_tokens, self.temperature, self.steps, self.width, self.height, self.seed, self.blind,
-                self.api_key, self.key_provider]
+        return [
+            self.task,
+            self.targets,
+            self.prompt,
+            self.image,
+            self.labels,
+            self.corpus_text,
+            self.top_k,
+            self.max_tokens,
+            self.temperature,
+            self.steps,
+            self.width,
+            self.height,
+            self.seed,
+            self.blind,
+            self.api_key,
+            self.key_provider,
+        ]
 
     @property
     def outputs(self) -> list:
-        return ([c for slot in self.slots for c in slot] + [self.vote_row, self.chart, self.status, self.comparison_id]
-                + self.programs)
+        return (
+            [c for slot in self.slots for c in slot]
+            + [self.vote_row, self.chart, self.status, self.comparison_id]
+            + self.programs
+        )
 
     @property
     def task_outputs(self) -> list:
@@ -526,8 +643,19 @@ class _Page:
         return [getattr(self, name) for name in LAYOUT + REFILLED] + self.outputs
 
 
-LAYOUT = ("targets", "key_provider", "notes", "prompt", "image_row", "labels", "corpus_group", "completion_group",
-          "generation_group", "seed", "board")  # what follows the task
+LAYOUT = (
+    "targets",
+    "key_provider",
+    "notes",
+    "prompt",
+    "image_row",
+    "labels",
+    "corpus_group",
+    "completion_group",
+    "generation_group",
+    "seed",
+    "board",
+)  # what follows the task
 REFILLED = ("task", "image", "corpus_text", "top_k", "max_tokens", "temperature", "steps", "width", "height", "blind")
 
 
@@ -598,12 +726,12 @@ def layout(root: gr.Blocks) -> list:
     ui.run.click(compare_page, ui.inputs, ui.outputs, api_visibility="private", concurrency_limit=CONCURRENCY)
     ui.api_trigger.click(compare, ui.inputs, ui.api_result, api_name="compare", concurrency_limit=CONCURRENCY)
     for i, slot in enumerate(ui.slots):
-        slot[-1].click(_vote_handler(LETTERS[i]), ui.comparison_id, ui.outputs + [ui.board],
-                       api_visibility="private")
-    ui.tie.click(_vote_handler("tie"), ui.comparison_id, ui.outputs + [ui.board], api_visibility="private")
-    ui.skip.click(_vote_handler("skip"), ui.comparison_id, ui.outputs + [ui.board], api_visibility="private")
-    ui.refresh.click(lambda task: _board_rows(cmp.parse_task(task)), ui.task, ui.board,
-                     api_visibility="private", queue=False)
+        slot[-1].click(_vote_handler(LETTERS[i]), ui.comparison_id, [*ui.outputs, ui.board], api_visibility="private")
+    ui.tie.click(_vote_handler("tie"), ui.comparison_id, [*ui.outputs, ui.board], api_visibility="private")
+    ui.skip.click(_vote_handler("skip"), ui.comparison_id, [*ui.outputs, ui.board], api_visibility="private")
+    ui.refresh.click(
+        lambda task: _board_rows(cmp.parse_task(task)), ui.task, ui.board, api_visibility="private", queue=False
+    )
     gr.api(vote, api_name="vote")
     gr.api(leaderboard_api, api_name="leaderboard")
     return ui.reopen_inputs

@@ -10,11 +10,9 @@ from dataclasses import asdict
 
 import gradio as gr
 
-from demos.widgets import standalone
-
 from adapters.types import CompletionParams, Task
 from demos.widgets import picker as picker_ui
-from demos.widgets import reproduce
+from demos.widgets import reproduce, standalone
 from demos.widgets.frame_pacing import FramePacer
 from demos.widgets.report import shows_errors, stats
 from services import access, boundary, run_log, visitors
@@ -40,32 +38,40 @@ def _seed(value: float | None) -> int | None:
 
 
 @shows_errors
-def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed,
-         request: gr.Request = None):
+def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed, request: gr.Request = None):
     """Stream the assistant's reply to `message`; on failure the chat is left as it was. Yields
     (history, stats, program): the program (the call in Python) comes with the last frame.
 
     The run is logged once, when the stream ends (or breaks, or is cancelled)."""
     history = list(history or [])
-    past = [{"role": m["role"], "content": _text(m["content"])}
-            for m in history if m.get("role") in ("user", "assistant")]
-    logged = run_log.run(tab=TAB, task=TASK, provider=provider,
-                         inputs={"message": message, "history": past, "system": system},
-                         params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed})
+    past = [
+        {"role": m["role"], "content": _text(m["content"])} for m in history if m.get("role") in ("user", "assistant")
+    ]
+    logged = run_log.run(
+        tab=TAB,
+        task=TASK,
+        provider=provider,
+        inputs={"message": message, "history": past, "system": system},
+        params={"max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "seed": seed},
+    )
     with logged:
         if not isinstance(message, str) or not message.strip():
             raise gr.Error("The prompt is empty: type a message first.")
         messages = [{"role": "system", "content": system.strip()}] if system and system.strip() else []
-        messages += past + [{"role": "user", "content": message}]
-        params = CompletionParams(max_tokens=boundary.capped("max_tokens", max_tokens, "max_tokens"),
-                                  temperature=temperature, top_p=top_p, seed=_seed(seed))
+        messages += [*past, {"role": "user", "content": message}]
+        params = CompletionParams(
+            max_tokens=boundary.capped("max_tokens", max_tokens, "max_tokens"),
+            temperature=temperature,
+            top_p=top_p,
+            seed=_seed(seed),
+        )
         visitor = visitors.current(request)
         adapter = access.adapter(TASK, provider, api_key=api_key)
         logged.uses(adapter)
         logged.by(visitor)
         stream = adapter.stream(messages, params)  # validates before anything is charged or shown
         work = access.Work(input_chars=sum(len(m["content"]) for m in messages), output_tokens=params.max_tokens)
-        shown = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        shown = [*history, {"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         try:
             with access.call(visitor, adapter, work), PACER.stream() as clock:
                 for delta in stream:
@@ -130,8 +136,14 @@ def layout(root: gr.Blocks) -> list:
     gr.Examples(EXAMPLES, inputs=[message])
 
     inputs = [message, chatbot, *picker.inputs, system, max_tokens, temperature, top_p, seed]
-    sent = gr.on([send.click, message.submit], chat, inputs, [chatbot, info, program.state], api_name="chat",
-                 concurrency_limit=CHAT_CONCURRENCY)
+    sent = gr.on(
+        [send.click, message.submit],
+        chat,
+        inputs,
+        [chatbot, info, program.state],
+        api_name="chat",
+        concurrency_limit=CHAT_CONCURRENCY,
+    )
     sent.success(lambda: "", outputs=message, api_visibility="private", queue=False)
     program.after(sent)
     clear.click(lambda: ([], "", ""), outputs=[chatbot, info, program.code], api_visibility="private", queue=False)

@@ -11,13 +11,11 @@ import os
 
 import gradio as gr
 
-from demos.widgets import standalone
-
 from adapters import registry
 from adapters.errors import BadInput
 from adapters.types import Task
 from demos.widgets import picker as picker_ui
-from demos.widgets import reproduce
+from demos.widgets import reproduce, standalone
 from demos.widgets.report import shows_errors, stats
 from services import access, boundary, run_log, visitors
 from services import search as search_index
@@ -29,16 +27,24 @@ TITLE = "Embeddings search"
 MAX_TOP_K = 50
 RERANK_POOL = 4  # with rerank, the embedding search proposes this many candidates per hit wanted
 COLUMNS = ["rank", "score", "source", "passage"]
+
+
 @shows_errors
-def search(query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False,
-           request: gr.Request = None):
+def search(
+    query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False, request: gr.Request = None
+):
     """(hits, stats, program): the program embeds the same passages and query in Python.
 
     With `rerank`, the embedding search proposes candidates and Cohere's reranker orders them."""
     # Uploaded files are logged by name only: the pasted corpus is kept (cut if long), files are not.
     inputs = {"query": query, "corpus": corpus_text, "files": _file_names(files)}
-    logged = run_log.run(tab=TAB, task=TASK, provider=provider, inputs=inputs,
-                         params={"top_k": top_k, "passage_words": passage_words, "rerank": bool(rerank)})
+    logged = run_log.run(
+        tab=TAB,
+        task=TASK,
+        provider=provider,
+        inputs=inputs,
+        params={"top_k": top_k, "passage_words": passage_words, "rerank": bool(rerank)},
+    )
     with logged:
         if not isinstance(query, str) or not query.strip():
             raise BadInput("The query is empty: type what you are looking for.")
@@ -51,24 +57,28 @@ def search(query, corpus_text, files, top_k, passage_words, provider, api_key, r
         logged.uses(embedder)
         reranker = _reranker(provider, api_key) if rerank else None  # before any call: no embedding wasted
         built_already = search_index.cached(embedder, passages)
-        work = access.Work(input_chars=len(query) + (0 if built_already else sum(len(p.text) for p in passages)),
-                           requests=1 + (0 if built_already else -(-len(passages) // embedder.max_batch)))
+        work = access.Work(
+            input_chars=len(query) + (0 if built_already else sum(len(p.text) for p in passages)),
+            requests=1 + (0 if built_already else -(-len(passages) // embedder.max_batch)),
+        )
         with access.call(visitor, embedder, work):  # the corpus and the query, charged once
             built, cached = corpus_index(embedder, passages)
             result = embedder.embed([query.strip()], kind="query")
         k = _top_k(top_k)
         scores, ids = built.index.search(result.vectors, max(k * RERANK_POOL, 20) if rerank else k)
-        hits = list(zip(ids[0].tolist(), scores[0].tolist()))
+        hits = list(zip(ids[0].tolist(), scores[0].tolist(), strict=False))
         if rerank:
             hits = _reranked(query.strip(), built.passages, [i for i, _ in hits], k, reranker, visitor)
         rows = [
             [rank + 1, round(float(score), 4), built.passages[i].source, built.passages[i].text]
             for rank, (i, score) in enumerate(hits)
         ]
-        logged.done(result, output=[dict(zip(COLUMNS, row)) for row in rows])
+        logged.done(result, output=[dict(zip(COLUMNS, row, strict=False)) for row in rows])
     sources = len({p.source for p in passages})
     how = "reused the index" if cached else f"indexed in {built.build_s:.2f} s"
-    note = f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
+    note = (
+        f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
+    )
     if rerank:
         note += " · scores are Cohere rerank relevance"
     params = {"top_k": k}
@@ -92,10 +102,13 @@ def _reranker(provider: str, api_key: str | None):
     return registry.reranker(provider, api_key)
 
 
-def _reranked(query: str, passages: list, candidates: list[int], k: int, reranker,
-              visitor: visitors.Visitor) -> list[tuple[int, float]]:
+def _reranked(
+    query: str, passages: list, candidates: list[int], k: int, reranker, visitor: visitors.Visitor
+) -> list[tuple[int, float]]:
     """The best `k` of the candidate passages by Cohere's reranker, as (passage index, relevance)."""
-    access.charge(visitor, reranker, access.Work(input_chars=len(query) + sum(len(passages[i].text) for i in candidates)))
+    access.charge(
+        visitor, reranker, access.Work(input_chars=len(query) + sum(len(passages[i].text) for i in candidates))
+    )
     order = reranker.rerank(query, [passages[i].text for i in candidates], top_n=k)
     return [(candidates[j], score) for j, score in order]
 
@@ -130,10 +143,15 @@ def layout(root: gr.Blocks) -> list:
     picker = picker_ui.build(TASK)
     with gr.Row():
         with gr.Column():
-            corpus_text = gr.Textbox(label="Corpus (paste text; blank lines separate passages)", lines=10,
-                                     value=SAMPLE_CORPUS)
-            files = gr.File(label="…or upload .txt, .md, .csv files", file_count="multiple",
-                            file_types=[".txt", ".md", ".csv"], type="filepath")
+            corpus_text = gr.Textbox(
+                label="Corpus (paste text; blank lines separate passages)", lines=10, value=SAMPLE_CORPUS
+            )
+            files = gr.File(
+                label="…or upload .txt, .md, .csv files",
+                file_count="multiple",
+                file_types=[".txt", ".md", ".csv"],
+                type="filepath",
+            )
             with gr.Row():
                 top_k = gr.Slider(1, 20, value=5, step=1, label="Top k")
                 passage_words = gr.Slider(20, 400, value=120, step=10, label="Passage size (words)")
@@ -144,11 +162,17 @@ def layout(root: gr.Blocks) -> list:
             hits = gr.Dataframe(headers=COLUMNS, label="Closest passages", wrap=True, interactive=False)
             info = gr.Markdown()
             program = reproduce.box()
-    gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]],
-                inputs=[query])
-    program.after(gr.on([run.click, query.submit], search,
-                        [query, corpus_text, files, top_k, passage_words, *picker.inputs, rerank],
-                        [hits, info, program.state], api_name="search", concurrency_limit=16))
+    gr.Examples([["a young cat"], ["how do image generators work?"], ["famous landmarks in France"]], inputs=[query])
+    program.after(
+        gr.on(
+            [run.click, query.submit],
+            search,
+            [query, corpus_text, files, top_k, passage_words, *picker.inputs, rerank],
+            [hits, info, program.state],
+            api_name="search",
+            concurrency_limit=16,
+        )
+    )
     picker_ui.attach_refresh(root, picker)
     return [query, corpus_text, files, top_k, passage_words, picker.provider, rerank]
 

@@ -58,8 +58,9 @@ def _readable(fn: Callable) -> Callable:
         except (sqlite3.Error, run_log.RunLogError, OSError) as err:
             if public.enabled():  # no server path for visitors; the owner finds the reason in the server log
                 log.warning("the run log could not be read: %s", err)
-                raise gr.Error("The run history could not be read right now: try again later.",
-                               print_exception=False) from None
+                raise gr.Error(
+                    "The run history could not be read right now: try again later.", print_exception=False
+                ) from None
             raise gr.Error(f"The run log at {run_log.location()} could not be read: {err}", print_exception=False)
 
     return wrapper
@@ -81,8 +82,14 @@ def _text(value, limit: int = 200) -> str | None:
 @_readable
 def history(tab, provider, text, errors_only, request: gr.Request = None):
     """The runs matching the filters, newest first, one table row each (at most LIMIT)."""
-    runs = run_log.query(tab=_text(tab), provider=_text(provider), text=_text(text),
-                         errors_only=bool(errors_only), limit=LIMIT, scope=scope(request))
+    runs = run_log.query(
+        tab=_text(tab),
+        provider=_text(provider),
+        text=_text(text),
+        errors_only=bool(errors_only),
+        limit=LIMIT,
+        scope=scope(request),
+    )
     return [[boundary.scrub(c) if isinstance(c, str) else c for c in _table_row(r)] for r in runs]
 
 
@@ -173,7 +180,7 @@ def filter_choices(request: gr.Request = None) -> tuple[dict, dict]:
         tabs, providers = run_log.distinct("tab", seen), run_log.distinct("provider", seen)
     except (sqlite3.Error, run_log.RunLogError, OSError):
         tabs, providers = [], []
-    return gr.update(choices=[("all", "")] + tabs), gr.update(choices=[("all", "")] + providers)
+    return gr.update(choices=[("all", ""), *tabs]), gr.update(choices=[("all", ""), *providers])
 
 
 def where() -> str:
@@ -182,8 +189,9 @@ def where() -> str:
         return "The run log is **off** (`FMG_RUN_LOG=off`): new runs are not recorded."
     if public.enabled():  # no server path for visitors
         return "Only your own runs are listed here: no other visitor can see them. API keys are never recorded."
-    return (f"Runs are recorded in `{path}` (set `FMG_RUN_LOG` to move it, `FMG_RUN_LOG=off` to stop). "
-            "API keys never are.")
+    return (
+        f"Runs are recorded in `{path}` (set `FMG_RUN_LOG` to move it, `FMG_RUN_LOG=off` to stop). API keys never are."
+    )
 
 
 def _table_row(run: dict) -> list:
@@ -237,6 +245,7 @@ def _short(text: str) -> str:
 @dataclass(frozen=True)
 class Page:
     """The History tab's components that `attach` wires to the rest of the app."""
+
     filters: list
     table: gr.Dataframe
     run_id: gr.Textbox
@@ -252,8 +261,14 @@ def layout(root: gr.Blocks) -> Page:
         text = gr.Textbox(label="Contains", placeholder="words in the input, output, model or error", scale=2)
         errors_only = gr.Checkbox(label="Errors only", value=False, scale=1)
         refresh = gr.Button("Refresh", scale=1)
-    table = gr.Dataframe(headers=COLUMNS, label=f"Runs, newest first (at most {LIMIT})", interactive=False,
-                         wrap=True, max_height=420, column_widths=WIDTHS)
+    table = gr.Dataframe(
+        headers=COLUMNS,
+        label=f"Runs, newest first (at most {LIMIT})",
+        interactive=False,
+        wrap=True,
+        max_height=420,
+        column_widths=WIDTHS,
+    )
     with gr.Row():
         with gr.Column(scale=2):
             run_id = gr.Textbox(label="Selected run (click a row)", max_lines=1)
@@ -267,8 +282,13 @@ def layout(root: gr.Blocks) -> Page:
             file = gr.File(label="Exported runs", interactive=False)
 
     filters = [tab, provider, text, errors_only]
-    gr.on([refresh.click, text.submit, tab.input, provider.input, errors_only.input], history, filters, table,
-          api_name="history")
+    gr.on(
+        [refresh.click, text.submit, tab.input, provider.input, errors_only.input],
+        history,
+        filters,
+        table,
+        api_name="history",
+    )
     refresh.click(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
     root.load(history, filters, table, api_visibility="private")
     root.load(filter_choices, outputs=[tab, provider], api_visibility="private", queue=False)
@@ -306,6 +326,7 @@ def attach(page: Page, tabs: gr.Tabs, history_tab: gr.Tab, targets: dict[str, Re
     refreshed whenever the History tab is opened. `targets` maps a tab id to its `reopen`
     function and the components that function fills."""
     outputs = [tabs] + [c for _, components in targets.values() for c in components]
+
     def reopen(run_id, request: gr.Request):
         return open_in_tab(run_id, targets, request)
 

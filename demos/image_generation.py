@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demos.widgets import standalone
-
 from adapters import inputs
 from adapters.types import ImageParams, Task
 from demos.widgets import picker as picker_ui
-from demos.widgets import reproduce
+from demos.widgets import reproduce, standalone
 from demos.widgets.report import shows_errors, stats
 from services import access, boundary, run_log, visitors
 
@@ -29,17 +27,35 @@ EXAMPLES = [
 
 
 @shows_errors
-def generate(prompt, negative_prompt, steps, width, height, guidance, seed, provider, api_key,
-             progress=gr.Progress(), request: gr.Request = None):
+def generate(
+    prompt,
+    negative_prompt,
+    steps,
+    width,
+    height,
+    guidance,
+    seed,
+    provider,
+    api_key,
+    progress=gr.Progress(),
+    request: gr.Request = None,
+):
     """(image, stats, program): the program is the call in Python, with the seed it used."""
-    logged = run_log.run(tab=TAB, task=TASK, provider=provider,
-                         inputs={"prompt": prompt, "negative_prompt": negative_prompt},
-                         params={"steps": steps, "width": width, "height": height, "guidance": guidance, "seed": seed})
+    logged = run_log.run(
+        tab=TAB,
+        task=TASK,
+        provider=provider,
+        inputs={"prompt": prompt, "negative_prompt": negative_prompt},
+        params={"steps": steps, "width": width, "height": height, "guidance": guidance, "seed": seed},
+    )
     with logged:
         params = ImageParams(
-            steps=boundary.capped("steps", steps, "steps"), width=boundary.capped("width", width, "image_side"),
-            height=boundary.capped("height", height, "image_side"), guidance=guidance,
-            negative_prompt=negative_prompt or "", seed=None if not isinstance(seed, (int, float)) or seed < 0 else seed,
+            steps=boundary.capped("steps", steps, "steps"),
+            width=boundary.capped("width", width, "image_side"),
+            height=boundary.capped("height", height, "image_side"),
+            guidance=guidance,
+            negative_prompt=negative_prompt or "",
+            seed=None if not isinstance(seed, (int, float)) or seed < 0 else seed,
         )
         visitor = visitors.current(request)
         logged.by(visitor)
@@ -49,12 +65,18 @@ def generate(prompt, negative_prompt, steps, width, height, guidance, seed, prov
         progress(0, desc="Starting")
         work = access.Work(input_chars=len(prompt) + len(params.negative_prompt), images_out=1)
         with access.call(visitor, adapter, work):
-            result = adapter.generate(prompt, params,
-                                      on_step=lambda step, total: progress((step, total), desc="Denoising"))
+            result = adapter.generate(
+                prompt, params, on_step=lambda step, total: progress((step, total), desc="Denoising")
+            )
         logged.done(result, output=result.images[0])
     seed_note = f"seed {result.seed}" if result.seed is not None else "this provider takes no seed"
-    used = {"steps": params.steps, "width": params.width, "height": params.height, "guidance": params.guidance,
-            "seed": params.seed if result.seed is None else result.seed}
+    used = {
+        "steps": params.steps,
+        "width": params.width,
+        "height": params.height,
+        "guidance": params.guidance,
+        "seed": params.seed if result.seed is None else result.seed,
+    }
     program = reproduce.of(TASK, adapter, {"prompt": prompt, "negative_prompt": params.negative_prompt}, used)
     return result.images[0], f"{stats(result)} · {seed_note}", program
 
@@ -99,8 +121,15 @@ def layout(root: gr.Blocks) -> list:
             info = gr.Markdown()
             program = reproduce.box()
     gr.Examples(EXAMPLES, inputs=[prompt])
-    program.after(run.click(generate, [prompt, negative, steps, width, height, guidance, seed, *picker.inputs],
-                            [image, info, program.state], api_name="generate", concurrency_limit=16))
+    program.after(
+        run.click(
+            generate,
+            [prompt, negative, steps, width, height, guidance, seed, *picker.inputs],
+            [image, info, program.state],
+            api_name="generate",
+            concurrency_limit=16,
+        )
+    )
     picker_ui.attach_refresh(root, picker)
     return [prompt, negative, steps, width, height, guidance, seed, picker.provider]
 

@@ -52,7 +52,7 @@ def layout(root: gr.Blocks) -> list:
     `build()`'s page of its own); returns the inputs that `reopen` fills."""
     gr.Markdown(
         "No training, no fixed classes: a contrastive image-text model embeds the image and each label, "
-        "and the closest label wins. Write labels as short captions (\"a photo of a cat\") for better scores."
+        'and the closest label wins. Write labels as short captions ("a photo of a cat") for better scores.'
     )
     picker = picker_ui.build(TASK)
     with gr.Row():
@@ -67,8 +67,15 @@ def layout(root: gr.Blocks) -> list:
     samples = examples.images()
     if samples:
         gr.Examples([list(s) for s in samples], inputs=[image, labels])
-    program.after(run.click(classify, [image, labels, *picker.inputs], [scores, info, program.state],
-                            api_name="classify", concurrency_limit=16))
+    program.after(
+        run.click(
+            classify,
+            [image, labels, *picker.inputs],
+            [scores, info, program.state],
+            api_name="classify",
+            concurrency_limit=16,
+        )
+    )
     picker_ui.attach_refresh(root, picker)
     return [image, labels, picker.provider]
 

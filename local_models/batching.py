@@ -20,6 +20,7 @@ again alone, so an error (a bad input, say) reaches only the caller that caused 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -40,7 +41,7 @@ def enabled() -> bool:
 
 
 class _Request:
-    __slots__ = ("items", "key", "done", "result", "error")
+    __slots__ = ("done", "error", "items", "key", "result")
 
     def __init__(self, items: list[Any], key: Hashable):
         self.items = items
@@ -131,7 +132,7 @@ class MicroBatcher:
             bounds = [0]
             for request in batch:
                 bounds.append(bounds[-1] + len(request.items))
-            shares = [results[a:b] for a, b in zip(bounds, bounds[1:])]  # slices: an array stays an array
+            shares = [results[a:b] for a, b in itertools.pairwise(bounds)]  # slices: an array stays an array
         except BaseException as err:  # noqa: BLE001 - every waiting caller must be released
             if len(batch) == 1:
                 batch[0].error = err
@@ -140,7 +141,7 @@ class MicroBatcher:
                 for request in batch:
                     self._execute([request])
             return
-        for request, share in zip(batch, shares):
+        for request, share in zip(batch, shares, strict=False):
             request.result = share
             self.requests += 1
             request.done.set()

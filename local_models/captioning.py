@@ -75,9 +75,7 @@ class ImageCaptioner:
     def from_pretrained(cls, path: Path) -> ImageCaptioner:
         model_type = AutoConfig.from_pretrained(path).model_type
         if model_type not in FAMILIES:
-            raise ValueError(
-                f"{path} holds a {model_type!r} model; captioning runs {' or '.join(FAMILIES)} models."
-            )
+            raise ValueError(f"{path} holds a {model_type!r} model; captioning runs {' or '.join(FAMILIES)} models.")
         where = placement()
         return cls(FAMILIES[model_type].load(path, where), where)
 

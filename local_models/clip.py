@@ -127,7 +127,9 @@ class ClipScorer:
         missing = list({key: i for i, key in reversed(list(enumerate(keys))) if key not in found}.values())
         if missing:  # (each new image once, even if it comes twice)
             chosen = self._model_input(pixels[missing])
-            for i, vector in zip(missing, _unit(_pooled(self.model.get_image_features(pixel_values=chosen)))):
+            for i, vector in zip(
+                missing, _unit(_pooled(self.model.get_image_features(pixel_values=chosen))), strict=False
+            ):
                 found[keys[i]] = vector
                 if self.image_cache_size > 0:
                     self._image_cache[keys[i]] = vector.clone()  # not a view that keeps the whole batch alive
@@ -144,7 +146,7 @@ class ClipScorer:
             self._label_cache.move_to_end(label)
         missing = [label for label in dict.fromkeys(labels) if label not in found]
         if missing:
-            for label, vector in zip(missing, self._encode_labels(missing)):
+            for label, vector in zip(missing, self._encode_labels(missing), strict=False):
                 found[label] = self._label_cache[label] = vector
             while len(self._label_cache) > self.cache_size:
                 self._label_cache.popitem(last=False)
@@ -179,8 +181,10 @@ class _Steps(NamedTuple):
         size, crop = _set_fields(processor.size), _set_fields(processor.crop_size)
         if set(size) != {"shortest_edge"} or set(crop) != {"height", "width"}:
             return None
-        mean, std = (torch.tensor(values, dtype=torch.float32).view(3, 1, 1)
-                     for values in (processor.image_mean, processor.image_std))
+        mean, std = (
+            torch.tensor(values, dtype=torch.float32).view(3, 1, 1)
+            for values in (processor.image_mean, processor.image_std)
+        )
         resample, scale = processor.resample, processor.rescale_factor
         return cls(size["shortest_edge"], crop["height"], crop["width"], resample, scale, mean, std)
 

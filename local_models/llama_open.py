@@ -79,7 +79,9 @@ def _probe_survives(path: str) -> bool:
     try:
         child = subprocess.run(
             [sys.executable, "-c", _PROBE, path],
-            capture_output=True, timeout=PROBE_TIMEOUT_S, env={**os.environ, "PYTHONFAULTHANDLER": ""},
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            env={**os.environ, "PYTHONFAULTHANDLER": ""},
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -31,6 +31,7 @@ NOT_AN_UPLOAD = "Only images uploaded through this page can be used: upload the 
 
 # --- model names ----------------------------------------------------------------------------------
 
+
 def model(task: Task, provider: str, name: str | None, own_key: bool = False) -> str | None:
     """A model a visitor named for `provider` and `task`: None for the provider's default, or an
     id the server may call. Refuses URLs, paths and, in public mode, unlisted models."""
@@ -41,15 +42,19 @@ def model(task: Task, provider: str, name: str | None, own_key: bool = False) ->
     if text not in configured and (
         len(text) > MAX_MODEL_CHARS or not MODEL_ID.fullmatch(text) or ".." in text or "//" in text
     ):
-        raise BadInput(f"{_quote(text)} is not a model id: name a model such as gpt-4o-mini or org/model "
-                       "(never a URL or a file path).")
+        raise BadInput(
+            f"{_quote(text)} is not a model id: name a model such as gpt-4o-mini or org/model "
+            "(never a URL or a file path)."
+        )
     if public.enabled() and not (own_key and provider != "local"):
         p = registry.providers().get(provider)
         allowed = public.listed_models(provider, task, p.model(task) if p else None)
         if text not in allowed:
             offer = ", ".join(sorted(allowed)) or "none"
-            raise BadInput(f"This public Space offers only these {provider} models for {task.title.lower()}: "
-                           f"{offer}. Pick one of them, or type your own {provider} key to use another.")
+            raise BadInput(
+                f"This public Space offers only these {provider} models for {task.title.lower()}: "
+                f"{offer}. Pick one of them, or type your own {provider} key to use another."
+            )
     return text
 
 
@@ -69,6 +74,7 @@ def _quote(text: str) -> str:
 
 
 # --- files ------------------------------------------------------------------------------------------
+
 
 def check_files(values: Iterable[Any], roots: Iterable[str | os.PathLike], file_inputs: Iterable[int] = ()) -> None:
     """Refuse any file reference among an event's raw inputs that is not a file inside `roots`
@@ -120,6 +126,7 @@ def _inside(path: str, roots: list[Path]) -> bool:
 
 # --- numbers ----------------------------------------------------------------------------------------
 
+
 def capped(label: str, value: Any, limit: str) -> Any:
     """`value` unchanged, or a clear refusal where public mode caps it below what was asked."""
     if not public.enabled() or value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -136,6 +143,7 @@ def ceiling(limit: str, default: int) -> int:
 
 
 # --- what a visitor is shown ------------------------------------------------------------------------
+
 
 def shown_model(model: str | None) -> str | None:
     """A model as a visitor may see it: in public mode, a configured path or URL becomes its last

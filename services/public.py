@@ -83,8 +83,10 @@ def _typed(name: str, value: object, kind: type) -> object:
             raise ValueError(value)
         return number
     except (TypeError, ValueError):
-        raise BadInput(f"The public-mode setting {name} has an unusable value {value!r}: fix FMG_PUBLIC_"
-                       f"{name.upper()} or [public] {name} in fm-gallery.toml.") from None
+        raise BadInput(
+            f"The public-mode setting {name} has an unusable value {value!r}: fix FMG_PUBLIC_"
+            f"{name.upper()} or [public] {name} in fm-gallery.toml."
+        ) from None
 
 
 def listed_models(provider: str, task: Task, default: str | None) -> set[str]:

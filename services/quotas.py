@@ -52,8 +52,11 @@ def estimate_usd(provider: str, model: str, work: Work) -> float | None:
     if price is None:
         return None
     tokens_in = math.ceil(work.input_chars / CHARS_PER_TOKEN) + work.images_in * IMAGE_INPUT_TOKENS
-    needs = [(tokens_in, "input_per_1m", 1e-6), (work.output_tokens, "output_per_1m", 1e-6),
-             (work.images_out, "per_image", 1.0)]
+    needs = [
+        (tokens_in, "input_per_1m", 1e-6),
+        (work.output_tokens, "output_per_1m", 1e-6),
+        (work.images_out, "per_image", 1.0),
+    ]
     cost = 0.0
     for amount, name, scale in needs:
         if amount:
@@ -82,26 +85,34 @@ class Quotas:
         settings = public.limits()
         per_minute = RateLimitItemPerMinute(max(1, settings.calls_per_minute))
         if not self._moving.hit(per_minute, "calls", visitor.key, cost=max(1, work.requests)):
-            raise LimitReached(f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
-                               f"limit on this public Space: try again in {self._wait(per_minute, visitor)}.")
+            raise LimitReached(
+                f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
+                f"limit on this public Space: try again in {self._wait(per_minute, visitor)}."
+            )
         if own_key:
             return  # the visitor's own key pays: the owner's budgets are not touched
         estimate = estimate_usd(provider, model, work)
         if estimate is None:
             if settings.allow_unpriced:
                 return
-            raise LimitReached(f"{provider}:{model} has no price in this Space's price list, so it cannot run on "
-                               "the owner's key: pick another model, or type your own key for it.")
+            raise LimitReached(
+                f"{provider}:{model} has no price in this Space's price list, so it cannot run on "
+                "the owner's key: pick another model, or type your own key for it."
+            )
         cost = max(1, math.ceil(estimate * MICRO))
         mine = RateLimitItemPerDay(max(1, round(settings.visitor_usd_per_day * MICRO)))
         everyone = RateLimitItemPerDay(max(1, round(settings.global_usd_per_day * MICRO)))
         if not self._counter.test(mine, "usd", visitor.key, cost=cost):
-            raise LimitReached(f"This call may cost up to ${estimate:.4g}, more than is left of your "
-                               f"${settings.visitor_usd_per_day:g} daily budget on this public Space: try a "
-                               f"shorter request, or again in {self._wait(mine, visitor, 'usd')}.")
+            raise LimitReached(
+                f"This call may cost up to ${estimate:.4g}, more than is left of your "
+                f"${settings.visitor_usd_per_day:g} daily budget on this public Space: try a "
+                f"shorter request, or again in {self._wait(mine, visitor, 'usd')}."
+            )
         if not self._counter.test(everyone, "usd", "all", cost=cost):
-            raise LimitReached(f"This public Space has spent its ${settings.global_usd_per_day:g} daily budget "
-                               "for hosted models: use a local model, your own key, or come back tomorrow.")
+            raise LimitReached(
+                f"This public Space has spent its ${settings.global_usd_per_day:g} daily budget "
+                "for hosted models: use a local model, your own key, or come back tomorrow."
+            )
         self._counter.hit(mine, "usd", visitor.key, cost=cost)
         self._counter.hit(everyone, "usd", "all", cost=cost)
 
@@ -112,8 +123,10 @@ class Quotas:
         settings = public.limits()
         per_minute = RateLimitItemPerMinute(max(1, settings.calls_per_minute))
         if not self._moving.test(per_minute, "calls", visitor.key):
-            raise LimitReached(f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
-                               f"limit on this public Space: try again in {self._wait(per_minute, visitor)}.")
+            raise LimitReached(
+                f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
+                f"limit on this public Space: try again in {self._wait(per_minute, visitor)}."
+            )
 
     def vote(self, visitor: Visitor) -> None:
         from limits import RateLimitItemPerMinute
@@ -121,8 +134,10 @@ class Quotas:
         settings = public.limits()
         item = RateLimitItemPerMinute(max(1, settings.votes_per_minute))
         if not self._moving.hit(item, "votes", visitor.key):
-            raise LimitReached(f"You have cast {settings.votes_per_minute} votes in the last minute, the limit on "
-                               f"this public Space: try again in {self._wait(item, visitor, 'votes')}.")
+            raise LimitReached(
+                f"You have cast {settings.votes_per_minute} votes in the last minute, the limit on "
+                f"this public Space: try again in {self._wait(item, visitor, 'votes')}."
+            )
 
     def _wait(self, item: Any, visitor: Visitor, scope: str = "calls") -> str:
         strategy = self._counter if scope == "usd" else self._moving
@@ -176,8 +191,10 @@ def local_turn(visitor: Visitor, uses_local: bool = True) -> Iterator[None]:
         return
     with _lock:
         if visitor.key in _local_turns:
-            raise LimitReached("Your previous local-model call is still running, and this public Space runs one "
-                               "at a time per visitor: wait for it to finish.")
+            raise LimitReached(
+                "Your previous local-model call is still running, and this public Space runs one "
+                "at a time per visitor: wait for it to finish."
+            )
         _local_turns.add(visitor.key)
     try:
         yield

@@ -9,8 +9,15 @@ import pytest
 from adapters import registry
 from tests.fakes import providers as fake
 
-VENDOR_ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CO_API_KEY", "COHERE_API_KEY", "CO_API_URL", "HF_TOKEN",
-              "HUGGING_FACE_HUB_TOKEN")
+VENDOR_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "CO_API_KEY",
+    "COHERE_API_KEY",
+    "CO_API_URL",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+)
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ def png(tmp_path, size=(64, 48), name="img.png", mode="RGB"):
 
 # --- registry ---------------------------------------------------------------------------------
 
+
 def test_unknown_provider_names_the_valid_ones(fake_provider):
     with pytest.raises(UnknownProvider) as err:
         registry.get(Task.CAPTIONING, "nope")
@@ -77,6 +78,7 @@ def test_local_zero_shot_without_weights_says_how_to_get_them(monkeypatch, tmp_p
 
 # --- config ------------------------------------------------------------------------------------
 
+
 def test_model_ids_come_from_env_then_toml_then_defaults(monkeypatch, tmp_path):
     assert config.model_for("openai", Task.EMBEDDINGS) == config.DEFAULT_MODELS["openai"][Task.EMBEDDINGS]
     cfg = tmp_path / "fm.toml"
@@ -99,6 +101,7 @@ def test_broken_config_file_is_a_clear_error(monkeypatch, tmp_path):
 
 
 # --- completion ----------------------------------------------------------------------------------
+
 
 def test_stream_yields_deltas_then_a_result_with_usage_and_ttft(fake_provider):
     stream = registry.get(Task.COMPLETION, "fake").stream(USER, CompletionParams(max_tokens=3))
@@ -152,9 +155,10 @@ def test_bad_completion_params(fake_provider, params, match):
 
 # --- images --------------------------------------------------------------------------------------
 
+
 def test_classification_scores_sum_to_one_best_first(fake_provider, tmp_path):
     r = registry.get(Task.ZERO_SHOT, "fake").classify(str(png(tmp_path, (60, 20))), "a cat, a dog, sixchr")
-    assert [label for label, _ in r.scores][0] == "sixchr"
+    assert next(label for label, _ in r.scores) == "sixchr"
     assert abs(sum(s for _, s in r.scores) - 1) < 1e-9
     assert r.scores == tuple(sorted(r.scores, key=lambda p: -p[1]))
 
@@ -229,6 +233,7 @@ def test_bad_image_params(fake_provider, params, match):
 
 # --- embeddings ----------------------------------------------------------------------------------
 
+
 def test_embeddings_are_batched_normalised_and_summed_usage(fake_provider):
     texts = [f"text number {i}" for i in range(10)]  # fake max_batch is 4: three backend calls
     r = registry.get(Task.EMBEDDINGS, "fake").embed(texts)
@@ -245,8 +250,11 @@ def test_bad_texts(fake_provider, texts, match):
 
 # --- prices --------------------------------------------------------------------------------------
 
+
 def test_cost_is_unknown_not_zero_when_price_or_usage_is_missing():
-    assert estimate_cost("openai", "gpt-4o-mini", Usage(input_tokens=1_000_000, output_tokens=1_000_000)) == pytest.approx(0.75)
+    assert estimate_cost(
+        "openai", "gpt-4o-mini", Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    ) == pytest.approx(0.75)
     assert estimate_cost("openai", "no-such-model", Usage(input_tokens=10)) is None
     assert estimate_cost("openai", "gpt-4o-mini", None) is None
     assert estimate_cost("openai", "dall-e-2", Usage(images=2)) == pytest.approx(0.04)
@@ -263,12 +271,15 @@ def test_every_default_model_of_a_priced_vendor_has_a_price(vendor):
 
 # --- the fault policy ----------------------------------------------------------------------------
 
+
 def test_retry_after_in_seconds_or_as_an_http_date():
     assert faults.parse_retry_after("2") == 2.0 and faults.parse_retry_after("-1") == 0.0
     assert faults.parse_retry_after("soon") is None and faults.parse_retry_after(None) is None
     server_now = time.time() - 3600  # an hour behind this machine's clock: its date is read against its own
-    headers = {"retry-after": email.utils.formatdate(server_now + 7, usegmt=True),
-               "date": email.utils.formatdate(server_now, usegmt=True)}
+    headers = {
+        "retry-after": email.utils.formatdate(server_now + 7, usegmt=True),
+        "date": email.utils.formatdate(server_now, usegmt=True),
+    }
     assert faults.retry_after(headers) == 7.0
     assert faults.retry_after({"retry-after": headers["retry-after"]}) == 0.0  # no Date: this machine's clock
     assert 5 < faults.parse_retry_after(email.utils.formatdate(time.time() + 7, usegmt=True)) <= 7
@@ -276,8 +287,10 @@ def test_retry_after_in_seconds_or_as_an_http_date():
     assert faults.parse_retry_after("Sunday, 06-Nov-94 08:49:37 GMT", date="Sun, 06 Nov 1994 08:49:27 GMT") == 10.0
 
 
-@pytest.mark.parametrize(("retry_after", "wait"), [(None, "wait a minute"), (0.2, "wait a second"), (1, "wait 1 s"),
-                                                   (12.5, "wait 13 s"), (150, "wait about 3 min")])
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [(None, "wait a minute"), (0.2, "wait a second"), (1, "wait 1 s"), (12.5, "wait 13 s"), (150, "wait about 3 min")],
+)
 def test_a_rate_limit_says_the_wait_the_server_asked_for(retry_after, wait):
     err = faults.http_error("Vendor", 429, retry_after=retry_after)
     assert str(err) == f"Vendor is rate limiting requests (429): {wait} and try again."
@@ -370,8 +383,9 @@ def test_warm_up_prepares_the_usable_adapters_of_warm_providers_only():
 
     def provider(name, warm, usable=True):
         check = (lambda task, model: None) if usable else (lambda task, model: MissingCredentials("no key"))
-        return Provider(name=name, label=name, adapters={Task.EMBEDDINGS: Embedder}, check=check,
-                        models=lambda task: "m", warm=warm)
+        return Provider(
+            name=name, label=name, adapters={Task.EMBEDDINGS: Embedder}, check=check, models=lambda task: "m", warm=warm
+        )
 
     made = [provider("warm-vendor", True), provider("cold-vendor", False), provider("keyless-vendor", True, False)]
     for p in made:
@@ -387,6 +401,7 @@ def test_warm_up_prepares_the_usable_adapters_of_warm_providers_only():
 
 
 # --- local model loading -------------------------------------------------------------------------
+
 
 def test_concurrent_first_calls_load_a_model_once():
     from local_models import loading

@@ -28,8 +28,9 @@ def client():
     registry.register(fake.provider())
     import app
 
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                    **app.launch_options())
+    app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_options()
+    )
     try:
         yield Client(app.demo.local_url, verbose=False)
     finally:
@@ -46,8 +47,18 @@ def image_file(tmp_path):
 
 def test_every_demo_has_a_named_endpoint(client):
     endpoints = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/chat", "/classify", "/caption", "/generate", "/search", "/history", "/export", "/compare", "/vote",
-            "/leaderboard"} <= endpoints
+    assert {
+        "/chat",
+        "/classify",
+        "/caption",
+        "/generate",
+        "/search",
+        "/history",
+        "/export",
+        "/compare",
+        "/vote",
+        "/leaderboard",
+    } <= endpoints
 
 
 def test_every_image_input_sends_the_page_its_props():
@@ -87,9 +98,24 @@ def test_compare_vote_and_leaderboard(client, monkeypatch, tmp_path):
     """A blind comparison of two targets names neither until the vote; the vote reveals them and
     moves the task's leaderboard, which /leaderboard then returns."""
     monkeypatch.setenv("FMG_LEADERBOARD", str(tmp_path / "board.sqlite3"))  # read per call; not ~/.fm-gallery
-    args = {"task": "completion", "targets": ["fake", "fake:other"], "prompt": "tell me a joke", "image": None,
-            "labels": "", "corpus_text": "", "top_k": 2, "max_tokens": 32, "temperature": 0.7, "steps": 1,
-            "width": 64, "height": 64, "seed": -1, "blind": True, "api_key": "", "key_provider": ""}
+    args = {
+        "task": "completion",
+        "targets": ["fake", "fake:other"],
+        "prompt": "tell me a joke",
+        "image": None,
+        "labels": "",
+        "corpus_text": "",
+        "top_k": 2,
+        "max_tokens": 32,
+        "temperature": 0.7,
+        "steps": 1,
+        "width": 64,
+        "height": 64,
+        "seed": -1,
+        "blind": True,
+        "api_key": "",
+        "key_provider": "",
+    }
     result = client.predict(**args, api_name="/compare")
     assert result["names_hidden"] and result["comparison_id"]
     assert [t["name"] for t in result["targets"]] == ["Model A", "Model B"] and "fake" not in str(result["targets"])
@@ -175,14 +201,20 @@ def test_precomputed_signatures_leave_what_gradio_sends_unchanged():
 
     import app
 
-    inits = {ancestor.__dict__["__init__"] for block in app.demo.blocks.values() for ancestor in type(block).__mro__
-             if inspect.isfunction(ancestor.__dict__.get("__init__"))}
+    inits = {
+        ancestor.__dict__["__init__"]
+        for block in app.demo.blocks.values()
+        for ancestor in type(block).__mro__
+        if inspect.isfunction(ancestor.__dict__.get("__init__"))
+    }
     given = {init: init.__dict__.pop("__signature__") for init in inits if "__signature__" in init.__dict__}
     assert len(given) >= 10  # the components' constructors had theirs
 
     def described() -> tuple[str, str]:
-        return (json.dumps(app.demo.get_config_file(), sort_keys=True, default=str),
-                json.dumps(SessionState(app.demo).config_values, sort_keys=True, default=str))
+        return (
+            json.dumps(app.demo.get_config_file(), sort_keys=True, default=str),
+            json.dumps(SessionState(app.demo).config_values, sort_keys=True, default=str),
+        )
 
     try:
         plain = described()

@@ -23,7 +23,10 @@ from tests.fixtures import tiny_models
 @pytest.fixture(scope="module")
 def tiny_folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("batching-models")
-    return {"st": tiny_models.save_tiny_sentence_transformer(root / "st"), "clip": tiny_models.save_tiny_clip(root / "clip")}
+    return {
+        "st": tiny_models.save_tiny_sentence_transformer(root / "st"),
+        "clip": tiny_models.save_tiny_clip(root / "clip"),
+    }
 
 
 def count_calls(monkeypatch, runner, method: str) -> list[int]:
@@ -62,7 +65,7 @@ def test_concurrent_embeddings_run_as_one_batch_with_the_same_vectors(tiny_folde
     joined = concurrently(lambda t: adapter.embed([t]).vectors, texts)
     # the first batch waits at the slot with whatever had arrived; all the others then run as one
     assert sum(sizes) == len(texts) and len(sizes) <= 2
-    for a, b in zip(alone, joined):
+    for a, b in zip(alone, joined, strict=False):
         assert np.allclose(a, b, atol=1e-5)
 
 
@@ -81,7 +84,7 @@ def test_concurrent_clip_requests_with_the_same_labels_are_batched(tiny_folders,
     sizes = count_calls(monkeypatch, runner, "scores_batch")
     joined = concurrently(lambda image: dict(adapter.classify(image, labels).scores), images)
     assert sum(sizes) == len(images) and len(sizes) <= 2
-    for a, b in zip(alone, joined):
+    for a, b in zip(alone, joined, strict=False):
         assert a == pytest.approx(b, abs=1e-5)
     # different labels are different requests: never joined
     sizes.clear()

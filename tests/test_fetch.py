@@ -16,55 +16,109 @@ from local_models import fetch
 ROOT = Path(__file__).resolve().parent.parent
 
 CLIP_REPO = [
-    ".gitattributes", "README.md", "config.json", "flax_model.msgpack", "merges.txt", "model.safetensors",
-    "preprocessor_config.json", "pytorch_model.bin", "special_tokens_map.json", "tf_model.h5", "tokenizer.json",
-    "tokenizer_config.json", "vocab.json",
+    ".gitattributes",
+    "README.md",
+    "config.json",
+    "flax_model.msgpack",
+    "merges.txt",
+    "model.safetensors",
+    "preprocessor_config.json",
+    "pytorch_model.bin",
+    "special_tokens_map.json",
+    "tf_model.h5",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
 ]
 SD_TURBO_REPO = [
-    ".gitattributes", "README.md", "model_index.json", "sd_turbo.safetensors", "sd_turbo.fp16.safetensors",
-    "output.jpg", "scheduler/scheduler_config.json",
-    "text_encoder/config.json", "text_encoder/model.safetensors", "text_encoder/model.fp16.safetensors",
-    "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json",
+    ".gitattributes",
+    "README.md",
+    "model_index.json",
+    "sd_turbo.safetensors",
+    "sd_turbo.fp16.safetensors",
+    "output.jpg",
+    "scheduler/scheduler_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "text_encoder/model.fp16.safetensors",
+    "tokenizer/merges.txt",
+    "tokenizer/special_tokens_map.json",
+    "tokenizer/tokenizer_config.json",
     "tokenizer/vocab.json",
-    "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-    "vae/config.json", "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
-    "vae/diffusion_pytorch_model.bin", "onnx/unet/model.onnx", "onnx/unet/config.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.fp16.safetensors",
+    "vae/diffusion_pytorch_model.bin",
+    "onnx/unet/model.onnx",
+    "onnx/unet/config.json",
 ]
 
 
 def test_select_files_keeps_configs_tokenizer_and_safetensors_only():
     assert fetch.select_files(CLIP_REPO) == [
-        "config.json", "merges.txt", "model.safetensors", "preprocessor_config.json", "special_tokens_map.json",
-        "tokenizer.json", "tokenizer_config.json", "vocab.json",
+        "config.json",
+        "merges.txt",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.json",
     ]
 
 
 def test_select_files_for_a_pipeline_skips_variants_and_single_file_checkpoints():
     chosen = fetch.select_files(SD_TURBO_REPO)
     assert chosen == [
-        "model_index.json", "scheduler/scheduler_config.json",
-        "text_encoder/config.json", "text_encoder/model.safetensors",
-        "tokenizer/merges.txt", "tokenizer/special_tokens_map.json", "tokenizer/tokenizer_config.json",
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/merges.txt",
+        "tokenizer/special_tokens_map.json",
+        "tokenizer/tokenizer_config.json",
         "tokenizer/vocab.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-        "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.safetensors",
     ]
 
 
 def test_select_files_falls_back_to_pytorch_bin_and_keeps_the_right_shard_index():
     repo = [
-        "config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-        "pytorch_model.bin.index.json", "pytorch_model.fp16.bin", "training_args.bin", "tf_model.h5",
-        "tf_model.h5.index.json", "spiece.model",
+        "config.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "pytorch_model.fp16.bin",
+        "training_args.bin",
+        "tf_model.h5",
+        "tf_model.h5.index.json",
+        "spiece.model",
     ]
     assert fetch.select_files(repo) == [
-        "config.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin",
-        "pytorch_model.bin.index.json", "spiece.model",
+        "config.json",
+        "pytorch_model-00001-of-00002.bin",
+        "pytorch_model-00002-of-00002.bin",
+        "pytorch_model.bin.index.json",
+        "spiece.model",
     ]
-    sharded = ["config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-               "model.safetensors.index.json", "model.safetensors.index.fp16.json", "pytorch_model.bin.index.json"]
+    sharded = [
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+        "model.safetensors.index.json",
+        "model.safetensors.index.fp16.json",
+        "pytorch_model.bin.index.json",
+    ]
     assert fetch.select_files(sharded) == [
-        "config.json", "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
+        "config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
         "model.safetensors.index.json",
     ]
 
@@ -93,7 +147,11 @@ def _run_fetch(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     full_env = {**inherited, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"), **env}
     return subprocess.run(
         [sys.executable, "-m", "local_models.fetch", *args],
-        cwd=tmp_path, env=full_env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -179,7 +237,8 @@ def test_network_errors_are_recognised_across_http_libraries(silent_url, monkeyp
         "requests refused": raised(lambda: requests.get(CLOSED, timeout=5)),
         "requests read timeout": raised(lambda: requests.get(silent_url, timeout=0.2)),
         "requests connect timeout": requests.exceptions.ConnectTimeout(
-            "timed out", request=requests.Request("GET", CLOSED).prepare()),
+            "timed out", request=requests.Request("GET", CLOSED).prepare()
+        ),
         # fetch's own first call:
         "huggingface_hub refused": raised(lambda: HfApi(endpoint=CLOSED).model_info("org/name")),
         "builtin refused": raised(lambda: __import__("socket").create_connection(("127.0.0.1", 9), timeout=5)),
@@ -211,8 +270,9 @@ def test_answers_and_local_misses_are_not_network_errors(hub_that_refuses, tmp_p
         "requests 503": raised(answered.raise_for_status),
         "huggingface_hub 404": raised(lambda: HfApi(endpoint=hub_that_refuses).model_info("org/missing")),
         "huggingface_hub 500": raised(lambda: HfApi(endpoint=hub_that_refuses).model_info("org/broken")),
-        "huggingface_hub not cached": raised(lambda: hf_hub_download("org/name", "config.json", cache_dir=tmp_path,
-                                                                     local_files_only=True)),
+        "huggingface_hub not cached": raised(
+            lambda: hf_hub_download("org/name", "config.json", cache_dir=tmp_path, local_files_only=True)
+        ),
         "a bad value": ValueError("bad"),
     }
     assert isinstance(errors["httpx 503"], httpx.HTTPStatusError)
@@ -231,12 +291,19 @@ def test_a_download_that_loses_the_hub_is_one_line_that_says_run_again(monkeypat
 
     import huggingface_hub
 
-    listing = SimpleNamespace(siblings=[SimpleNamespace(rfilename="config.json", size=10),
-                                        SimpleNamespace(rfilename="model.safetensors", size=1000)])
+    listing = SimpleNamespace(
+        siblings=[
+            SimpleNamespace(rfilename="config.json", size=10),
+            SimpleNamespace(rfilename="model.safetensors", size=1000),
+        ]
+    )
     download = huggingface_hub.snapshot_download
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda: SimpleNamespace(model_info=lambda repo_id, **kw: listing))
-    monkeypatch.setattr(huggingface_hub, "snapshot_download",
-                        lambda repo_id, **kwargs: download(repo_id, cache_dir=tmp_path, endpoint=CLOSED, **kwargs))
+    monkeypatch.setattr(
+        huggingface_hub,
+        "snapshot_download",
+        lambda repo_id, **kwargs: download(repo_id, cache_dir=tmp_path, endpoint=CLOSED, **kwargs),
+    )
     with pytest.raises(fetch.FetchError) as failed:
         fetch.fetch("org/name")
     assert type(failed.value.__context__).__name__ == "LocalEntryNotFoundError"

@@ -60,14 +60,22 @@ def world(tmp_path_factory):
         OPENAI_BASE_URL=servers["openai"].url + "/v1",
         CO_API_URL=servers["cohere"].url,
         HF_INFERENCE_ENDPOINT=servers["hf"].url,
-        HOME=str(base / "home"), TMPDIR=str(base / "tmp"), GRADIO_TEMP_DIR=str(base / "tmp" / "gradio"),
-        HF_HOME=str(base / "hf"), GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-        FMG_RUN_LOG=str(base / "home" / "runs.sqlite3"), FMG_LEADERBOARD=str(base / "home" / "board.sqlite3"),
-        FMG_TIMEOUT_S="10", FMG_MAX_ATTEMPTS="1", PYTHONUNBUFFERED="1",
+        HOME=str(base / "home"),
+        TMPDIR=str(base / "tmp"),
+        GRADIO_TEMP_DIR=str(base / "tmp" / "gradio"),
+        HF_HOME=str(base / "hf"),
+        GRADIO_SERVER_PORT=str(port),
+        GRADIO_ANALYTICS_ENABLED="False",
+        FMG_RUN_LOG=str(base / "home" / "runs.sqlite3"),
+        FMG_LEADERBOARD=str(base / "home" / "board.sqlite3"),
+        FMG_TIMEOUT_S="10",
+        FMG_MAX_ATTEMPTS="1",
+        PYTHONUNBUFFERED="1",
     )
     log = open(base / "app.log", "wb")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=base / "home", env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")], cwd=base / "home", env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 120
     while True:
@@ -113,10 +121,8 @@ def test_keys_appear_nowhere(world, tmp_path):
     image = tmp_path / "red.png"
     Image.new("RGB", (64, 64), "red").save(image)
     # Cohere and HF echo the key they were sent in an error: the app must redact it.
-    world["servers"]["cohere"].script(
-        Reply(status=401, json={"message": f"invalid api token {KEYS['CO_API_KEY']}"}))
-    world["servers"]["hf"].script(
-        Reply(status=400, json={"error": f"bad request from token {KEYS['HF_TOKEN']}"}))
+    world["servers"]["cohere"].script(Reply(status=401, json={"message": f"invalid api token {KEYS['CO_API_KEY']}"}))
+    world["servers"]["hf"].script(Reply(status=400, json={"error": f"bad request from token {KEYS['HF_TOKEN']}"}))
 
     client = Client(world["url"], verbose=False)
     seen = exercise(client, str(image))
@@ -133,8 +139,9 @@ def test_keys_appear_nowhere(world, tmp_path):
         assert any(key in a for a in auth), key
 
     # ...and nothing the app sent, logged or wrote holds any of them
-    page = b"".join(urllib.request.urlopen(world["url"] + path, timeout=10).read()
-                    for path in ("", "config", "gradio_api/info"))
+    page = b"".join(
+        urllib.request.urlopen(world["url"] + path, timeout=10).read() for path in ("", "config", "gradio_api/info")
+    )
     world["proc"].terminate()
     world["proc"].wait(timeout=30)
     haystacks = {"responses": "\n".join(seen).encode(), "page": page}

@@ -102,7 +102,8 @@ def test_it_survives_a_restart(db):
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT task, comparison_id, winner FROM votes").fetchall() == [
-        ("completion", "r1", "openai:gpt-4o-mini")]
+        ("completion", "r1", "openai:gpt-4o-mini")
+    ]
     conn.close()
     leaderboard.record_vote(C, "r2", ["local:smol", "openai:gpt-4o-mini"], None)
     assert {s.target: s.votes for s in leaderboard.standings(C)} == {"openai:gpt-4o-mini": 2, "local:smol": 2}

@@ -213,7 +213,7 @@ def test_clip_batch_matches_single_images(tiny):
     images, labels = [picture("red"), picture("white", (50, 80))], ["cat", "dog"]
     batch = runner.scores_batch(images, labels)
     assert len(batch) == 2 and all(len(row) == 2 for row in batch)
-    for image, row in zip(images, batch):
+    for image, row in zip(images, batch, strict=False):
         assert row == pytest.approx(runner.scores(image, labels), abs=1e-5)
 
 

@@ -137,11 +137,14 @@ def test_cpu_reports_amx_reads_the_flags(tmp_path):
     assert not cpu_reports_amx(str(tmp_path / "absent"))
 
 
-@pytest.mark.parametrize("child, survives", [
-    ("import sys; sys.exit(0)", True),
-    ("import os, signal; os.kill(os.getpid(), signal.SIGILL)", False),  # what a trapping AMX tile load does
-    ("raise SystemExit(3)", False),
-])
+@pytest.mark.parametrize(
+    "child, survives",
+    [
+        ("import sys; sys.exit(0)", True),
+        ("import os, signal; os.kill(os.getpid(), signal.SIGILL)", False),  # what a trapping AMX tile load does
+        ("raise SystemExit(3)", False),
+    ],
+)
 def test_the_probe_trusts_only_a_child_that_exits_cleanly(monkeypatch, child, survives):
     from local_models import llama_open
 
@@ -159,7 +162,9 @@ def test_the_probe_runs_once_per_file_and_only_on_cpus_that_report_amx(monkeypat
     monkeypatch.setattr(llama_open, "cpu_reports_amx", lambda: False)
     assert llama_open.extra_buffers_are_safe(tmp_path / "a.gguf") and not calls
     monkeypatch.setattr(llama_open, "cpu_reports_amx", lambda: True)
-    threads = [threading.Thread(target=llama_open.extra_buffers_are_safe, args=(tmp_path / "a.gguf",)) for _ in range(8)]
+    threads = [
+        threading.Thread(target=llama_open.extra_buffers_are_safe, args=(tmp_path / "a.gguf",)) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -126,8 +126,9 @@ def test_install_is_idempotent():
 
 def test_the_filter_alone_scrubs_a_record_made_elsewhere():
     """A record built by `makeLogRecord` (as a socket log server does) is scrubbed by the filter."""
-    record = logging.makeLogRecord({"msg": "token %r", "args": (KEY,), "levelno": logging.ERROR,
-                                    "exc_info": (ValueError, ValueError(KEY), None)})
+    record = logging.makeLogRecord(
+        {"msg": "token %r", "args": (KEY,), "levelno": logging.ERROR, "exc_info": (ValueError, ValueError(KEY), None)}
+    )
     keys.RedactingFilter().filter(record)
     out = logging.Formatter().format(record)
     assert KEY not in out and "ValueError: [redacted]" in out
@@ -149,8 +150,7 @@ def test_the_app_logging_setup_keeps_keys_out_of_stderr():
         "    logging.getLogger('fm_gallery.demos').error('unexpected error: %r', err, exc_info=err)\n"
     )
     env = {**os.environ, "OPENAI_API_KEY": KEY}
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert KEY not in done.stderr + done.stdout
     assert "Traceback" in done.stderr and "ValueError: invalid api token [redacted]" in done.stderr

@@ -50,10 +50,17 @@ def small_call(n_chars: int = 300, out: int = 100) -> Work:
 
 # --- the switch ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("env", "on"), [
-    ({}, False), ({"SPACE_ID": "me/app"}, True), ({"FMG_PUBLIC": "1"}, True),
-    ({"SPACE_ID": "me/app", "FMG_PUBLIC": "0"}, False), ({"FMG_PUBLIC": "yes"}, True),
-])
+
+@pytest.mark.parametrize(
+    ("env", "on"),
+    [
+        ({}, False),
+        ({"SPACE_ID": "me/app"}, True),
+        ({"FMG_PUBLIC": "1"}, True),
+        ({"SPACE_ID": "me/app", "FMG_PUBLIC": "0"}, False),
+        ({"FMG_PUBLIC": "yes"}, True),
+    ],
+)
 def test_public_mode_is_on_for_spaces_or_when_asked(monkeypatch, env, on):
     monkeypatch.delenv("SPACE_ID", raising=False)
     monkeypatch.delenv("FMG_PUBLIC", raising=False)
@@ -70,10 +77,24 @@ def test_a_bad_setting_names_itself(monkeypatch):
 
 # --- model names -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", [
-    "http://127.0.0.1:9/steal", "https://evil.example/models/x", "//evil/x", "/etc/passwd", "../../etc/passwd",
-    "org/../../x", "C:\\models\\x", "~/models", "pkg:os/../../etc/passwd", "model\0", "x" * 300, "a b",
-])
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "http://127.0.0.1:9/steal",
+        "https://evil.example/models/x",
+        "//evil/x",
+        "/etc/passwd",
+        "../../etc/passwd",
+        "org/../../x",
+        "C:\\models\\x",
+        "~/models",
+        "pkg:os/../../etc/passwd",
+        "model\0",
+        "x" * 300,
+        "a b",
+    ],
+)
 @pytest.mark.parametrize("mode", ["0", "1"])
 def test_a_visitor_never_names_a_url_or_a_path(monkeypatch, name, mode):
     monkeypatch.setenv("FMG_PUBLIC", mode)
@@ -119,6 +140,7 @@ def test_public_caps_refuse_with_the_limit_and_private_mode_has_none(monkeypatch
 
 
 # --- quotas ------------------------------------------------------------------------------------------
+
 
 def test_hosted_calls_per_minute_per_visitor(public_mode, monkeypatch):
     monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "3")
@@ -216,6 +238,7 @@ def test_one_local_turn_holds_across_threads(public_mode):
 
 # --- Redis: replicas share one count --------------------------------------------------------------
 
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -228,8 +251,23 @@ def redis_url(tmp_path):
     if server is None:
         pytest.skip("redis-server is not installed (.ci/run installs Debian's redis-server)")
     port = _free_port()
-    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         import redis
 
@@ -272,12 +310,23 @@ def test_public_pages_show_no_configured_path_or_url(monkeypatch):
 
     monkeypatch.setenv("FMG_MODEL_LOCAL_CAPTIONING", "/srv/owner/models/blip-base")
     monkeypatch.setenv("FMG_MODEL_HF_CAPTIONING", "http://10.9.8.7:8080/tgi")
-    result = Caption(text="a cat", provider="local", model="/srv/owner/models/blip-base", latency_s=0.1,
-                     usage=None, cost_usd=0.0, served_by=None)
+    result = Caption(
+        text="a cat",
+        provider="local",
+        model="/srv/owner/models/blip-base",
+        latency_s=0.1,
+        usage=None,
+        cost_usd=0.0,
+        served_by=None,
+    )
     for mode, visible in (("0", True), ("1", False)):
         monkeypatch.setenv("FMG_PUBLIC", mode)
-        shown = repr(compare.target_choices(Task.CAPTIONING)) + report.stats(result) + repr(picker._state(
-            Task.CAPTIONING)) + str(report.user_error(BadInput("weights missing in /srv/owner/models/blip-base")))
+        shown = (
+            repr(compare.target_choices(Task.CAPTIONING))
+            + report.stats(result)
+            + repr(picker._state(Task.CAPTIONING))
+            + str(report.user_error(BadInput("weights missing in /srv/owner/models/blip-base")))
+        )
         assert ("/srv/owner" in shown) is visible and ("10.9.8.7" in shown) is visible
     assert "blip-base" in shown and "tgi" in shown
     assert boundary.shown_target("hf:http://10.9.8.7:8080/tgi") == "hf:tgi"

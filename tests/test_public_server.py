@@ -27,8 +27,10 @@ from tests.fakes import providers as fake
 pytestmark = pytest.mark.e2e
 
 MODELS = ("m1", "m2", "m3")
-PRICES = {"counted": {m: {"input_per_1m": 1.0, "output_per_1m": 1.0} for m in MODELS},
-          "broken": {"b1": {"input_per_1m": 1.0, "output_per_1m": 1.0}}}
+PRICES = {
+    "counted": {m: {"input_per_1m": 1.0, "output_per_1m": 1.0} for m in MODELS},
+    "broken": {"b1": {"input_per_1m": 1.0, "output_per_1m": 1.0}},
+}
 
 
 class Counted(fake.FakeCompleter):
@@ -74,8 +76,9 @@ def server() -> Iterator[str]:
 
     mp = pytest.MonkeyPatch()
     mp.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")  # this test is the proxy: its X-Forwarded-For is believed
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                    **app.launch_options())
+    app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_options()
+    )
     try:
         yield app.demo.local_url
     finally:
@@ -114,12 +117,29 @@ def chat(client: Client, text: str, provider: str = "counted"):
 
 
 def compare_args(targets, prompt="hello there", blind=False) -> dict:
-    return dict(task="completion", targets=list(targets), prompt=prompt, image=None, labels="", corpus_text="",
-                top_k=3, max_tokens=32, temperature=0.7, steps=1, width=64, height=64, seed=-1, blind=blind,
-                api_key="", key_provider=None, api_name="/compare")
+    return dict(
+        task="completion",
+        targets=list(targets),
+        prompt=prompt,
+        image=None,
+        labels="",
+        corpus_text="",
+        top_k=3,
+        max_tokens=32,
+        temperature=0.7,
+        steps=1,
+        width=64,
+        height=64,
+        seed=-1,
+        blind=blind,
+        api_key="",
+        key_provider=None,
+        api_name="/compare",
+    )
 
 
 # --- spend ---------------------------------------------------------------------------------------
+
 
 def test_a_visitor_makes_at_most_their_calls_per_minute(server, monkeypatch):
     monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "3")
@@ -196,8 +216,11 @@ def test_the_queue_takes_a_few_events_per_visitor(server, monkeypatch):
             assert Counted.entered.acquire(timeout=30)  # both are running, held in the vendor call
         refused = httpx.post(f"{server}gradio_api/queue/join", json=join, headers={"X-Forwarded-For": address})
         assert refused.status_code == 503 and "already have 2 requests" in refused.text
-        other = httpx.post(f"{server}gradio_api/queue/join", json={**join, "session_hash": "s2"},
-                           headers={"X-Forwarded-For": "203.0.113.8"})
+        other = httpx.post(
+            f"{server}gradio_api/queue/join",
+            json={**join, "session_hash": "s2"},
+            headers={"X-Forwarded-For": "203.0.113.8"},
+        )
         assert other.status_code == 200
     finally:
         Counted.gate.set()
@@ -228,6 +251,7 @@ def test_a_key_quoted_by_an_unexpected_error_never_reaches_the_log_or_the_page(s
 
 # --- privacy -------------------------------------------------------------------------------------
 
+
 def test_each_visitor_sees_only_their_own_runs(server, tmp_path):
     alice, bob = visitor(server), visitor(server)
     chat(alice, "alice private question")
@@ -250,11 +274,15 @@ def raw_call(server: str, fn_index: int, data: list, address: str) -> list:
     """Call any event by its index over plain HTTP, as a script would (private ones included)."""
     session = f"raw-{next(_address)}"
     headers = {"X-Forwarded-For": address}
-    joined = httpx.post(f"{server}gradio_api/queue/join", headers=headers,
-                        json={"data": data, "fn_index": fn_index, "session_hash": session})
+    joined = httpx.post(
+        f"{server}gradio_api/queue/join",
+        headers=headers,
+        json={"data": data, "fn_index": fn_index, "session_hash": session},
+    )
     joined.raise_for_status()
-    with httpx.stream("GET", f"{server}gradio_api/queue/data", params={"session_hash": session}, headers=headers,
-                      timeout=30) as events:
+    with httpx.stream(
+        "GET", f"{server}gradio_api/queue/data", params={"session_hash": session}, headers=headers, timeout=30
+    ) as events:
         for line in events.iter_lines():
             message = json.loads(line[5:]) if line.startswith("data:") else {}
             if message.get("msg") == "process_completed":
@@ -296,6 +324,7 @@ def test_visitors_uploads_are_kept_only_when_the_owner_says_so(server, tmp_path,
 
 
 # --- blind comparisons ---------------------------------------------------------------------------
+
 
 def test_a_blind_comparison_gives_nothing_away_and_only_its_visitor_votes(server):
     alice, bob = visitor(server), visitor(server)

@@ -74,6 +74,7 @@ def hammer(threads: int, fn, seconds: float | None = None, calls: int | None = N
 
 # --- a. Compare's images -----------------------------------------------------------------------------
 
+
 def test_concurrent_compare_images_never_fail_and_the_newest_are_kept(monkeypatch):
     monkeypatch.setattr(compare, "KEEP_IMAGES", 3)
     image = noise(48)
@@ -101,8 +102,9 @@ def test_each_process_hands_out_images_from_its_own_folder():
     assert mine.is_dir() and mine.name.startswith(compare.IMAGE_PREFIX) and compare.image_dir() == mine
     assert mine.resolve() in _StaticFiles.all_paths  # Gradio serves it (the JSON output is not scanned)
     code = "from demos import compare; print(compare.image_dir(), flush=True)"
-    child = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                           check=False)
+    child = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert child.returncode == 0, child.stderr[-2000:]
     theirs = Path(child.stdout.strip())
     assert theirs.name.startswith(compare.IMAGE_PREFIX) and theirs != mine
@@ -110,6 +112,7 @@ def test_each_process_hands_out_images_from_its_own_folder():
 
 
 # --- b. /export --------------------------------------------------------------------------------------
+
 
 def exports_in_tmp() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob(f"{history.EXPORT_PREFIX}*"))
@@ -158,6 +161,7 @@ def test_gradio_serves_an_export_after_the_app_removed_its_file(monkeypatch, fak
 
 
 # --- c. Gradio's image cache -------------------------------------------------------------------------
+
 
 @pytest.fixture
 def upstream_cache_writer(monkeypatch):
@@ -242,8 +246,13 @@ PRIVATE = {
 COMPATIBLE_URL = "http://10.4.4.4:1234/v1"
 ABSENT_FOLDER = "/models/clip-Zq9"  # a configured folder that need not exist here
 GGUF_FILE = "/srv/weights/qwen-Zq9.gguf"
-INPUTS = {"messages": [{"role": "user", "content": "hi"}], "prompt": "a fox", "labels": ["a cat", "a dog"],
-          "query": "foxes", "documents": ["foxes run", "cats sit"]}
+INPUTS = {
+    "messages": [{"role": "user", "content": "hi"}],
+    "prompt": "a fox",
+    "labels": ["a cat", "a dog"],
+    "query": "foxes",
+    "documents": ["foxes run", "cats sit"],
+}
 PARAMS = {"max_tokens": 16, "seed": 7, "steps": 2, "width": 64, "height": 64, "top_k": 2}
 
 
@@ -252,8 +261,9 @@ def configured(monkeypatch, tmp_path):
     """Base URLs in the environment and a TOML endpoint; returns the local folder that exists."""
     for var, url in PRIVATE.items():
         monkeypatch.setenv(var, url)
-    endpoint = openai_api.endpoint_from_table("zeta", {"base_url": COMPATIBLE_URL, "api_key_env": "ZETA_API_KEY",
-                                                       "models": {"completion": "zeta-chat"}})
+    endpoint = openai_api.endpoint_from_table(
+        "zeta", {"base_url": COMPATIBLE_URL, "api_key_env": "ZETA_API_KEY", "models": {"completion": "zeta-chat"}}
+    )
     registry.register(openai_api.provider_for(endpoint))
     folder = tmp_path / "private-weights" / "minilm-Zq9"
     folder.mkdir(parents=True)
@@ -286,14 +296,30 @@ def test_public_programs_name_no_base_url_or_local_path(configured, monkeypatch)
         code = reproduce.for_run(logged_run(provider, task, model))
         compile(code, "<snippet>", "exec")
         assert not code.startswith("# No"), code
-        leaked = [s for s in (*PRIVATE.values(), COMPATIBLE_URL, ABSENT_FOLDER, GGUF_FILE, configured,
-                              str(Path(configured).parent), "/models/clip", "/srv/weights") if s in code]
+        leaked = [
+            s
+            for s in (
+                *PRIVATE.values(),
+                COMPATIBLE_URL,
+                ABSENT_FOLDER,
+                GGUF_FILE,
+                configured,
+                str(Path(configured).parent),
+                "/models/clip",
+                "/srv/weights",
+            )
+            if s in code
+        ]
         assert leaked == [], (provider, task, code)
         if provider == "local":
             assert "model_path = 'path/to/" in code and f"model {Path(model).name!r}" in code
         else:  # the program reads the SDK's variable instead
-            var = {"openai": "OPENAI_BASE_URL", "zeta": "OPENAI_BASE_URL", "cohere": "CO_API_URL",
-                   "hf": "HF_INFERENCE_ENDPOINT"}[provider]
+            var = {
+                "openai": "OPENAI_BASE_URL",
+                "zeta": "OPENAI_BASE_URL",
+                "cohere": "CO_API_URL",
+                "hf": "HF_INFERENCE_ENDPOINT",
+            }[provider]
             assert var in code, code
 
 
@@ -325,9 +351,11 @@ def test_every_caller_in_demos_passes_the_mode(configured, monkeypatch):
     job = SimpleNamespace(params=PARAMS, call=INPUTS)
     for mode, shows in (("0", True), ("1", False)):
         monkeypatch.setenv("FMG_PUBLIC", mode)
-        programs = [reproduce.of(Task.COMPLETION, adapter, INPUTS, PARAMS),
-                    comparison._snippet(Task.COMPLETION, job, adapter, SimpleNamespace()),
-                    reproduce.for_run(logged_run("openai", Task.COMPLETION, "gpt-4o-mini"))]
+        programs = [
+            reproduce.of(Task.COMPLETION, adapter, INPUTS, PARAMS),
+            comparison._snippet(Task.COMPLETION, job, adapter, SimpleNamespace()),
+            reproduce.for_run(logged_run("openai", Task.COMPLETION, "gpt-4o-mini")),
+        ]
         assert [PRIVATE["OPENAI_BASE_URL"] in code for code in programs] == [shows] * 3, programs
 
 
@@ -340,8 +368,14 @@ def test_a_public_program_runs_against_the_server_its_variable_names(monkeypatch
         assert server.url not in code
         (tmp_path / "program.py").write_text(code)
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "CO_", "HF_", "FMG_"))}
-        out = subprocess.run([sys.executable, "program.py"], cwd=tmp_path, capture_output=True, text=True,
-                             env=clean | {"OPENAI_API_KEY": key, "OPENAI_BASE_URL": f"{server.url}/v1"},
-                             timeout=180, check=False)
+        out = subprocess.run(
+            [sys.executable, "program.py"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=clean | {"OPENAI_API_KEY": key, "OPENAI_BASE_URL": f"{server.url}/v1"},
+            timeout=180,
+            check=False,
+        )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("Echo from gpt-4o-mini: hi"), out.stdout

@@ -51,8 +51,19 @@ def photo(tmp_path) -> str:
 
 def chat(message, api_key="", **kw):
     args = {"system": "", "max_tokens": 64, "temperature": 0.7, "top_p": 1.0, "seed": -1} | kw
-    return list(completion.chat(message, [], "fake", api_key, args["system"], args["max_tokens"],
-                                args["temperature"], args["top_p"], args["seed"]))
+    return list(
+        completion.chat(
+            message,
+            [],
+            "fake",
+            api_key,
+            args["system"],
+            args["max_tokens"],
+            args["temperature"],
+            args["top_p"],
+            args["seed"],
+        )
+    )
 
 
 def run_every_tab(photo: str, api_key: str = "") -> None:
@@ -74,6 +85,7 @@ def integrity(path: pathlib.Path) -> str:
 
 
 # --- a row for every tab ---------------------------------------------------------------------------
+
 
 def test_every_tab_logs_one_row_with_provider_model_timing_and_output(fake_provider, photo, log_path):
     run_every_tab(photo)
@@ -124,6 +136,7 @@ def test_a_long_corpus_is_stored_cut_with_its_size_noted(fake_provider):
 
 # --- errors ----------------------------------------------------------------------------------------
 
+
 def test_failures_are_logged_with_the_message_the_user_saw(fake_provider, photo):
     with pytest.raises(gr.Error):
         chat("FAIL please")
@@ -165,6 +178,7 @@ def test_unexpected_exceptions_are_logged_with_their_type(fake_provider, monkeyp
 
 # --- filters and exports ---------------------------------------------------------------------------
 
+
 def test_query_filters_by_tab_provider_text_and_errors(fake_provider, photo):
     run_every_tab(photo)
     with pytest.raises(gr.Error):
@@ -188,8 +202,10 @@ def read_csv(path: pathlib.Path, db: pathlib.Path) -> list[dict]:
     convert = {"REAL": float, "INTEGER": int, "TEXT": str}
     with open(path, newline="", encoding="utf-8") as f:
         return [
-            {c: None if v == "" else json.loads(v) if c in run_log.JSON_COLUMNS else convert[types[c]](v)
-             for c, v in row.items()}
+            {
+                c: None if v == "" else json.loads(v) if c in run_log.JSON_COLUMNS else convert[types[c]](v)
+                for c, v in row.items()
+            }
             for row in csv.DictReader(f)
         ]
 
@@ -229,7 +245,7 @@ def test_export_endpoint_writes_a_file_gradio_may_serve(fake_provider, photo):
 
 def test_history_table_rows_and_previews(fake_provider, photo):
     run_every_tab(photo)
-    rows = {r[1]: dict(zip(history.COLUMNS, r)) for r in history.history("", "", "", False)}
+    rows = {r[1]: dict(zip(history.COLUMNS, r, strict=False)) for r in history.history("", "", "", False)}
     assert set(rows) == {m.TAB for m in TABS}
     assert rows["chat"]["input"] == "hello there" and rows["chat"]["output"] == "echo: hello there"
     assert rows["chat"]["tokens"] == "4 / 3"
@@ -245,6 +261,7 @@ def test_history_table_rows_and_previews(fake_provider, photo):
 
 # --- re-opening a run ------------------------------------------------------------------------------
 
+
 def test_every_tab_reopens_its_inputs_and_parameters(fake_provider, photo):
     run_every_tab(photo)
     runs = {r["tab"]: r for r in run_log.query()}
@@ -258,7 +275,14 @@ def test_every_tab_reopens_its_inputs_and_parameters(fake_provider, photo):
     assert captioning.reopen(runs["captioning"])[1:] == ["a photo of", "fake"]
     assert image_generation.reopen(runs["image-generation"]) == ["a fox", "", 2, 64, 72, 0.0, 7, "fake"]
     assert embeddings_search.reopen(runs["embeddings-search"]) == [
-        "space rockets", "cats purr\n\nrockets fly to space", None, 1, 120, "fake", False]
+        "space rockets",
+        "cats purr\n\nrockets fly to space",
+        None,
+        1,
+        120,
+        "fake",
+        False,
+    ]
 
     switch, *values = history.open_in_tab(runs["captioning"]["id"], targets)
     assert switch.selected == "captioning"
@@ -276,8 +300,10 @@ def test_image_generation_reopens_with_the_seed_it_used(fake_provider):
 
 # --- no key ever reaches the log -------------------------------------------------------------------
 
-def test_a_session_key_appears_nowhere_in_the_database_or_exports(fake_provider, photo, tmp_path, log_path,
-                                                                   monkeypatch):
+
+def test_a_session_key_appears_nowhere_in_the_database_or_exports(
+    fake_provider, photo, tmp_path, log_path, monkeypatch
+):
     env_key = "co-env-Hq3pL9sV6dWuR1nC"
     monkeypatch.setenv("CO_API_KEY", env_key)
     run_every_tab(photo, api_key=SECRET)
@@ -305,6 +331,7 @@ def test_a_session_key_appears_nowhere_in_the_database_or_exports(fake_provider,
 
 
 # --- the off switch, and failures that must not break a run ----------------------------------------
+
 
 @pytest.mark.parametrize("value", ["off", "OFF", "0", "false"])
 def test_the_off_switch_records_nothing(fake_provider, photo, log_path, monkeypatch, value):
@@ -353,14 +380,16 @@ def test_the_schema_and_journal_mode(log_path):
 
 # --- concurrency and crashes -----------------------------------------------------------------------
 
+
 def test_concurrent_writers_lose_nothing(log_path):
     threads, per_thread, failures = 8, 50, []
 
     def write(t: int) -> None:
         try:
             for i in range(per_thread):
-                with run_log.run(tab="captioning", task=Task.CAPTIONING, provider="fake",
-                                 inputs={"writer": t, "i": i}) as run:
+                with run_log.run(
+                    tab="captioning", task=Task.CAPTIONING, provider="fake", inputs={"writer": t, "i": i}
+                ) as run:
                     run.done(fake_result(i), output=f"{t}-{i}")
         except Exception as err:  # pragma: no cover - reported below
             failures.append(err)
@@ -413,8 +442,9 @@ def test_rows_still_queued_at_a_normal_exit_are_written(log_path):
         "holder.execute('ROLLBACK')\n"
         "holder.close()\n"
     )  # and exits at once, without reading anything back
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)},
-                   check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, check=True, timeout=60
+    )
     assert sorted(r["output"] for r in run_log.query(limit=None) if r["output"] is not None) == list(range(50))
 
 
@@ -443,8 +473,13 @@ while True:
 def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_path):
     committed = []
     for round_ in range(3):  # each round reopens what the previous kill left
-        proc = subprocess.Popen([sys.executable, "-c", WRITER], cwd=ROOT, stdout=subprocess.PIPE, text=True,
-                                env=os.environ | {"PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=os.environ | {"PYTHONPATH": str(ROOT)},
+        )
         try:
             target = len(committed) + 60 + 17 * round_
             while len(committed) < target:
@@ -489,14 +524,19 @@ def test_writes_from_a_second_process_meanwhile(log_path):
 
 # --- image files within their budget ---------------------------------------------------------------
 
+
 def noise(seed: int, side: int = 64) -> Image.Image:
     """A picture PNG cannot compress: its file is about side * side * 3 bytes."""
     return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8))
 
 
 def image_files(log_path: pathlib.Path) -> list[pathlib.Path]:
-    return [p for sub in ("images", "uploads") if (log_path.parent / sub).exists()
-            for p in (log_path.parent / sub).iterdir()]
+    return [
+        p
+        for sub in ("images", "uploads")
+        if (log_path.parent / sub).exists()
+        for p in (log_path.parent / sub).iterdir()
+    ]
 
 
 def record(i: int, upload: Image.Image | None = None) -> dict:

@@ -36,17 +36,18 @@ def test_rerank_without_a_cohere_key_says_what_to_set(fake_provider, cohere):
     assert cohere.requests == []  # a key typed for another provider is never sent to Cohere
 
 
-def test_rerank_that_cannot_run_fails_before_any_embedding_with_advice_that_applies(fake_provider, cohere,
-                                                                                     monkeypatch):
+def test_rerank_that_cannot_run_fails_before_any_embedding_with_advice_that_applies(fake_provider, cohere, monkeypatch):
     """A key typed for another provider never goes to Cohere, so "type a key" cannot help there."""
     from tests.fakes import providers as fake
 
     embedded = []
     real = fake.FakeEmbedder._embed
-    monkeypatch.setattr(fake.FakeEmbedder, "_embed",
-                        lambda self, texts, kind: embedded.append(texts) or real(self, texts, kind))
+    monkeypatch.setattr(
+        fake.FakeEmbedder, "_embed", lambda self, texts, kind: embedded.append(texts) or real(self, texts, kind)
+    )
     with pytest.raises(gr.Error) as info:
         embeddings_search.search("apples", CORPUS, None, 2, 120, "fake", "some-other-vendor-key", True)
     assert embedded == [] and cohere.requests == []  # checked before the corpus or the query was embedded
-    assert info.value.message == ("Reranking uses Cohere: set CO_API_KEY, or pick Cohere as the provider and "
-                                  "type its key.")
+    assert info.value.message == (
+        "Reranking uses Cohere: set CO_API_KEY, or pick Cohere as the provider and type its key."
+    )

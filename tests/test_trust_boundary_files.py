@@ -45,6 +45,7 @@ e2e = pytest.mark.e2e
 
 # --- images made byte by byte: a bomb is a few KB on disk and never exists decoded here ------------
 
+
 def png(width: int, height: int, mode: str = "1", noise: bool = False) -> bytes:
     """A PNG of one colour (`noise=False`: compresses to almost nothing) or of random pixels
     (stored uncompressed, so the file is as big as its pixels), in mode "1" or "RGB"."""
@@ -52,7 +53,7 @@ def png(width: int, height: int, mode: str = "1", noise: bool = False) -> bytes:
     z = zlib.compressobj(0 if noise else 9)
     if noise:
         data = os.urandom(row_bytes * height)
-        idat = b"".join(z.compress(b"\0" + data[y * row_bytes:(y + 1) * row_bytes]) for y in range(height))
+        idat = b"".join(z.compress(b"\0" + data[y * row_bytes : (y + 1) * row_bytes]) for y in range(height))
     else:
         row = bytes(row_bytes + 1)  # filter byte 0, then black pixels
         full, rest = divmod(height, 64)
@@ -79,6 +80,7 @@ def test_the_png_maker_makes_what_pillow_reads():
 
 
 # --- check_files on its own ----------------------------------------------------------------------
+
 
 @pytest.fixture
 def roots(tmp_path):
@@ -139,20 +141,23 @@ def test_one_bad_reference_anywhere_refuses_the_event(roots):
     assert refused([({"nested": [[{"deeper": bad}]]},)], [root])
 
 
-@pytest.mark.parametrize("ref", [
-    {"path": "PATH", "url": "data:image/png;base64,AAAA"},  # an upload's path does not excuse a data: URL
-    {"path": None, "url": "DATA:image/png;base64,AAAA"},
-    {"url": "data:image/png;base64,AAAA"},
-    {"path": "data:image/png;base64,AAAA"},
-    {"path": "http://127.0.0.1:9/x.png"},
-    {"path": None, "url": "http://127.0.0.1:9/x.png"},
-    {"path": "file:///etc/passwd"},
-    {"path": "PATH\0.png"},
-    {"path": ["PATH"]},
-    {"path": {"path": "PATH"}},
-    {"path": "ROOT"},  # the folder itself, or a folder in it, is not an upload
-    {"path": "ROOT/abc123"},
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"path": "PATH", "url": "data:image/png;base64,AAAA"},  # an upload's path does not excuse a data: URL
+        {"path": None, "url": "DATA:image/png;base64,AAAA"},
+        {"url": "data:image/png;base64,AAAA"},
+        {"path": "data:image/png;base64,AAAA"},
+        {"path": "http://127.0.0.1:9/x.png"},
+        {"path": None, "url": "http://127.0.0.1:9/x.png"},
+        {"path": "file:///etc/passwd"},
+        {"path": "PATH\0.png"},
+        {"path": ["PATH"]},
+        {"path": {"path": "PATH"}},
+        {"path": "ROOT"},  # the folder itself, or a folder in it, is not an upload
+        {"path": "ROOT/abc123"},
+    ],
+)
 def test_urls_data_and_odd_paths_are_refused(roots, ref):
     root, upload, _ = roots
 
@@ -190,13 +195,15 @@ def test_a_bare_value_for_a_file_input_is_refused(roots, value):
 
 # --- through the real server ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server():
     registry.register(fake.provider())
     import app
 
-    app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True,
-                    **app.launch_options())
+    app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_options()
+    )
     try:
         yield app.demo
     finally:
@@ -254,14 +261,19 @@ def payload(demo, api_name: str, image) -> list:
 def raw_call(demo, api_name: str, image) -> dict:
     """Join the queue as the page does, with any JSON for the image; the final message."""
     session = uuid.uuid4().hex
-    body = {"data": payload(demo, api_name, image), "fn_index": fn_index(demo, api_name), "session_hash": session,
-            "event_data": None, "trigger_id": None}
+    body = {
+        "data": payload(demo, api_name, image),
+        "fn_index": fn_index(demo, api_name),
+        "session_hash": session,
+        "event_data": None,
+        "trigger_id": None,
+    }
     with httpx.Client(base_url=demo.local_url, timeout=60) as http:
         http.post("gradio_api/queue/join", json=body).raise_for_status()
         with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as response:
             for line in response.iter_lines():
                 if line.startswith("data:") and "process_completed" in line:
-                    return json.loads(line[len("data:"):])
+                    return json.loads(line[len("data:") :])
     raise AssertionError("the event never completed")
 
 
@@ -282,15 +294,20 @@ def server_files(tmp_path) -> dict[str, str]:
     Image.new("RGB", (30, 20), "red").save(image)
     secret = tmp_path / "secret.txt"
     secret.write_text("OPENAI_API_KEY=sk-this-must-not-leak")
-    return {"image": str(image), "secret": str(secret), "environ": "/proc/self/environ",
-            "missing": str(tmp_path / "no-such-file.png")}
+    return {
+        "image": str(image),
+        "secret": str(secret),
+        "environ": "/proc/self/environ",
+        "missing": str(tmp_path / "no-such-file.png"),
+    }
 
 
 @e2e
 @pytest.mark.parametrize("api_name", ["caption", "classify", "compare"])
 @pytest.mark.parametrize("with_meta", [True, False], ids=["filedata", "no-meta"])
-def test_a_server_path_is_refused_the_same_way_whether_or_not_it_exists(server, vendor_calls, server_files,
-                                                                         api_name, with_meta):
+def test_a_server_path_is_refused_the_same_way_whether_or_not_it_exists(
+    server, vendor_calls, server_files, api_name, with_meta
+):
     for name, path in server_files.items():
         ref = meta(path) if with_meta else {"path": path}
         assert error_of(server, api_name, ref) == NOT_AN_UPLOAD, name
@@ -331,15 +348,19 @@ def test_a_data_uri_beside_a_real_upload_is_refused(server, vendor_calls, with_m
 
 
 @e2e
-@pytest.mark.parametrize("image", [
-    meta("x.png") | {"url": data_uri(png(8, 8))},
-    {"path": "x.png", "url": data_uri(png(8, 8))},
-    {"path": None, "url": data_uri(png(8, 8))},
-    {"url": data_uri(png(8, 8))},
-    data_uri(png(8, 8)),  # a bare string, as a data: URI
-    "/proc/self/environ",
-    "http://127.0.0.1:9/x.png",
-], ids=["filedata-url", "no-meta-url", "url-only-with-none-path", "url-only", "bare-data", "bare-path", "bare-url"])
+@pytest.mark.parametrize(
+    "image",
+    [
+        meta("x.png") | {"url": data_uri(png(8, 8))},
+        {"path": "x.png", "url": data_uri(png(8, 8))},
+        {"path": None, "url": data_uri(png(8, 8))},
+        {"url": data_uri(png(8, 8))},
+        data_uri(png(8, 8)),  # a bare string, as a data: URI
+        "/proc/self/environ",
+        "http://127.0.0.1:9/x.png",
+    ],
+    ids=["filedata-url", "no-meta-url", "url-only-with-none-path", "url-only", "bare-data", "bare-path", "bare-url"],
+)
 def test_a_data_uri_or_a_bare_string_is_refused(server, vendor_calls, image):
     for api_name in ("caption", "classify", "compare"):
         assert error_of(server, api_name, image) == NOT_AN_UPLOAD, api_name
@@ -404,18 +425,28 @@ def test_a_data_uri_bomb_is_refused_before_it_is_decoded(tmp_path):
     peak memory rose by 740 MB). Beside a real upload's path, as a page could send it."""
     files = [tmp_path / "photo.png"]
     files[0].write_bytes(png(8, 8))
-    for name, image in (("small", png(8, 8)), ("bomb-400mp", png(20000, 20000)),
-                        ("bomb-79mp-rgb", png(8900, 8900, "RGB"))):
+    for name, image in (
+        ("small", png(8, 8)),
+        ("bomb-400mp", png(20000, 20000)),
+        ("bomb-79mp-rgb", png(8900, 8900, "RGB")),
+    ):
         files.append(tmp_path / f"{name}.txt")
         files[-1].write_text(data_uri(image))
     script = tmp_path / "memory_probe.py"
     script.write_text(MEMORY_PROBE)
     env = {**os.environ, "FMG_RUN_LOG": "off", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, str(script), *map(str, files)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=180, check=False)
+    done = subprocess.run(
+        [sys.executable, str(script), *map(str, files)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, done.stderr[-3000:]
-    results = json.loads(lines[-1][len("RESULT "):])
+    results = json.loads(lines[-1][len("RESULT ") :])
     assert [r["bomb"] for r in results] == ["bomb-400mp.txt"] * 2 + ["bomb-79mp-rgb.txt"] * 2
     for r in results:
         assert r["error"] == NOT_AN_UPLOAD, r
@@ -448,8 +479,9 @@ def web_server(monkeypatch):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    monkeypatch.setattr(processing_utils, "PUBLIC_HOSTNAME_WHITELIST",
-                        [*processing_utils.PUBLIC_HOSTNAME_WHITELIST, "127.0.0.1"])
+    monkeypatch.setattr(
+        processing_utils, "PUBLIC_HOSTNAME_WHITELIST", [*processing_utils.PUBLIC_HOSTNAME_WHITELIST, "127.0.0.1"]
+    )
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     try:
@@ -530,6 +562,7 @@ def test_the_example_images_still_work(server, vendor_calls):
 
 # --- the image limits, with files uploaded through the server -------------------------------------
 
+
 def upload_file(tmp_path, name: str, data: bytes):
     path = tmp_path / name
     path.write_bytes(data)
@@ -545,8 +578,9 @@ PILLOW_DEFAULT_PIXELS = 89_478_485  # Image.MAX_IMAGE_PIXELS as Pillow ships it 
 
 @e2e
 @pytest.mark.parametrize("pillow_limit", ["app", "pillow-default"])
-def test_an_image_over_40_megapixels_is_refused_before_it_is_decoded(client, vendor_calls, tmp_path, monkeypatch,
-                                                                     pillow_limit):
+def test_an_image_over_40_megapixels_is_refused_before_it_is_decoded(
+    client, vendor_calls, tmp_path, monkeypatch, pillow_limit
+):
     """48 MP: under Pillow's own refusal. With Pillow's default limit the app's check is all there is
     (as in a tab launched on its own, without `app.build()`)."""
     assert Image.MAX_IMAGE_PIXELS == inputs.MAX_IMAGE_PIXELS  # app.build() set Pillow's limit to the app's

@@ -26,7 +26,7 @@ def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall(truth: np.ndarray, found: np.ndarray) -> float:
-    return float(np.mean([len(set(t) & set(f)) / len(t) for t, f in zip(truth, found)]))
+    return float(np.mean([len(set(t) & set(f)) / len(t) for t, f in zip(truth, found, strict=False)]))
 
 
 def test_exact_index_returns_the_exact_top_k_best_first():

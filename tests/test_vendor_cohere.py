@@ -393,9 +393,16 @@ def test_embeddings_429_honours_retry_after(server):
 
 def test_retry_after_as_an_http_date_is_read_against_the_servers_clock(server):
     server_now = time.time() - 3600  # a server clock an hour behind: the date is past by this machine's
-    server.script(cohere_server.error(429, "too many requests", headers={
-        "Date": email.utils.formatdate(server_now, usegmt=True),
-        "Retry-After": email.utils.formatdate(server_now + 1, usegmt=True)}))
+    server.script(
+        cohere_server.error(
+            429,
+            "too many requests",
+            headers={
+                "Date": email.utils.formatdate(server_now, usegmt=True),
+                "Retry-After": email.utils.formatdate(server_now + 1, usegmt=True),
+            },
+        )
+    )
     started = time.monotonic()
     embedder().embed(["a"])
     assert len(server.requests) == 2 and time.monotonic() - started >= 1.0

@@ -202,8 +202,14 @@ def test_image_generation(server):
     assert request.headers["accept"] == "image/png"
     assert request.json() == {
         "inputs": "a red fox",
-        "parameters": {"negative_prompt": "blurry", "height": 64, "width": 96, "num_inference_steps": 4,
-                       "guidance_scale": 3.5, "seed": 513},
+        "parameters": {
+            "negative_prompt": "blurry",
+            "height": 64,
+            "width": 96,
+            "num_inference_steps": 4,
+            "guidance_scale": 3.5,
+            "seed": 513,
+        },
     }
 
 
@@ -285,9 +291,16 @@ def test_429_waits_for_retry_after_then_succeeds(server):
 
 def test_retry_after_as_an_http_date_is_read_against_the_servers_clock(server):
     server_now = time.time() - 3600  # a server clock an hour behind: the date is past by this machine's
-    server.script(Reply(429, json={"error": "Rate limit reached"}, headers={
-        "Date": email.utils.formatdate(server_now, usegmt=True),
-        "Retry-After": email.utils.formatdate(server_now + 1, usegmt=True)}))
+    server.script(
+        Reply(
+            429,
+            json={"error": "Rate limit reached"},
+            headers={
+                "Date": email.utils.formatdate(server_now, usegmt=True),
+                "Retry-After": email.utils.formatdate(server_now + 1, usegmt=True),
+            },
+        )
+    )
     started = time.monotonic()
     embedder().embed(["x"])
     assert len(server.requests) == 2 and time.monotonic() - started >= 1.0
@@ -332,8 +345,9 @@ def test_slow_first_token_fails_at_the_first_token_deadline(server, monkeypatch)
 def test_stream_stalling_midway_is_cut_by_the_idle_deadline(server, monkeypatch):
     monkeypatch.setenv("FMG_FIRST_TOKEN_TIMEOUT_S", "1")
     model = "Qwen/Qwen2.5-7B-Instruct"
-    frames = sse(chat_chunk(model, "Once "), chat_chunk(model, "upon "), chat_chunk(model, "", finish="stop"),
-                 done="[DONE]")
+    frames = sse(
+        chat_chunk(model, "Once "), chat_chunk(model, "upon "), chat_chunk(model, "", finish="stop"), done="[DONE]"
+    )
     server.script(Reply(sse=frames, interval_s=3))  # "Once " at once, then 3 s between chunks
     stream = completer().stream(CHAT)
     assert list(stream) == ["Once "]  # cut before the next chunk came, 3 s later
@@ -343,8 +357,14 @@ def test_stream_stalling_midway_is_cut_by_the_idle_deadline(server, monkeypatch)
 
 def test_stream_cut_keeps_the_text_so_far(server):
     model = "Qwen/Qwen2.5-7B-Instruct"
-    frames = sse(chat_chunk(model, "Once "), chat_chunk(model, "upon "), chat_chunk(model, "a time"),
-                 chat_chunk(model, "", finish="stop"), usage_chunk(model, 3, 3), done="[DONE]")
+    frames = sse(
+        chat_chunk(model, "Once "),
+        chat_chunk(model, "upon "),
+        chat_chunk(model, "a time"),
+        chat_chunk(model, "", finish="stop"),
+        usage_chunk(model, 3, 3),
+        done="[DONE]",
+    )
     server.script(Reply(sse=frames, cut_after=2))
     stream = completer().stream(CHAT)
     assert list(stream) == ["Once ", "upon "]
@@ -364,11 +384,14 @@ def test_stream_error_event_before_any_text_is_raised(server):
     assert_clean(str(err.value))
 
 
-@pytest.mark.parametrize("reply", [
-    Reply(body=b'[{"label": "a cat", "score": 0.9', headers={"Content-Type": "application/json"}),
-    Reply(json={"label": "a cat"}),  # valid JSON, wrong shape
-    Reply(json=[{"label": "a cat", "score": 1.0}]),  # labels missing
-])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(body=b'[{"label": "a cat", "score": 0.9', headers={"Content-Type": "application/json"}),
+        Reply(json={"label": "a cat"}),  # valid JSON, wrong shape
+        Reply(json=[{"label": "a cat", "score": 1.0}]),  # labels missing
+    ],
+)
 def test_malformed_zero_shot_answer(server, reply):
     server.script(reply)
     with pytest.raises(ProviderError) as err:
@@ -378,7 +401,7 @@ def test_malformed_zero_shot_answer(server, reply):
 
 
 def test_malformed_stream_frame(server):
-    server.script(Reply(sse=["data: {\"choices\": [\n\n"]))
+    server.script(Reply(sse=['data: {"choices": [\n\n']))
     with pytest.raises(ProviderError, match="could not read"):
         completer().complete(CHAT)
 
@@ -401,9 +424,7 @@ def test_model_loading_longer_than_the_deadline_says_so(server):
     server.script(loading(EMBED_MODEL, 20.0))
     with pytest.raises(ProviderError) as err:
         embedder().embed(["x"])
-    assert str(err.value) == (
-        f"Hugging Face: the model {EMBED_MODEL} is loading (about 20 s): try again in a minute."
-    )
+    assert str(err.value) == (f"Hugging Face: the model {EMBED_MODEL} is loading (about 20 s): try again in a minute.")
     assert err.value.status == 503 and len(server.requests) == 1  # not retried: 20 s is past the deadline
 
 

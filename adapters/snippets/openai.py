@@ -67,44 +67,75 @@ def _client(endpoint: Endpoint, call: Call) -> _Client:
 
 def completion(endpoint: Endpoint, call: Call) -> str:
     client = _client(endpoint, call)
-    request = {"model": call.model, "messages": Expr("messages"), client.token_param: call.max_tokens,
-               "temperature": call.temperature, "top_p": call.top_p}
+    request = {
+        "model": call.model,
+        "messages": Expr("messages"),
+        client.token_param: call.max_tokens,
+        "temperature": call.temperature,
+        "top_p": call.top_p,
+    }
     if call.seed is not None:
         request["seed"] = call.seed
     request |= {"stream": True, "stream_options": {"include_usage": True}}
-    return program(call, client.imports, client.setup, assign("messages", call.messages), [
-        seed_note(call),
-        "stream = " + invoke("client.chat.completions.create", request),
-        "for chunk in stream:",
-        "    if chunk.choices and chunk.choices[0].delta.content:",
-        '        print(chunk.choices[0].delta.content, end="", flush=True)',
-        "    if chunk.usage:",
-        '        print(f"\\n[{chunk.usage.prompt_tokens} tokens in, {chunk.usage.completion_tokens} out]")',
-    ])
+    return program(
+        call,
+        client.imports,
+        client.setup,
+        assign("messages", call.messages),
+        [
+            seed_note(call),
+            "stream = " + invoke("client.chat.completions.create", request),
+            "for chunk in stream:",
+            "    if chunk.choices and chunk.choices[0].delta.content:",
+            '        print(chunk.choices[0].delta.content, end="", flush=True)',
+            "    if chunk.usage:",
+            '        print(f"\\n[{chunk.usage.prompt_tokens} tokens in, {chunk.usage.completion_tokens} out]")',
+        ],
+    )
 
 
-def _vision(endpoint: Endpoint, call: Call, text: str, max_tokens: int, extra: dict[str, Any],
-            show: list[str]) -> str:
+def _vision(endpoint: Endpoint, call: Call, text: str, max_tokens: int, extra: dict[str, Any], show: list[str]) -> str:
     client = _client(endpoint, call)
     content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": Expr("image_url")}}]
-    request = {"model": call.model, "messages": [{"role": "user", "content": content}],
-               client.token_param: max_tokens, **extra}
-    return program(call, [*client.imports, *IMAGE_DATA_URI_IMPORTS], client.setup, IMAGE_DATA_URI,
-                   ["response = " + invoke("client.chat.completions.create", request), *show])
+    request = {
+        "model": call.model,
+        "messages": [{"role": "user", "content": content}],
+        client.token_param: max_tokens,
+        **extra,
+    }
+    return program(
+        call,
+        [*client.imports, *IMAGE_DATA_URI_IMPORTS],
+        client.setup,
+        IMAGE_DATA_URI,
+        ["response = " + invoke("client.chat.completions.create", request), *show],
+    )
 
 
 def captioning(endpoint: Endpoint, call: Call) -> str:
-    return _vision(endpoint, call, call.prompt or openai_api.CAPTION_PROMPT, openai_api.CAPTION_MAX_TOKENS, {},
-                   ["print(response.choices[0].message.content)"])
+    return _vision(
+        endpoint,
+        call,
+        call.prompt or openai_api.CAPTION_PROMPT,
+        openai_api.CAPTION_MAX_TOKENS,
+        {},
+        ["print(response.choices[0].message.content)"],
+    )
 
 
 def zero_shot(endpoint: Endpoint, call: Call) -> str:
     max_tokens = 100 + sum(len(label) // 3 + 10 for label in call.labels)  # as OpenAIClassifier asks
     return _vision(
-        endpoint, call, openai_api.zero_shot_prompt(call.labels), max_tokens,
+        endpoint,
+        call,
+        openai_api.zero_shot_prompt(call.labels),
+        max_tokens,
         {"temperature": 0, "response_format": {"type": "json_object"}},
-        ["# The model states its scores as JSON (not calibrated probabilities); the app scales them to sum to 1.",
-         "print(response.choices[0].message.content)"])
+        [
+            "# The model states its scores as JSON (not calibrated probabilities); the app scales them to sum to 1.",
+            "print(response.choices[0].message.content)",
+        ],
+    )
 
 
 def image_generation(endpoint: Endpoint, call: Call) -> str:
@@ -112,23 +143,34 @@ def image_generation(endpoint: Endpoint, call: Call) -> str:
     request = {"model": call.model, "prompt": Expr("prompt"), "n": 1, "size": f"{call.width}x{call.height}"}
     if not call.model.startswith(openai_api.B64_ONLY_MODELS):
         request["response_format"] = "b64_json"
-    return program(call, [*client.imports, "import base64", "from pathlib import Path"], client.setup,
-                   assign("prompt", call.prompt or ""), [
-        "# OpenAI image models take no steps or guidance.",
-        seed_note(call, takes_seed=False),
-        "response = " + invoke("client.images.generate", request),
-        f'Path({IMAGE_FILE!r}).write_bytes(base64.b64decode(response.data[0].b64_json))',
-    ])
+    return program(
+        call,
+        [*client.imports, "import base64", "from pathlib import Path"],
+        client.setup,
+        assign("prompt", call.prompt or ""),
+        [
+            "# OpenAI image models take no steps or guidance.",
+            seed_note(call, takes_seed=False),
+            "response = " + invoke("client.images.generate", request),
+            f"Path({IMAGE_FILE!r}).write_bytes(base64.b64decode(response.data[0].b64_json))",
+        ],
+    )
 
 
 def embeddings(endpoint: Endpoint, call: Call) -> str:
     client = _client(endpoint, call)
-    return program(call, [*client.imports, "import json", "import numpy as np"], client.setup, function(
-        "def embed(texts, kind):  # OpenAI embeddings are symmetric: kind changes nothing",
-        f"    response = client.embeddings.create(model={call.model!r}, input=texts)",
-        "    vectors = np.array([item.embedding for item in response.data], dtype=np.float32)",
-        UNIT_ROWS,
-    ), search_tail(call))
+    return program(
+        call,
+        [*client.imports, "import json", "import numpy as np"],
+        client.setup,
+        function(
+            "def embed(texts, kind):  # OpenAI embeddings are symmetric: kind changes nothing",
+            f"    response = client.embeddings.create(model={call.model!r}, input=texts)",
+            "    vectors = np.array([item.embedding for item in response.data], dtype=np.float32)",
+            UNIT_ROWS,
+        ),
+        search_tail(call),
+    )
 
 
 TEMPLATES = {

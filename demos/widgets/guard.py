@@ -41,8 +41,9 @@ def _file_positions(blocks: gr.Blocks, block_fn) -> list[int]:
     for i, block in enumerate(block_fn.inputs):
         model = getattr(block, "data_model", None)
         # gr.Image's ImageData is not a FileData subclass, yet it is a file reference all the same
-        if isinstance(model, type) and (issubclass(model, (FileData, ImageData, ListFiles))
-                                        or "path" in getattr(model, "model_fields", {})):
+        if isinstance(model, type) and (
+            issubclass(model, (FileData, ImageData, ListFiles)) or "path" in getattr(model, "model_fields", {})
+        ):
             out.append(i)
     return out
 
@@ -65,11 +66,18 @@ def _fair_push(queue, original):
         if public.enabled():
             limit = public.limits().events_per_visitor
             who = visitors.of(request, username).id
-            mine = sum(1 for event in list(queue.event_ids_to_events.values())
-                       if visitors.of(event.request, event.username).id == who)
+            mine = sum(
+                1
+                for event in list(queue.event_ids_to_events.values())
+                if visitors.of(event.request, event.username).id == who
+            )
             if mine >= limit:
-                return (False, f"You already have {mine} requests waiting or running, the most this public Space "
-                               "takes from one visitor at a time: wait for them to finish.", "queue_full")
+                return (
+                    False,
+                    f"You already have {mine} requests waiting or running, the most this public Space "
+                    "takes from one visitor at a time: wait for them to finish.",
+                    "queue_full",
+                )
         return await original(body=body, request=request, username=username)
 
     return push

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import gradio as gr
 
-from gradio.events import Dependency
-
 class ImageUpload(gr.Image):
     is_template = True  # rendered by the page as a plain gr.Image
 

@@ -35,13 +35,17 @@ def _state(task: Task) -> tuple[list[tuple[str, str]], str | None, str]:
     options = registry.options(task)
     serving = [o for o in options if o.model is not None]
     choices = [
-        (f"{o.label} · {_short(boundary.shown_model(o.model))}" if o.usable else f"{o.label} (not ready)", o.provider) for o in serving
+        (f"{o.label} · {_short(boundary.shown_model(o.model))}" if o.usable else f"{o.label} (not ready)", o.provider)
+        for o in serving
     ]
     value = next((o.provider for o in serving if o.usable), serving[0].provider if serving else None)
     unusable = [o for o in options if not o.usable]
     notes = boundary.scrub("\n".join(f"- **{o.label}**: {o.reason}" for o in unusable))
-    return choices, value, (f"<details><summary>Why some providers are not ready</summary>\n\n{notes}\n</details>"
-                            if notes else "")
+    return (
+        choices,
+        value,
+        (f"<details><summary>Why some providers are not ready</summary>\n\n{notes}\n</details>" if notes else ""),
+    )
 
 
 def _short(model: str | None) -> str:
@@ -56,11 +60,18 @@ def build(task: Task) -> Picker:
     choices, value, notes = _state(task)
     with gr.Row():
         provider = gr.Dropdown(
-            choices=choices, value=value, label="Provider", allow_custom_value=True, scale=2,
+            choices=choices,
+            value=value,
+            label="Provider",
+            allow_custom_value=True,
+            scale=2,
             info="Where the model runs: on this machine, or at a hosted vendor.",
         )
         api_key = gr.Textbox(
-            label="API key for this session (optional)", type="password", scale=2, max_lines=1,
+            label="API key for this session (optional)",
+            type="password",
+            scale=2,
+            max_lines=1,
             placeholder="Used only for your calls; never stored or logged",
         )
     note_box = gr.Markdown(notes)

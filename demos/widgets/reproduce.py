@@ -41,8 +41,7 @@ def show(code: str | None) -> str:
 def code_box() -> gr.Code:
     """The accordion and its code viewer (inside the current layout block)."""
     with gr.Accordion(LABEL, open=False):
-        return gr.Code(language="python", show_label=False, interactive=False, lines=6, max_lines=40,
-                       buttons=["copy"])
+        return gr.Code(language="python", show_label=False, interactive=False, lines=6, max_lines=40, buttons=["copy"])
 
 
 def box() -> Box:
@@ -51,8 +50,15 @@ def box() -> Box:
 
 def of(task: Task, adapter: Any, inputs: dict, params: dict) -> str:
     """The program for a call `adapter` just made (its session key, if any, is scrubbed too)."""
-    return snippets.snippet(task, adapter.provider, adapter.model, inputs, params,
-                            secrets=[getattr(adapter, "api_key", None)], public=public.enabled())
+    return snippets.snippet(
+        task,
+        adapter.provider,
+        adapter.model,
+        inputs,
+        params,
+        secrets=[getattr(adapter, "api_key", None)],
+        public=public.enabled(),
+    )
 
 
 def for_run(run: dict | None) -> str:
@@ -75,5 +81,12 @@ def for_run(run: dict | None) -> str:
             notes.append("The run log kept only the start of the corpus: the passages below are incomplete.")
     if inputs.get("files"):
         notes.append("The run also searched uploaded files, which the run log does not keep.")
-    return snippets.snippet(run.get("task") or "", run.get("provider") or "", run.get("model"), inputs, params,
-                            notes=notes, public=public.enabled())
+    return snippets.snippet(
+        run.get("task") or "",
+        run.get("provider") or "",
+        run.get("model"),
+        inputs,
+        params,
+        notes=notes,
+        public=public.enabled(),
+    )

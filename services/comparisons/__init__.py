@@ -36,11 +36,14 @@ MIN_TARGETS, MAX_TARGETS = 2, 6
 LETTERS = "ABCDEF"
 DEFAULT_TIMEOUT_S = 120.0  # local models on CPU take their time; vendors have their own, shorter deadline
 MAX_WAITING_VOTES = 256  # blind comparisons kept for a vote; the oldest are dropped first
-NOT_WAITING = ("This comparison is not waiting for your vote: it was voted on already, was not blind, is too "
-               "old, or was run by someone else. Run a new comparison.")
+NOT_WAITING = (
+    "This comparison is not waiting for your vote: it was voted on already, was not blind, is too "
+    "old, or was run by someone else. Run a new comparison."
+)
 
 
 # --- the input, checked once ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Form:
@@ -88,9 +91,13 @@ def prepare(task: Task, form: Form) -> Job:
 
 def _completion_job(form: Form) -> Job:
     messages = inputs.check_messages([{"role": "user", "content": form.prompt or ""}])
-    params = inputs.check_completion_params(CompletionParams(
-        max_tokens=boundary.capped("max_tokens", form.max_tokens, "max_tokens"), temperature=form.temperature,
-        seed=_seed(form.seed)))
+    params = inputs.check_completion_params(
+        CompletionParams(
+            max_tokens=boundary.capped("max_tokens", form.max_tokens, "max_tokens"),
+            temperature=form.temperature,
+            seed=_seed(form.seed),
+        )
+    )
 
     def run(adapter, emit):
         stream = adapter.stream(messages, params)
@@ -99,8 +106,13 @@ def _completion_job(form: Form) -> Job:
         result = stream.result
         return Cell(result, result.text, f"⚠️ cut off: {result.cut}" if result.cut else "")
 
-    return Job(run, {"prompt": messages[-1]["content"]}, asdict(params), {"messages": messages},
-               access.Work(input_chars=len(messages[-1]["content"]), output_tokens=params.max_tokens))
+    return Job(
+        run,
+        {"prompt": messages[-1]["content"]},
+        asdict(params),
+        {"messages": messages},
+        access.Work(input_chars=len(messages[-1]["content"]), output_tokens=params.max_tokens),
+    )
 
 
 def _zero_shot_job(form: Form) -> Job:
@@ -108,10 +120,17 @@ def _zero_shot_job(form: Form) -> Job:
 
     def run(adapter, emit):
         result = adapter.classify(image, labels)
-        return Cell(result, dict(result.scores), "" if result.calibrated else "scores are the model's guess, not calibrated")
+        return Cell(
+            result, dict(result.scores), "" if result.calibrated else "scores are the model's guess, not calibrated"
+        )
 
-    return Job(run, {"image": run_log.Upload(form.image), "labels": labels}, {}, {"labels": labels},
-               access.Work(input_chars=sum(map(len, labels)) + 500, output_tokens=300, images_in=1))
+    return Job(
+        run,
+        {"image": run_log.Upload(form.image), "labels": labels},
+        {},
+        {"labels": labels},
+        access.Work(input_chars=sum(map(len, labels)) + 500, output_tokens=300, images_in=1),
+    )
 
 
 def _captioning_job(form: Form) -> Job:
@@ -121,26 +140,38 @@ def _captioning_job(form: Form) -> Job:
         result = adapter.caption(image, prompt)
         return Cell(result, result.text)
 
-    return Job(run, {"image": run_log.Upload(form.image), "prompt": prompt}, {}, {"prompt": prompt},
-               access.Work(input_chars=len(prompt or "") + 500, output_tokens=300, images_in=1))
+    return Job(
+        run,
+        {"image": run_log.Upload(form.image), "prompt": prompt},
+        {},
+        {"prompt": prompt},
+        access.Work(input_chars=len(prompt or "") + 500, output_tokens=300, images_in=1),
+    )
 
 
 def _image_generation_job(form: Form) -> Job:
     prompt = inputs.check_prompt(form.prompt)
     seed = _seed(form.seed)
-    params = inputs.check_image_params(ImageParams(
-        steps=boundary.capped("steps", form.steps, "steps"), width=boundary.capped("width", form.width, "image_side"),
-        height=boundary.capped("height", form.height, "image_side"),
-        seed=random.randrange(2**31) if seed is None else seed,  # one seed for all: a fair comparison
-    ))
+    params = inputs.check_image_params(
+        ImageParams(
+            steps=boundary.capped("steps", form.steps, "steps"),
+            width=boundary.capped("width", form.width, "image_side"),
+            height=boundary.capped("height", form.height, "image_side"),
+            seed=random.randrange(2**31) if seed is None else seed,  # one seed for all: a fair comparison
+        )
+    )
 
     def run(adapter, emit):
         result = adapter.generate(prompt, params)
-        return Cell(result, result.images[0],
-                    f"seed {result.seed}" if result.seed is not None else "this provider takes no seed")
+        return Cell(
+            result,
+            result.images[0],
+            f"seed {result.seed}" if result.seed is not None else "this provider takes no seed",
+        )
 
-    return Job(run, {"prompt": prompt}, asdict(params), {"prompt": prompt},
-               access.Work(input_chars=len(prompt), images_out=1))
+    return Job(
+        run, {"prompt": prompt}, asdict(params), {"prompt": prompt}, access.Work(input_chars=len(prompt), images_out=1)
+    )
 
 
 def _embeddings_job(form: Form) -> Job:
@@ -156,15 +187,20 @@ def _embeddings_job(form: Form) -> Job:
         built, cached = corpus_index(adapter, passages)
         result = adapter.embed([query], kind="query")
         scores, ids = built.index.search(result.vectors, top_k)
-        hits = [[rank + 1, round(float(s), 4), built.passages[i].text]  # one source here: pasted text
-                for rank, (s, i) in enumerate(zip(scores[0], ids[0]))]
+        hits = [
+            [rank + 1, round(float(s), 4), built.passages[i].text]  # one source here: pasted text
+            for rank, (s, i) in enumerate(zip(scores[0], ids[0], strict=False))
+        ]
         how = "index reused" if cached else f"{len(passages)} passages indexed in {built.build_s:.2f} s"
         return Cell(result, hits, f"{how}; cost is the query's only")
 
-    return Job(run, {"query": query, "corpus": form.corpus_text}, {"top_k": top_k, "passages": len(passages)},
-               {"query": query, "documents": [p.text for p in passages]},
-               access.Work(input_chars=len(query) + sum(len(p.text) for p in passages),
-                           requests=1 + -(-len(passages) // 64)))  # the corpus in batches, then the query
+    return Job(
+        run,
+        {"query": query, "corpus": form.corpus_text},
+        {"top_k": top_k, "passages": len(passages)},
+        {"query": query, "documents": [p.text for p in passages]},
+        access.Work(input_chars=len(query) + sum(len(p.text) for p in passages), requests=1 + -(-len(passages) // 64)),
+    )  # the corpus in batches, then the query
 
 
 _JOBS: dict[Task, Callable[[Form], Job]] = {
@@ -181,6 +217,7 @@ def _seed(value) -> int | None:
 
 
 # --- targets and the session key -----------------------------------------------------------------
+
 
 def parse_task(value) -> Task:
     try:
@@ -201,11 +238,12 @@ def resolve_targets(task: Task, names: Sequence[str] | str | None, key: SessionK
     if not MIN_TARGETS <= len(targets) <= MAX_TARGETS:
         raise BadInput(f"Pick {MIN_TARGETS} to {MAX_TARGETS} targets to compare (got {len(targets)}).")
     known = registry.providers()
-    targets = [Target(t.provider, boundary.model(task, t.provider, t.model, own_key=bool(key and key.for_target(t))))
-               for t in targets]
     targets = [
-        Target(t.provider, t.model or (known[t.provider].model(task) if t.provider in known else None))
+        Target(t.provider, boundary.model(task, t.provider, t.model, own_key=bool(key and key.for_target(t))))
         for t in targets
+    ]
+    targets = [
+        Target(t.provider, t.model or (known[t.provider].model(task) if t.provider in known else None)) for t in targets
     ]
     seen = set()
     for t in targets:
@@ -249,6 +287,7 @@ def timeout_s() -> float:
 
 
 # --- one comparison ------------------------------------------------------------------------------
+
 
 @dataclass
 class Comparison:
@@ -306,8 +345,15 @@ class Comparison:
             self.outputs[i] = event.value.output
 
 
-def run(task: Task, names: Sequence[str], form: Form, blind: bool = False, api_key: str | None = None,
-        key_provider: str | None = None, visitor: Visitor = visitors.OWNER) -> Iterator[Comparison]:
+def run(
+    task: Task,
+    names: Sequence[str],
+    form: Form,
+    blind: bool = False,
+    api_key: str | None = None,
+    key_provider: str | None = None,
+    visitor: Visitor = visitors.OWNER,
+) -> Iterator[Comparison]:
     """Yield the comparison as it fills in (once at the start, then per batch of events, then
     done). Input errors are raised before anything starts. A blind comparison's runs stay out of
     every reader's sight (`hidden_ids`) from its start until its vote."""
@@ -340,18 +386,17 @@ def run(task: Task, names: Sequence[str], form: Form, blind: bool = False, api_k
             _waiting.unhide(comparison.id)
 
 
-def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Comparison, visitor: Visitor
-                 ) -> fanout.Call:
+def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Comparison, visitor: Visitor) -> fanout.Call:
     """One target's run, logged on its own (tab "compare"); the log gets the input, never the key.
 
     The log row also names the whole comparison (its targets, blind or not, its id), so History
     can re-open the comparison rather than one side of it."""
-    about = {"targets": [t.name for t in comparison.targets], "blind": comparison.blind,
-             "comparison_id": comparison.id}
+    about = {"targets": [t.name for t in comparison.targets], "blind": comparison.blind, "comparison_id": comparison.id}
 
     def call(target: Target, emit: Emit) -> Cell:
-        with run_log.run(tab=TAB, task=task, provider=target.provider, inputs=job.inputs,
-                         params=job.params | about) as logged:
+        with run_log.run(
+            tab=TAB, task=task, provider=target.provider, inputs=job.inputs, params=job.params | about
+        ) as logged:
             logged.model = target.model  # known even when the call fails before an adapter exists
             logged.by(visitor)
             adapter = registry.get(task, target.provider, target.model, api_key=key.for_target(target) if key else None)
@@ -368,11 +413,19 @@ def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
     params = dict(job.params)
     if isinstance(result, GeneratedImages) and result.seed is not None:
         params["seed"] = result.seed
-    return snippets.snippet(task, adapter.provider, adapter.model, job.call, params,
-                            secrets=[getattr(adapter, "api_key", None)], public=public.enabled())
+    return snippets.snippet(
+        task,
+        adapter.provider,
+        adapter.model,
+        job.call,
+        params,
+        secrets=[getattr(adapter, "api_key", None)],
+        public=public.enabled(),
+    )
 
 
 # --- blind votes ---------------------------------------------------------------------------------
+
 
 class _WaitingVotes:
     """Blind comparisons waiting for their vote, by id; server memory only (bounded, oldest out)."""
@@ -443,8 +496,9 @@ def parse_choice(comparison: Comparison, choice: str) -> int | str:
     return letters[text]
 
 
-def vote(comparison_id: str, choice: str, visitor: Visitor = visitors.OWNER
-         ) -> tuple[Comparison, list[leaderboard.Standing]]:
+def vote(
+    comparison_id: str, choice: str, visitor: Visitor = visitors.OWNER
+) -> tuple[Comparison, list[leaderboard.Standing]]:
     """Record a blind vote (a letter, "tie", or "skip" to reveal without voting) and reveal the
     names; returns the comparison and the task's standings. Only the visitor who ran the
     comparison (same login, address or page session) may vote on it, within their vote quota."""

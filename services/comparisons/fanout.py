@@ -43,7 +43,7 @@ class Target:
 
     @classmethod
     def parse(cls, text: str) -> Target:
-        """"provider" or "provider:model"; only the first colon splits, since model ids may hold
+        """ "provider" or "provider:model"; only the first colon splits, since model ids may hold
         colons ("pkg:..." files, Ollama tags such as "llama3:8b")."""
         provider, _, model = str(text).strip().partition(":")
         return cls(provider.strip(), model.strip() or None)
@@ -97,8 +97,10 @@ def stream_batches(targets: Sequence[Target], call: Call, timeout_s: float) -> I
     started = time.perf_counter()
     for i, target in enumerate(targets):
         threading.Thread(
-            target=_work, args=(i, target, call, events, abandoned[i], started),
-            name=f"fanout-{i}-{target.provider}", daemon=True,
+            target=_work,
+            args=(i, target, call, events, abandoned[i], started),
+            name=f"fanout-{i}-{target.provider}",
+            daemon=True,
         ).start()
     pending = set(range(len(targets)))
     deadline = started + timeout_s  # every target starts now, so each one's own deadline is this
@@ -138,8 +140,9 @@ def run(targets: Sequence[Target], call: Call, timeout_s: float) -> list[Outcome
     return outcomes  # type: ignore[return-value]  # stream reports one Outcome per target
 
 
-def _work(i: int, target: Target, call: Call, events: queue.SimpleQueue, abandoned: threading.Event,
-          started: float) -> None:
+def _work(
+    i: int, target: Target, call: Call, events: queue.SimpleQueue, abandoned: threading.Event, started: float
+) -> None:
     def emit(text: str) -> None:
         if abandoned.is_set():
             raise Abandoned()
@@ -158,8 +161,11 @@ def _work(i: int, target: Target, call: Call, events: queue.SimpleQueue, abandon
 
 def _timed_out(target: Target, timeout_s: float) -> Outcome:
     return Outcome(
-        target, None, f"{target.name} did not finish within {timeout_s:g} s; the other results are shown.",
-        timeout_s, timed_out=True,
+        target,
+        None,
+        f"{target.name} did not finish within {timeout_s:g} s; the other results are shown.",
+        timeout_s,
+        timed_out=True,
     )
 
 

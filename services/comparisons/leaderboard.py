@@ -156,15 +156,18 @@ def standings(task: Task) -> list[Standing]:
 
 def rows(table: list[Standing]) -> list[list]:
     """Standings as table rows (`COLUMNS`), ratings rounded for reading."""
-    return [[rank, s.target, round(s.rating, 1), s.votes, s.wins, s.ties, s.losses]
-            for rank, s in enumerate(table, start=1)]
+    return [
+        [rank, s.target, round(s.rating, 1), s.votes, s.wins, s.ties, s.losses] for rank, s in enumerate(table, start=1)
+    ]
 
 
 def _ratings(conn: sqlite3.Connection, task: Task, names: list[str]) -> dict[str, float]:
     marks = ",".join("?" * len(names))
-    found = dict(conn.execute(
-        f"SELECT target, rating FROM ratings WHERE task = ? AND target IN ({marks})", (task.value, *names)
-    ).fetchall())
+    found = dict(
+        conn.execute(
+            f"SELECT target, rating FROM ratings WHERE task = ? AND target IN ({marks})", (task.value, *names)
+        ).fetchall()
+    )
     return {name: found.get(name, START) for name in names}
 
 

@@ -94,9 +94,27 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS runs_by_time ON runs (created_at)",
 )
 UPGRADES = {1: ("ALTER TABLE runs ADD COLUMN visitor TEXT",)}  # from schema version N to N + 1
-COLUMNS = ("id", "created_at", "tab", "task", "provider", "model", "served_by", "inputs", "params", "output",
-           "image_path", "latency_s", "ttft_s", "wall_s", "input_tokens", "output_tokens", "cost_usd", "error",
-           "visitor")
+COLUMNS = (
+    "id",
+    "created_at",
+    "tab",
+    "task",
+    "provider",
+    "model",
+    "served_by",
+    "inputs",
+    "params",
+    "output",
+    "image_path",
+    "latency_s",
+    "ttft_s",
+    "wall_s",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "error",
+    "visitor",
+)
 JSON_COLUMNS = ("inputs", "params", "output")
 
 
@@ -105,6 +123,7 @@ class RunLogError(Exception):
 
 
 # --- where the log lives --------------------------------------------------------------------------
+
 
 def location() -> Path | None:
     """The database file, or None when logging is off. Read at each run, never cached, so the
@@ -214,6 +233,7 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
 
 # --- recording a run ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Upload:
     """An image the user gave (a file path or a PIL image) among a run's inputs. It is copied into
@@ -284,8 +304,11 @@ class Run:
         usage = result.usage if result is not None else None
         output, image_path = self._stored_output(folder)
         keep = self.keep_uploads and not isinstance(exc, BadInput)  # a refused file is not copied anywhere
-        inputs = {k: self._kept(v, folder) if isinstance(v, Upload) else v for k, v in self.inputs.items()
-                  if keep or not isinstance(v, Upload)}
+        inputs = {
+            k: self._kept(v, folder) if isinstance(v, Upload) else v
+            for k, v in self.inputs.items()
+            if keep or not isinstance(v, Upload)
+        }
         return {
             "id": self.id,
             "created_at": datetime.fromtimestamp(self._started, UTC).isoformat(timespec="milliseconds"),
@@ -370,8 +393,9 @@ class Run:
         return text if len(text) <= MAX_CHARS else f"{text[:MAX_CHARS]}… [cut: {len(text):,} characters in all]"
 
 
-def run(tab: str, task: Task | str, provider: Any = None, inputs: dict | None = None,
-        params: dict | None = None) -> Run:
+def run(
+    tab: str, task: Task | str, provider: Any = None, inputs: dict | None = None, params: dict | None = None
+) -> Run:
     """A run to record, used as a context manager around the handler's work::
 
         with run_log.run(tab="chat", task=Task.COMPLETION, provider=provider, inputs={...}) as run:
@@ -414,8 +438,12 @@ def _insert(path: Path, rows: list[dict[str, Any]]) -> None:
     except Exception as err:  # the users' runs matter more than their log entries
         _forget_connection()
         ids = ", ".join(row["id"] for row in rows)
-        log.warning("the run log could not record %s %s: %s", "run" if len(rows) == 1 else "runs", ids,
-                    redact(f"{type(err).__name__}: {err}"))
+        log.warning(
+            "the run log could not record %s %s: %s",
+            "run" if len(rows) == 1 else "runs",
+            ids,
+            redact(f"{type(err).__name__}: {err}"),
+        )
 
 
 _writer = RowWriter(_insert)
@@ -427,6 +455,7 @@ def flush(timeout: float | None = None) -> bool:
 
 
 # --- files next to the database -------------------------------------------------------------------
+
 
 def _write_atomically(target: Path, write) -> None:
     """Call `write(file)` on a temporary file beside `target`, flush it to disk, then rename it:
@@ -477,6 +506,7 @@ def _keep_upload(image: Any, folder: Path) -> str | None:
 
 # --- reading and exporting ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Scope:
     """The runs a reader may see: `visitor` set, only that visitor's (public mode); never those of
@@ -492,8 +522,9 @@ class Scope:
             where.append("visitor = ?")
             args.append(self.visitor)
         if self.hidden:
-            where.append(f"coalesce(json_extract(params, '$.comparison_id'), '') NOT IN "
-                         f"({', '.join('?' * len(self.hidden))})")
+            where.append(
+                f"coalesce(json_extract(params, '$.comparison_id'), '') NOT IN ({', '.join('?' * len(self.hidden))})"
+            )
             args += sorted(self.hidden)
         return where, args
 
@@ -501,8 +532,14 @@ class Scope:
 EVERYTHING = Scope()
 
 
-def query(tab: str | None = None, provider: str | None = None, text: str | None = None,
-          errors_only: bool = False, limit: int | None = 200, scope: Scope = EVERYTHING) -> list[dict[str, Any]]:
+def query(
+    tab: str | None = None,
+    provider: str | None = None,
+    text: str | None = None,
+    errors_only: bool = False,
+    limit: int | None = 200,
+    scope: Scope = EVERYTHING,
+) -> list[dict[str, Any]]:
     """Runs in `scope`, newest first, matching every filter given; `text` is searched
     (case-insensitively for ASCII) in inputs, output, model and error. `limit=None`: them all."""
     return list(_select(tab, provider, text, errors_only, limit, scope))
@@ -553,8 +590,9 @@ def export_csv(target: str | os.PathLike, shown: Shown = lambda run: run, scope:
         writer.writerow(COLUMNS)
         for run in _select(scope=scope):
             run = shown(run)
-            writer.writerow([_csv_cell(_json(run[c]) if c in JSON_COLUMNS and run[c] is not None else run[c])
-                             for c in COLUMNS])
+            writer.writerow(
+                [_csv_cell(_json(run[c]) if c in JSON_COLUMNS and run[c] is not None else run[c]) for c in COLUMNS]
+            )
             count += 1
         text.flush()
         text.detach()
@@ -586,8 +624,14 @@ def export_jsonl(target: str | os.PathLike, shown: Shown = lambda run: run, scop
     return count
 
 
-def _select(tab: str | None = None, provider: str | None = None, text: str | None = None, errors_only: bool = False,
-            limit: int | None = None, scope: Scope = EVERYTHING) -> Iterator[dict[str, Any]]:
+def _select(
+    tab: str | None = None,
+    provider: str | None = None,
+    text: str | None = None,
+    errors_only: bool = False,
+    limit: int | None = None,
+    scope: Scope = EVERYTHING,
+) -> Iterator[dict[str, Any]]:
     path = location()
     flush()
     if path is None or not path.exists():
@@ -620,4 +664,3 @@ def _decoded(row: sqlite3.Row) -> dict[str, Any]:
         if out[column] is not None:
             out[column] = json.loads(out[column])
     return out
-

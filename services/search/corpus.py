@@ -42,7 +42,7 @@ def read_sources(text: str | None, files: list | None) -> list[tuple[str, str]]:
 def _read_file(path: str) -> str:
     name = os.path.basename(path)
     suffix = os.path.splitext(name)[1].lower()
-    if suffix not in TEXT_SUFFIXES + (".csv",):
+    if suffix not in (*TEXT_SUFFIXES, ".csv"):
         raise BadInput(f"'{name}' cannot be searched: upload .txt, .md or .csv files.")
     size = os.path.getsize(path)
     if size > MAX_FILE_BYTES:
@@ -69,7 +69,11 @@ def _csv_as_text(text: str) -> str:
     header, body = rows[0], rows[1:] or [rows[0]]
     lines = []
     for row in body:
-        pairs = [f"{h.strip()}: {v.strip()}" if h.strip() else v.strip() for h, v in zip(header, row) if v.strip()]
+        pairs = [
+            f"{h.strip()}: {v.strip()}" if h.strip() else v.strip()
+            for h, v in zip(header, row, strict=False)
+            if v.strip()
+        ]
         lines.append("; ".join(pairs))
     return "\n\n".join(line for line in lines if line)
 
@@ -93,5 +97,7 @@ def chunk(sources: list[tuple[str, str]], max_words: int = 120, overlap: int = 2
     if not passages:
         raise BadInput("The corpus has no text to search: paste some text or upload non-empty files.")
     if len(passages) > MAX_PASSAGES:
-        raise BadInput(f"The corpus makes {len(passages):,} passages; the limit is {MAX_PASSAGES:,}: use larger passages.")
+        raise BadInput(
+            f"The corpus makes {len(passages):,} passages; the limit is {MAX_PASSAGES:,}: use larger passages."
+        )
     return passages

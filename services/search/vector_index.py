@@ -63,8 +63,14 @@ class ApproxIndex:
 
     RERANKS = (4, 16, 64, 256)  # candidates re-scored exactly per result, tried in turn by the calibration
 
-    def __init__(self, vectors: np.ndarray, nlist: int | None = None, target_recall: float = TARGET_RECALL,
-                 codes: str = "pq", seed: int = 0):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        nlist: int | None = None,
+        target_recall: float = TARGET_RECALL,
+        codes: str = "pq",
+        seed: int = 0,
+    ):
         import faiss
 
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -137,11 +143,11 @@ class ApproxIndex:
         k = min(k, len(vectors) - 1)
         sample = rng.choice(len(vectors), min(CALIBRATION_QUERIES, len(vectors)), replace=False)
         queries = vectors[sample]
-        truth = [set(row) - {i} for i, row in zip(sample, exact_top_k(vectors, queries, k + 1))]
+        truth = [set(row) - {i} for i, row in zip(sample, exact_top_k(vectors, queries, k + 1), strict=False)]
 
         def recall(nprobe: int, rerank: int | None) -> float:
             _, ids = self._index.search(queries, k + 1, params=self._search_params(nprobe, rerank))
-            return float(np.mean([len(t & set(row)) / len(t) for t, row in zip(truth, ids) if t]))
+            return float(np.mean([len(t & set(row)) / len(t) for t, row in zip(truth, ids, strict=False) if t]))
 
         for rerank in self.RERANKS if self.codes == "pq" else (None,):
             if recall(self.nlist, rerank) < self.target_recall:
@@ -190,7 +196,9 @@ def build_index(vectors: np.ndarray, threshold: int = APPROX_THRESHOLD) -> Exact
         return _exact_because(vectors, "pip install faiss-cpu for fast approximate search over large corpora")
     index = ApproxIndex(vectors)
     if index.calibrated_recall < index.target_recall:
-        return _exact_because(vectors, f"approximate search reached only {index.calibrated_recall:.0%} recall on this data")
+        return _exact_because(
+            vectors, f"approximate search reached only {index.calibrated_recall:.0%} recall on this data"
+        )
     return index
 
 

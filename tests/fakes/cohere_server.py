@@ -235,4 +235,3 @@ def _rerank(body: dict) -> Reply:
 
 
 ROUTES = {"/v2/chat": _chat, "/v2/embed": _embed, "/v2/rerank": _rerank}
-

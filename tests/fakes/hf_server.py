@@ -115,7 +115,7 @@ class HFRouter:
         if not labels or not size:
             return _error(400, "Bad zero-shot request")
         weights = [len(labels) - i for i in range(len(labels))]
-        out = [{"label": label, "score": w / sum(weights)} for label, w in zip(labels, weights)]
+        out = [{"label": label, "score": w / sum(weights)} for label, w in zip(labels, weights, strict=False)]
         return Reply(json=sorted(out, key=lambda d: -d["score"]), headers=self._headers(self.provider_header))
 
     def _caption(self, image_bytes: bytes) -> Reply:

@@ -48,8 +48,16 @@ DALLE2_SIZES = {"256x256", "512x512", "1024x1024"}
 class OpenAIFake:
     """The route function. `key=None` plays a server that needs no key (e.g. Ollama)."""
 
-    def __init__(self, key: str | None = None, *, json_mode: bool = True, base64_embeddings: bool = True,
-                 known_models: set[str] | None = None, snapshot: str = "-2024-07-18", provider: str | None = None):
+    def __init__(
+        self,
+        key: str | None = None,
+        *,
+        json_mode: bool = True,
+        base64_embeddings: bool = True,
+        known_models: set[str] | None = None,
+        snapshot: str = "-2024-07-18",
+        provider: str | None = None,
+    ):
         self.key = key
         self.json_mode = json_mode  # False: ignores response_format and wraps JSON in prose
         self.base64_embeddings = base64_embeddings  # False: always sends float lists
@@ -69,16 +77,18 @@ class OpenAIFake:
         if not isinstance(model, str):
             return error_reply(400, "you must provide a model parameter", param="model", code=None)
         if self.known_models is not None and model not in self.known_models:
-            return error_reply(404, f"The model `{model}` does not exist or you do not have access to it.",
-                               code="model_not_found")
+            return error_reply(
+                404, f"The model `{model}` does not exist or you do not have access to it.", code="model_not_found"
+            )
         route = {
             "/v1/chat/completions": self._chat,
             "/v1/images/generations": self._images,
             "/v1/embeddings": self._embeddings,
         }.get(request.path.split("?")[0])
         if route is None or request.method != "POST":
-            return error_reply(404, f"Invalid URL ({request.method} {request.path})", type_="invalid_request_error",
-                               code=None)
+            return error_reply(
+                404, f"Invalid URL ({request.method} {request.path})", type_="invalid_request_error", code=None
+            )
         return route(body)
 
     def _auth(self, request: Request) -> Reply | None:
@@ -89,8 +99,12 @@ class OpenAIFake:
             return None
         given = header.removeprefix("Bearer ")
         shown = f"{given[:3]}*****{given[-4:]}" if len(given) > 8 else "***"
-        return error_reply(401, f"Incorrect API key provided: {shown}. You can find your API key at "
-                                "https://platform.openai.com/account/api-keys.", code="invalid_api_key")
+        return error_reply(
+            401,
+            f"Incorrect API key provided: {shown}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
 
     # -- chat ---------------------------------------------------------------------------
 
@@ -124,7 +138,7 @@ class OpenAIFake:
         if labels is None:
             return f"A {image.width}x{image.height} image, mostly {color}."
         weights = [3.0 if color in label.lower() else 1.0 for label in labels]
-        scores = {label: round(w / sum(weights), 3) for label, w in zip(labels, weights)}
+        scores = {label: round(w / sum(weights), 3) for label, w in zip(labels, weights, strict=False)}
         as_json = json.dumps(scores)
         json_mode = (body.get("response_format") or {}).get("type") == "json_object"
         if json_mode and self.json_mode:
@@ -141,8 +155,9 @@ class OpenAIFake:
         model, prompt, size = body["model"], body.get("prompt"), body.get("size") or "1024x1024"
         gpt_image = model.startswith(("gpt-image", "chatgpt-image"))
         if gpt_image and "response_format" in body:
-            return error_reply(400, "Unknown parameter: 'response_format'.", param="response_format",
-                               code="unknown_parameter")
+            return error_reply(
+                400, "Unknown parameter: 'response_format'.", param="response_format", code="unknown_parameter"
+            )
         if model == "dall-e-2" and size not in DALLE2_SIZES:
             return error_reply(400, f"'{size}' is not one of {sorted(DALLE2_SIZES)} - 'size'", param="size", code=None)
         if not isinstance(prompt, str) or not prompt:
@@ -156,9 +171,18 @@ class OpenAIFake:
                 items.append({"b64_json": png_b64(width, height, prompt_color(prompt)), "revised_prompt": None})
         reply: dict[str, Any] = {"created": int(time.time()), "data": items}
         if gpt_image:
-            reply.update(output_format="png", size=size, quality="medium", background="opaque",
-                         usage={"input_tokens": 10, "output_tokens": 272, "total_tokens": 282,
-                                "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}})
+            reply.update(
+                output_format="png",
+                size=size,
+                quality="medium",
+                background="opaque",
+                usage={
+                    "input_tokens": 10,
+                    "output_tokens": 272,
+                    "total_tokens": 282,
+                    "input_tokens_details": {"text_tokens": 10, "image_tokens": 0},
+                },
+            )
         return Reply(json=reply)
 
     # -- embeddings ---------------------------------------------------------------------
@@ -175,56 +199,90 @@ class OpenAIFake:
             embedding: Any = base64.b64encode(struct.pack(f"<{EMBED_DIM}f", *vector)).decode() if as_base64 else vector
             data.append({"object": "embedding", "index": i, "embedding": embedding})
         tokens = sum(len(t.split()) for t in texts)
-        return Reply(json={"object": "list", "data": data, "model": body["model"],
-                           "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return Reply(
+            json={
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
 
 # -- wire-format helpers (also used by tests to script replies) ------------------------------
 
 
-def error_reply(status: int, message: str, *, type_: str | None = None, param: str | None = None,
-                code: str | None = "error", headers: dict[str, str] | None = None, delay_s: float = 0.0) -> Reply:
+def error_reply(
+    status: int,
+    message: str,
+    *,
+    type_: str | None = None,
+    param: str | None = None,
+    code: str | None = "error",
+    headers: dict[str, str] | None = None,
+    delay_s: float = 0.0,
+) -> Reply:
     kind = type_ or {401: "invalid_request_error", 404: "invalid_request_error", 429: "requests"}.get(
-        status, "server_error" if status >= 500 else "invalid_request_error")
+        status, "server_error" if status >= 500 else "invalid_request_error"
+    )
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
     return Reply(status=status, json=body, headers=dict(headers or {}), delay_s=delay_s)
 
 
 def rate_limited(retry_after: str | None = "1") -> Reply:
     headers = {"retry-after": retry_after} if retry_after is not None else {}
-    return error_reply(429, "Rate limit reached for gpt-4o-mini on requests per min (RPM): Limit 3, Used 3.",
-                       code="rate_limit_exceeded", headers=headers)
+    return error_reply(
+        429,
+        "Rate limit reached for gpt-4o-mini on requests per min (RPM): Limit 3, Used 3.",
+        code="rate_limit_exceeded",
+        headers=headers,
+    )
 
 
 def server_error(status: int = 500) -> Reply:
-    return error_reply(status, "The server had an error while processing your request. Sorry about that!",
-                       code=None)
+    return error_reply(status, "The server had an error while processing your request. Sorry about that!", code=None)
 
 
-def chat_json(content: str, model: str = "gpt-4o-mini-2024-07-18", finish: str = "stop",
-              usage: dict | None = None) -> dict:
+def chat_json(
+    content: str, model: str = "gpt-4o-mini-2024-07-18", finish: str = "stop", usage: dict | None = None
+) -> dict:
     usage = usage or {"prompt_tokens": 12, "completion_tokens": len(content.split()), "total_tokens": 0}
     return {
         "id": "chatcmpl-fake123",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
-            "logprobs": None,
-            "finish_reason": finish,
-        }],
-        "usage": {**usage, "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                  "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None, "annotations": []},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            **usage,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
+            },
+        },
         "service_tier": "default",
         "system_fingerprint": "fp_fake",
     }
 
 
-def chunk(model: str, delta: dict | None = None, finish: str | None = None, usage: dict | None = None,
-          choices: bool = True, provider: str | None = None) -> dict:
+def chunk(
+    model: str,
+    delta: dict | None = None,
+    finish: str | None = None,
+    usage: dict | None = None,
+    choices: bool = True,
+    provider: str | None = None,
+) -> dict:
     """One `chat.completion.chunk` as the API streams it (`provider`: as a router names who served it)."""
     extra = {"provider": provider} if provider else {}
     return {
@@ -240,8 +298,13 @@ def chunk(model: str, delta: dict | None = None, finish: str | None = None, usag
     }
 
 
-def stream_frames(words: list[str], model: str = "gpt-4o-mini-2024-07-18", finish: str = "stop",
-                  usage: dict | None = None, provider: str | None = None) -> list[str]:
+def stream_frames(
+    words: list[str],
+    model: str = "gpt-4o-mini-2024-07-18",
+    finish: str = "stop",
+    usage: dict | None = None,
+    provider: str | None = None,
+) -> list[str]:
     """SSE frames: a role chunk, one chunk per word, the finish chunk, usage, `[DONE]`."""
     chunks = [chunk(model, {"role": "assistant", "content": "", "refusal": None}, provider=provider)]
     chunks += [chunk(model, {"content": w if i == 0 else " " + w}, provider=provider) for i, w in enumerate(words)]
@@ -274,7 +337,7 @@ def dominant_color(image: Any) -> str:
     from PIL import ImageStat
 
     mean = ImageStat.Stat(image.convert("RGB")).mean
-    return min(COLORS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLORS[name], mean)))
+    return min(COLORS, key=lambda name: sum((a - b) ** 2 for a, b in zip(COLORS[name], mean, strict=False)))
 
 
 def decode_data_uri(url: str) -> tuple[str, Any]:
