@@ -75,8 +75,9 @@ def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
             img = PILImage.open(path)
             _check_pixels(img.size)  # before any pixel is decoded
             if img.size[0] * img.size[1] > LARGE_IMAGE_PIXELS:
-                with _large_decodes:
+                with _large_decodes:  # decoded and scaled down at once, in its own mode (before RGB)
                     img.load()
+                    img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
             else:
                 img.load()
     except BadInput:
