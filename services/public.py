@@ -39,6 +39,7 @@ class Limits:
     global_usd_per_day: float = 5.0  # estimated dollars on the owner's keys, all visitors together
     allow_unpriced: bool = False  # may a visitor call a hosted model with no price in prices.toml?
     events_per_visitor: int = 4  # events queued or running at once per visitor
+    events_per_minute: int = 60  # events a visitor may start per minute (a page load starts a few)
     votes_per_minute: int = 6
     max_tokens: int = 512
     steps: int = 4

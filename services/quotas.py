@@ -128,6 +128,19 @@ class Quotas:
                 f"limit on this public Space: try again in {self._wait(per_minute, visitor)}."
             )
 
+    def join(self, visitor: Visitor) -> str | None:
+        """Count one event a visitor starts; the sentence that refuses it when over the limit."""
+        from limits import RateLimitItemPerMinute
+
+        settings = public.limits()
+        item = RateLimitItemPerMinute(max(1, settings.events_per_minute))
+        if self._moving.hit(item, "events", visitor.key):
+            return None
+        return (
+            f"You have started {settings.events_per_minute} requests in the last minute, the limit on this public "
+            f"Space: try again in {self._wait(item, visitor, 'events')}."
+        )
+
     def vote(self, visitor: Visitor) -> None:
         from limits import RateLimitItemPerMinute
 

@@ -8,6 +8,7 @@ import http.server
 import json
 import logging
 import os
+import pathlib
 import threading
 from collections.abc import Iterator
 
@@ -227,6 +228,28 @@ def test_the_queue_takes_a_few_events_per_visitor(server, monkeypatch):
     assert all(job.result(timeout=30) for job in jobs)
 
 
+def test_a_visitor_starts_at_most_their_events_per_minute(server, monkeypatch):
+    monkeypatch.setenv("FMG_PUBLIC_EVENTS_PER_MINUTE", "3")
+    fn_index = next(i for i, fn in app_fns().items() if fn.api_name == "history")
+    join = {"data": ["", "", "", False], "fn_index": fn_index}
+    codes = [
+        httpx.post(
+            f"{server}gradio_api/queue/join",
+            json={**join, "session_hash": f"e{i}"},
+            headers={"X-Forwarded-For": "203.0.113.50"},
+        )
+        for i in range(5)
+    ]
+    assert [c.status_code for c in codes] == [200, 200, 200, 503, 503]
+    assert "started 3 requests in the last minute" in codes[-1].text
+    other = httpx.post(
+        f"{server}gradio_api/queue/join",
+        json={**join, "session_hash": "e-other"},
+        headers={"X-Forwarded-For": "203.0.113.51"},
+    )
+    assert other.status_code == 200
+
+
 def app_fns() -> dict:
     import app
 
@@ -258,7 +281,7 @@ def test_each_visitor_sees_only_their_own_runs(server, tmp_path):
     chat(bob, "bob private question")
     seen_by_bob = json.dumps(bob.predict("", "", "", False, api_name="/history"))
     assert "bob private question" in seen_by_bob and "alice private question" not in seen_by_bob
-    exported = open(bob.predict("JSONL", api_name="/export"), encoding="utf-8").read()
+    exported = pathlib.Path(bob.predict("JSONL", api_name="/export")).read_text(encoding="utf-8")
     assert "bob private question" in exported and "alice private question" not in exported
     alice_rows = alice.predict("", "", "alice", False, api_name="/history")
     assert len(alice_rows["data"]) == 1
@@ -299,7 +322,7 @@ def test_a_refused_upload_is_not_kept(server, tmp_path, monkeypatch):
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really an image" * 50)
-    with pytest.raises(AppError, match="not an image this app can read|corrupt"):
+    with pytest.raises(AppError, match=r"not an image this app can read|corrupt"):
         visitor(server).predict(handle_file(str(broken)), "a cat, a dog", "fake", "", api_name="/classify")
     uploads = run_log.location().parent / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())
@@ -337,7 +360,9 @@ def test_a_blind_comparison_gives_nothing_away_and_only_its_visitor_votes(server
     assert all(set(t) == {"name", "output", "error", "label"} for t in result["targets"])  # no time, tokens, cost
     history = json.dumps(alice.predict("", "", "", False, api_name="/history"))
     assert "counted" not in history and "hello there" not in history  # its runs are nowhere until the vote
-    assert result["comparison_id"] not in open(alice.predict("CSV", api_name="/export"), encoding="utf-8").read()
+    assert result["comparison_id"] not in pathlib.Path(alice.predict("CSV", api_name="/export")).read_text(
+        encoding="utf-8"
+    )
     with pytest.raises(AppError, match="not waiting for your vote"):
         bob.predict(result["comparison_id"], "A", api_name="/vote")
     answered = next(t["label"] for t in result["targets"] if not t["error"])

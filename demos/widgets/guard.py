@@ -17,7 +17,7 @@ from gradio.data_classes import FileData, ImageData, ListFiles
 
 from adapters.errors import BadInput
 from demos.widgets import examples
-from services import boundary, public, visitors
+from services import boundary, public, quotas, visitors
 
 log = logging.getLogger("fm_gallery.guard")
 
@@ -26,10 +26,11 @@ def install(blocks: gr.Blocks) -> None:
     """Wrap this Blocks' preprocessing and its queue's admission (this instance only)."""
     if getattr(blocks, "_fmg_guarded", False):
         return
-    blocks._fmg_guarded = True
-    blocks.preprocess_data = _checked_preprocess(blocks, blocks.preprocess_data)
+    # monkey patches on this Gradio instance (a marker and two wrapped methods)
+    blocks._fmg_guarded = True  # type: ignore[attr-defined]  # our marker, not a Gradio attribute
+    blocks.preprocess_data = _checked_preprocess(blocks, blocks.preprocess_data)  # type: ignore[method-assign]  # patched
     queue = blocks._queue
-    queue.push = _fair_push(queue, queue.push)
+    queue.push = _fair_push(queue, queue.push)  # type: ignore[method-assign]  # patched on this instance
 
 
 def upload_roots(blocks: gr.Blocks) -> list[str]:
@@ -78,6 +79,9 @@ def _fair_push(queue, original):
                     "takes from one visitor at a time: wait for them to finish.",
                     "queue_full",
                 )
+            too_many = quotas.quotas().join(visitors.of(request, username))
+            if too_many:  # refused before Gradio makes an event (and a session) for it
+                return (False, too_many, "queue_full")
         return await original(body=body, request=request, username=username)
 
     return push
