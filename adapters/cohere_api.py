@@ -17,6 +17,7 @@ deadline.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import importlib.util
 import io
@@ -199,10 +200,8 @@ class _CohereClient:
 
 def _close(client: Any) -> None:
     if client is not None:
-        try:
+        with contextlib.suppress(Exception):  # closing an old client must never fail a call
             client.__exit__(None, None, None)
-        except Exception:  # noqa: BLE001 - closing an old client must never fail a call
-            pass
 
 
 # -- usage -------------------------------------------------------------------------------------

@@ -312,7 +312,7 @@ class HFCompleter(_HFAdapter, Completer):
                         temperature=params.temperature,
                         top_p=params.top_p,
                         seed=params.seed,
-                        stream_options={"include_usage": True},
+                        stream_options={"include_usage": True},  # type: ignore[call-overload]  # the SDK sends a plain dict as is
                     )
             except BaseException:
                 client.close()  # the SDK leaves a failed stream's response open on the client
@@ -351,7 +351,7 @@ def _chat_events(client: InferenceClient, chunks: Iterator[Any], served_by: str 
 class HFClassifier(_HFAdapter, ZeroShotClassifier):
     def _classify_image(self, client: InferenceClient, image: Image, labels: list[str]) -> list[float]:
         out = client.zero_shot_image_classification(_image_bytes(image), candidate_labels=labels)
-        scores = {getattr(item, "label", None): getattr(item, "score", None) for item in out}
+        scores: dict[Any, Any] = {getattr(item, "label", None): getattr(item, "score", None) for item in out}
         if any(not _is_score(scores.get(label)) for label in labels):
             raise faults.malformed_error(LABEL)
         return [float(scores[label]) for label in labels]

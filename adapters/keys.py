@@ -84,7 +84,7 @@ def _redacting_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., 
     def factory(*args, **kwargs) -> logging.LogRecord:
         return scrub_record(make(*args, **kwargs))
 
-    factory.redacting = True
+    factory.redacting = True  # type: ignore[attr-defined]  # a marker attribute on the function object
     return factory
 
 

@@ -38,7 +38,7 @@ import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from adapters import config, faults, keys
@@ -50,7 +50,7 @@ from adapters.errors import (
     ProviderUnavailable,
 )
 from adapters.registry import Provider
-from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
+from adapters.tasks import Adapter, Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
 from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage
 
 if TYPE_CHECKING:
@@ -203,8 +203,13 @@ class _SecretHolder:
 class OpenAIAdapter:
     """What every OpenAI-style adapter shares: the endpoint, the cached client, the fault policy."""
 
+    # set by the task class (Completer, Captioner, ...) that this mixin is combined with
+    provider: str
+    model: str
+    api_key: str | None
+
     def __init__(self, provider: str, model: str, endpoint: Endpoint = OPENAI):
-        super().__init__(provider, model)  # the task class (Completer, Captioner, ...)
+        super().__init__(provider, model)  # type: ignore[call-arg]  # a mixin: the next class in the MRO is the task class
         self.endpoint = endpoint
         self._cached: tuple[str, str, Any] | None = None  # (key, base URL, client)
         self._secret: _SecretHolder | None = None
@@ -377,9 +382,9 @@ def _chunk_events(chunk: Any) -> Iterator[str | Usage | Finish | Raw]:
             yield text
         if getattr(choice, "finish_reason", None):
             yield Finish(choice.finish_reason)
-    usage = getattr(chunk, "usage", None)
+    usage = _usage(getattr(chunk, "usage", None))
     if usage is not None:
-        yield _usage(usage)
+        yield usage
 
 
 def image_data_uri(image: Image) -> str:
@@ -622,7 +627,10 @@ def provider_for(endpoint: Endpoint, tasks: tuple[Task, ...] = tuple(ADAPTERS)) 
     return Provider(
         name=endpoint.name,
         label=endpoint.label,
-        adapters={task: functools.partial(ADAPTERS[task], endpoint=endpoint) for task in tasks},
+        adapters={  # each class is an OpenAIAdapter combined with its task's Adapter class
+            task: cast(Callable[[str, str], Adapter], functools.partial(ADAPTERS[task], endpoint=endpoint))
+            for task in tasks
+        },
         check=functools.partial(check, endpoint),
         models=None if endpoint is OPENAI else functools.partial(_compatible_model, endpoint),
         reproduce=reproduce.templates(endpoint, tasks),  # the OpenAI programs, with this endpoint's URL and key

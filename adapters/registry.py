@@ -177,7 +177,7 @@ def get(task: Task, provider: str, model: str | None = None, api_key: str | None
 def reranker(session_provider: str | None, api_key: str | None = None) -> Any:
     """The reranker a provider offers (Cohere's today), built for this session: a typed key counts
     only if the session's provider is the one that reranks. Raises a clear `FMError` if none can run."""
-    offering = [p for p in providers().values() if p.reranker is not None]
+    offering = [p.reranker for p in providers().values() if p.reranker is not None]
     if not offering:
         raise UnknownProvider("No provider here offers reranking: search without it.")
-    return offering[0].reranker(api_key, session_provider)
+    return offering[0](api_key, session_provider)

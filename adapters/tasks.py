@@ -71,7 +71,8 @@ class Adapter:
         """Split a provider's return value into (value, common result fields)."""
         served_by = None
         if isinstance(raw, Raw):
-            raw, usage, served_by = raw.value, raw.usage or usage, raw.served_by
+            wrapped = raw
+            raw, usage, served_by = wrapped.value, wrapped.usage or usage, wrapped.served_by
         return raw, {
             "provider": self.provider,
             "model": self.model,
@@ -94,6 +95,7 @@ class Completer(Adapter):
         stream = self.stream(messages, params)
         for _ in stream:
             pass
+        assert stream.result is not None  # set once the stream is read to its end
         return stream.result
 
     def _stream(self, messages: list[Message], params: CompletionParams) -> Iterator[StreamEvent]:

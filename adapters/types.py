@@ -23,7 +23,7 @@ class Task(enum.StrEnum):
     EMBEDDINGS = "embeddings"
 
     @property
-    def title(self) -> str:
+    def title(self) -> str:  # type: ignore[override]  # deliberately shadows str.title with the task's display name
         return _TITLES[self]
 
 

@@ -367,8 +367,8 @@ def reset_peak(pid: int) -> bool:
 
 
 def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in open("/proc/cpuinfo"):
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     import platform

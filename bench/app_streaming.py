@@ -34,6 +34,7 @@ the 1-minute load average before and after shows what else the machine was doing
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -157,10 +158,9 @@ def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_ses
         if open_sessions:  # each session's first request (Gradio builds its per-session state) made beforehand
 
             def prime(client) -> None:
-                try:
+                # "The prompt is empty": the session now exists, as for a page that has loaded
+                with contextlib.suppress(AppError):
                     client.predict("", [], "benchstream", "", "", 16, 0.7, 1.0, -1, api_name="/chat")
-                except AppError:
-                    pass  # "The prompt is empty": the session now exists, as for a page that has loaded
 
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(prime, clients))

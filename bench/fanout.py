@@ -84,7 +84,7 @@ def compare_tab_call(names: list[str]):
 
     def call() -> None:
         last = None
-        for last in comparison.run(Task.COMPLETION, names, form):
+        for last in comparison.run(Task.COMPLETION, names, form):  # noqa: B007 - keeps the last frame
             pass
         bad = [o for o in last.outcomes if o is None or not o.ok]
         if bad:

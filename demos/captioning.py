@@ -6,9 +6,12 @@ the call as a Python program (`demos.widgets.reproduce`).
 
 from __future__ import annotations
 
+from typing import cast
+
 import gradio as gr
 
 from adapters import inputs
+from adapters.tasks import Captioner
 from adapters.types import Task
 from demos.widgets import examples, reproduce, standalone
 from demos.widgets import picker as picker_ui
@@ -22,14 +25,14 @@ TITLE = "Captioning"
 
 
 @shows_errors
-def caption(image, prompt, provider, api_key, request: gr.Request = None):
+def caption(image, prompt, provider, api_key, request: gr.Request | None = None):
     """(caption, stats, program): the program is the call in Python."""
     with run_log.run(
         tab=TAB, task=TASK, provider=provider, inputs={"image": run_log.Upload(image), "prompt": prompt}
     ) as logged:
         visitor = visitors.current(request)
         logged.by(visitor)
-        adapter = access.adapter(TASK, provider, api_key=api_key)
+        adapter = cast(Captioner, access.adapter(TASK, provider, api_key=api_key))  # the adapter for TASK
         logged.uses(adapter)
         access.check(visitor, adapter)  # an over-quota visitor's image is not decoded
         picture, prompt = inputs.load_image(image), inputs.check_optional_prompt(prompt)  # before any charge

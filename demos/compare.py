@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any, cast
 
 import gradio as gr
 
@@ -110,7 +111,7 @@ def compare_page(
     blind,
     api_key,
     key_provider,
-    request: gr.Request = None,
+    request: gr.Request | None = None,
 ):
     """The page's handler: re-render every column each time text or a result arrives."""
     form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
@@ -137,19 +138,20 @@ def compare(
     blind,
     api_key,
     key_provider,
-    request: gr.Request = None,
+    request: gr.Request | None = None,
 ):
     """Run one input against 2-6 targets at once; returns a JSON summary per target."""
     form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
     comparison = None
     visitor = visitors.current(request)
-    for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider, visitor):
+    for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider, visitor):  # noqa: B007 - keeps the last frame
         pass
+    assert comparison is not None  # run yields at least its first frame
     return summary(comparison)
 
 
 @shows_errors
-def vote(comparison_id: str, choice: str, request: gr.Request = None) -> dict:
+def vote(comparison_id: str, choice: str, request: gr.Request | None = None) -> dict:
     """Vote on a blind comparison ("A".."F", "tie", or "skip" to reveal without voting); reveals the names."""
     comparison, standings = cmp.vote(comparison_id, choice, visitors.current(request))
     return {**summary(comparison), "vote": comparison.vote, "leaderboard": _board_dicts(standings)}
@@ -164,7 +166,7 @@ def leaderboard_api(task: str) -> list[dict]:
 def _vote_handler(choice: str):
     """The page's handler for one vote button (the comparison id comes from the session's state)."""
 
-    def handler(comparison_id, request: gr.Request = None):
+    def handler(comparison_id, request: gr.Request | None = None):
         comparison, standings = cmp.vote(comparison_id, choice, visitors.current(request))
         return [*page(comparison), leaderboard.rows(standings)]
 
@@ -193,7 +195,12 @@ def page(comparison: Comparison | None) -> list:
     for i in range(MAX_TARGETS):
         updates += _slot_updates(comparison, i)
     waiting = comparison is not None and comparison.awaits_vote
-    updates += [gr.update(visible=waiting), chart(comparison), status(comparison), comparison.id if waiting else None]
+    updates += [
+        gr.update(visible=waiting),
+        chart(comparison),
+        status(comparison),
+        comparison.id if waiting and comparison is not None else None,
+    ]
     return updates + [program(comparison, i) for i in range(MAX_TARGETS)]
 
 
@@ -204,7 +211,10 @@ def program(comparison: Comparison | None, i: int) -> str:
     if comparison.hidden:
         return reproduce.HIDDEN
     outcome = comparison.outcomes[i]
-    return outcome.value.snippet if outcome is not None and outcome.ok else ""
+    if outcome is None or not outcome.ok:
+        return ""
+    cell: Any = outcome.value  # an ok outcome holds its cell
+    return cell.snippet
 
 
 def _slot_updates(comparison: Comparison | None, i: int) -> list:
@@ -236,7 +246,7 @@ def _page_value(kind: str, output):
 def header(comparison: Comparison, i: int) -> str:
     if comparison.hidden:
         return f"**{comparison.letter(i)}**"
-    name = _md(boundary.shown_target(comparison.targets[i].name))
+    name = _md(boundary.shown_target(comparison.targets[i].name) or "")  # (None only for no name)
     if not comparison.blind:
         return f"**{name}**"
     best = " (voted best)" if comparison.vote == LETTERS[i] else ""
@@ -249,10 +259,12 @@ def cell_stats(comparison: Comparison, i: int) -> str:
     if outcome is None:
         return "running…"
     if not outcome.ok:
-        return f"⚠️ {HIDDEN_ERROR if comparison.hidden else html.escape(boundary.scrub(outcome.error), quote=False)}"
+        return (
+            f"⚠️ {HIDDEN_ERROR if comparison.hidden else html.escape(boundary.scrub(outcome.error or ''), quote=False)}"
+        )
     if comparison.hidden:
         return HIDDEN_STATS  # time, tokens and cost identify models
-    cell = outcome.value
+    cell: Any = outcome.value  # an ok outcome holds its cell
     result = cell.result
     parts = [f"{outcome.elapsed_s:.2f} s"]
     if isinstance(result, Completion) and result.ttft_s is not None:
@@ -300,7 +312,8 @@ def chart(comparison: Comparison | None) -> str:
     if not done:
         return ""
     slowest = max(o.elapsed_s for _, o in done) or 1.0
-    costs = [o.value.result.cost_usd for _, o in done if o.ok and o.value.result.cost_usd is not None]
+    cells: list[Any] = [o.value for _, o in done if o.ok]  # an ok outcome holds its cell
+    costs = [c.result.cost_usd for c in cells if c.result.cost_usd is not None]
     priciest = max(costs, default=0.0)
     rows = []
     for i, outcome in done:
@@ -382,7 +395,7 @@ def _target_summary(comparison: Comparison, i: int) -> dict:
         "output": _json_output(comparison.task, cell.output) if cell else None,
         "error": None
         if outcome is None or outcome.ok
-        else (HIDDEN_ERROR if comparison.hidden else boundary.scrub(outcome.error)),
+        else (HIDDEN_ERROR if comparison.hidden else boundary.scrub(outcome.error or "")),
     }
     if comparison.blind:
         entry["label"] = comparison.letter(i)
@@ -500,7 +513,7 @@ def _offered_models(task: Task, option) -> list[str]:
     return [option.model, *sorted(listed - {option.model})]
 
 
-def _choice(provider: str, model: str, default: str) -> str:
+def _choice(provider: str, model: str, default: str | None) -> str:
     """A target's value in the page: "provider" where the default model is a configured path or
     URL a visitor must not see (the server fills it in), else "provider:model"."""
     return provider if model == default and boundary.shown_model(model) != model else f"{provider}:{model}"
@@ -699,7 +712,7 @@ def reopen(run: dict) -> list:
         ("seed", -1 if params.get("seed") is None else params["seed"]),
     ):
         if value is not None:
-            layout[name] = {**layout[name], "value": value}
+            layout[name] = {**cast(dict, layout[name]), "value": value}  # each entry is a gr.update dict
     refilled = {
         "task": task.value,
         "image": run_log.open_image(inputs.get("image")),

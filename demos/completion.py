@@ -7,9 +7,11 @@ streams `(history, stats)`. The page also shows the call as a Python program (`d
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import cast
 
 import gradio as gr
 
+from adapters.tasks import Completer
 from adapters.types import CompletionParams, Task
 from demos.widgets import picker as picker_ui
 from demos.widgets import reproduce, standalone
@@ -38,7 +40,9 @@ def _seed(value: float | None) -> int | None:
 
 
 @shows_errors
-def chat(message, history, provider, api_key, system, max_tokens, temperature, top_p, seed, request: gr.Request = None):
+def chat(
+    message, history, provider, api_key, system, max_tokens, temperature, top_p, seed, request: gr.Request | None = None
+):
     """Stream the assistant's reply to `message`; on failure the chat is left as it was. Yields
     (history, stats, program): the program (the call in Python) comes with the last frame.
 
@@ -66,7 +70,7 @@ def chat(message, history, provider, api_key, system, max_tokens, temperature, t
             seed=_seed(seed),
         )
         visitor = visitors.current(request)
-        adapter = access.adapter(TASK, provider, api_key=api_key)
+        adapter = cast(Completer, access.adapter(TASK, provider, api_key=api_key))  # the adapter for TASK
         logged.uses(adapter)
         logged.by(visitor)
         stream = adapter.stream(messages, params)  # validates before anything is charged or shown
@@ -81,6 +85,7 @@ def chat(message, history, provider, api_key, system, max_tokens, temperature, t
         except Exception:
             yield history, "", gr.skip()  # nothing arrived: leave the chat as it was (the prompt stays in its box)
             raise
+        assert stream.result is not None  # set once the stream is read to its end
         logged.done(stream.result, output=stream.result.text)
     yield shown, stats(stream.result), reproduce.of(TASK, adapter, {"messages": messages}, asdict(params))
 

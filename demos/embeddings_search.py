@@ -1,18 +1,21 @@
 """Embeddings search: embed a corpus once, then find the passages closest in meaning to a query.
 
 API: `/search(query, corpus, files, top_k, passage_words, provider, api_key)` returns
-`(hits table, stats)`; the page also shows the calls as a Python program (`demos.widgets.reproduce`). The index of a corpus is kept (a few, least recently used dropped), so
+`(hits table, stats)`; the page also shows the calls as a Python program (`demos.widgets.reproduce`).
+The index of a corpus is kept (a few, least recently used dropped), so
 repeated queries on the same corpus only embed the query.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any, cast
 
 import gradio as gr
 
 from adapters import registry
 from adapters.errors import BadInput
+from adapters.tasks import Embedder
 from adapters.types import Task
 from demos.widgets import picker as picker_ui
 from demos.widgets import reproduce, standalone
@@ -31,7 +34,7 @@ COLUMNS = ["rank", "score", "source", "passage"]
 
 @shows_errors
 def search(
-    query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False, request: gr.Request = None
+    query, corpus_text, files, top_k, passage_words, provider, api_key, rerank=False, request: gr.Request | None = None
 ):
     """(hits, stats, program): the program embeds the same passages and query in Python.
 
@@ -53,9 +56,9 @@ def search(
         passages = corpus.chunk(sources, max_words=int(passage_words or 120))
         visitor = visitors.current(request)
         logged.by(visitor)
-        embedder = access.adapter(TASK, provider, api_key=api_key)
+        embedder = cast(Embedder, access.adapter(TASK, provider, api_key=api_key))  # the adapter for TASK
         logged.uses(embedder)
-        reranker = _reranker(provider, api_key) if rerank else None  # before any call: no embedding wasted
+        reranker: Any = _reranker(provider, api_key) if rerank else None  # before any call: no embedding wasted
         built_already = search_index.cached(embedder, passages)
         work = access.Work(
             input_chars=len(query) + (0 if built_already else sum(len(p.text) for p in passages)),
@@ -74,11 +77,10 @@ def search(
             for rank, (i, score) in enumerate(hits)
         ]
         logged.done(result, output=[dict(zip(COLUMNS, row, strict=False)) for row in rows])
-    sources = len({p.source for p in passages})
+    n_sources = len({p.source for p in passages})
     how = "reused the index" if cached else f"indexed in {built.build_s:.2f} s"
-    note = (
-        f"{len(passages)} passages from {sources} source{'s' if sources > 1 else ''} ({how}) · query: {stats(result)}"
-    )
+    plural = "s" if n_sources > 1 else ""
+    note = f"{len(passages)} passages from {n_sources} source{plural} ({how}) · query: {stats(result)}"
     if rerank:
         note += " · scores are Cohere rerank relevance"
     params = {"top_k": k}

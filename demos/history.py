@@ -36,7 +36,7 @@ log = logging.getLogger("fm_gallery.history")
 TAB = "history"
 TITLE = "History"
 COLUMNS = ["time (UTC)", "tab", "provider", "model", "latency", "tokens", "cost", "error", "input", "output", "id"]
-WIDTHS = ["11%", "9%", "7%", "9%", "6%", "6%", "6%", "12%", "13%", "13%", "8%"]
+WIDTHS: list[str | int] = ["11%", "9%", "7%", "9%", "6%", "6%", "6%", "12%", "13%", "13%", "8%"]
 FORMATS = {"CSV": ("csv", run_log.export_csv), "JSONL": ("jsonl", run_log.export_jsonl)}
 PREVIEW_CHARS = 80
 LIMIT = 200
@@ -61,7 +61,9 @@ def _readable(fn: Callable) -> Callable:
                 raise gr.Error(
                     "The run history could not be read right now: try again later.", print_exception=False
                 ) from None
-            raise gr.Error(f"The run log at {run_log.location()} could not be read: {err}", print_exception=False)
+            raise gr.Error(
+                f"The run log at {run_log.location()} could not be read: {err}", print_exception=False
+            ) from err
 
     return wrapper
 
@@ -80,7 +82,7 @@ def _text(value, limit: int = 200) -> str | None:
 
 @shows_errors
 @_readable
-def history(tab, provider, text, errors_only, request: gr.Request = None):
+def history(tab, provider, text, errors_only, request: gr.Request | None = None):
     """The runs matching the filters, newest first, one table row each (at most LIMIT)."""
     runs = run_log.query(
         tab=_text(tab),
@@ -95,7 +97,7 @@ def history(tab, provider, text, errors_only, request: gr.Request = None):
 
 @shows_errors
 @_readable
-def export(fmt, request: gr.Request = None):
+def export(fmt, request: gr.Request | None = None):
     """Every run as a CSV or JSONL file, in a folder of its own inside `export_dir()`.
 
     Gradio copies a returned file into its cache (`gr.File` postprocess, `save_file_to_cache`)
@@ -155,7 +157,7 @@ def _prune_exports(keep: Path) -> None:
 
 @shows_errors
 @_readable
-def detail(run_id, request: gr.Request = None):
+def detail(run_id, request: gr.Request | None = None):
     """The whole record of one run, its image (generated or uploaded) if it has one, and the run
     as a Python program (the vendor's SDK or the local library, same model, parameters and seed)."""
     run = run_log.get(run_id if isinstance(run_id, str) else "", scope(request))
@@ -173,7 +175,7 @@ def pick(evt: gr.SelectData) -> str:
     return str(row[-1]) if row else gr.skip()
 
 
-def filter_choices(request: gr.Request = None) -> tuple[dict, dict]:
+def filter_choices(request: gr.Request | None = None) -> tuple[dict, dict]:
     """The tabs and providers seen in the visitor's runs, for the filter menus."""
     seen = scope(request)
     try:
@@ -229,7 +231,7 @@ def _preview(value: Any) -> str:
             return f"image {value['width']}x{value['height']}{seed}"
         numbers = {k: v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if numbers and len(numbers) == len(value):  # label scores
-            best = max(numbers, key=numbers.get)
+            best = max(numbers, key=lambda k: numbers[k])
             return f"{best} ({numbers[best]:.2f})"
         return next((_preview(v) for v in value.values() if isinstance(v, str) and v.strip()), "")
     if isinstance(value, list):

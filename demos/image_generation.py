@@ -7,9 +7,12 @@ shows the call as a Python program with that seed (`demos.widgets.reproduce`).
 
 from __future__ import annotations
 
+from typing import cast
+
 import gradio as gr
 
 from adapters import inputs
+from adapters.tasks import ImageGenerator
 from adapters.types import ImageParams, Task
 from demos.widgets import picker as picker_ui
 from demos.widgets import reproduce, standalone
@@ -37,8 +40,8 @@ def generate(
     seed,
     provider,
     api_key,
-    progress=gr.Progress(),
-    request: gr.Request = None,
+    progress=gr.Progress(),  # noqa: B008 - Gradio's documented way to receive a progress tracker
+    request: gr.Request | None = None,
 ):
     """(image, stats, program): the program is the call in Python, with the seed it used."""
     logged = run_log.run(
@@ -55,11 +58,12 @@ def generate(
             height=boundary.capped("height", height, "image_side"),
             guidance=guidance,
             negative_prompt=negative_prompt or "",
-            seed=None if not isinstance(seed, (int, float)) or seed < 0 else seed,
+            # a whole-number float from the page passes too: check_image_params checks and converts it
+            seed=None if not isinstance(seed, (int, float)) or seed < 0 else cast(int, seed),
         )
         visitor = visitors.current(request)
         logged.by(visitor)
-        adapter = access.adapter(TASK, provider, api_key=api_key)
+        adapter = cast(ImageGenerator, access.adapter(TASK, provider, api_key=api_key))  # the adapter for TASK
         logged.uses(adapter)
         prompt, params = inputs.check_prompt(prompt), inputs.check_image_params(params)  # before any charge
         progress(0, desc="Starting")

@@ -6,9 +6,12 @@ shows the call as a Python program (`demos.widgets.reproduce`).
 
 from __future__ import annotations
 
+from typing import cast
+
 import gradio as gr
 
 from adapters import inputs
+from adapters.tasks import ZeroShotClassifier
 from adapters.types import Task
 from demos.widgets import examples, reproduce, standalone
 from demos.widgets import picker as picker_ui
@@ -23,13 +26,13 @@ UNCALIBRATED = "⚠️ These scores are the model's own estimate, not calibrated
 
 
 @shows_errors
-def classify(image, labels, provider, api_key, request: gr.Request = None):
+def classify(image, labels, provider, api_key, request: gr.Request | None = None):
     """(label scores, stats, program): the program is the call in Python."""
     given = {"image": run_log.Upload(image), "labels": labels}
     with run_log.run(tab=TAB, task=TASK, provider=provider, inputs=given) as logged:
         visitor = visitors.current(request)
         logged.by(visitor)
-        adapter = access.adapter(TASK, provider, api_key=api_key)
+        adapter = cast(ZeroShotClassifier, access.adapter(TASK, provider, api_key=api_key))  # the adapter for TASK
         logged.uses(adapter)
         access.check(visitor, adapter)  # an over-quota visitor's image is not decoded
         picture, labels = inputs.load_image(image), inputs.check_labels(labels)  # checked before any charge

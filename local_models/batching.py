@@ -109,7 +109,8 @@ class MicroBatcher:
         """The first request and those after it with the same key, up to `max_items` items (the
         first always, however large); the others keep their places."""
         first = self._pending.popleft()
-        batch, count, kept = [first], len(first.items), deque()
+        batch, count = [first], len(first.items)
+        kept: deque[_Request] = deque()
         while self._pending:
             request = self._pending.popleft()
             if request.key == first.key and count + len(request.items) <= self.max_items:

@@ -62,7 +62,10 @@ class _VisionEncoderDecoder:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
 
-FAMILIES = {"blip": _Blip, "vision-encoder-decoder": _VisionEncoderDecoder}
+FAMILIES: dict[str, type[_Blip] | type[_VisionEncoderDecoder]] = {
+    "blip": _Blip,
+    "vision-encoder-decoder": _VisionEncoderDecoder,
+}
 
 
 class ImageCaptioner:

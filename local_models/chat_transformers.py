@@ -101,7 +101,7 @@ class TransformersChat:
                 if seed is not None:
                     torch.manual_seed(seed)
                 outcome["sequences"] = self.model.generate(**kwargs)
-        except Exception as err:  # re-raised in the reader's thread
+        except Exception as err:  # noqa: BLE001 - re-raised in the reader's thread
             outcome["error"] = err
             kwargs["streamer"].end()
 
@@ -138,7 +138,7 @@ class _Worker:
             fn, args, done = self._jobs.get()
             try:
                 fn(*args)
-            except BaseException:  # fn reports its own errors; the worker must outlive them
+            except BaseException:  # noqa: BLE001 - fn reports its own errors; the worker must outlive them
                 pass
             finally:
                 done.set()
@@ -157,4 +157,6 @@ class _Cancel(StoppingCriteria):
         return self._event.is_set()
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self._event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return torch.full(  # type: ignore[return-value]  # transformers' stub wants BoolTensor, a legacy alias no op returns
+            (input_ids.shape[0],), self._event.is_set(), dtype=torch.bool, device=input_ids.device
+        )

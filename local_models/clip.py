@@ -102,6 +102,7 @@ class ClipScorer:
         """Stacked `prepare` results as the model's input: uint8 ones are scaled and normalised here."""
         pixels = pixels.to(self.placement.device)  # (uint8: a quarter of the bytes to a GPU)
         if pixels.dtype == torch.uint8:
+            assert self._steps is not None  # uint8 pixels come only from `prepare`, which needs the steps
             mean, std = self._steps.mean.to(pixels.device), self._steps.std.to(pixels.device)
             pixels = (pixels.float() * self._steps.scale).sub_(mean).div_(std)
         return pixels.to(self.placement.dtype)

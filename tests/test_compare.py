@@ -64,7 +64,7 @@ def image_file(tmp_path):
 
 def finished(task: Task, targets, form: Form, **kw) -> comparison.Comparison:
     result = None
-    for result in comparison.run(task, targets, form, **kw):
+    for result in comparison.run(task, targets, form, **kw):  # noqa: B007 - keeps the last frame
         pass
     return result
 
@@ -479,7 +479,7 @@ def test_a_running_blind_comparison_shows_no_finished_target(timed_providers):
         seen = repr(history.history("", "", "", False)) + repr(history.filter_choices())
         assert "quick-secret" not in seen
         release.set()
-        for frame in frames:
+        for frame in frames:  # noqa: B007 - keeps the last frame
             pass
         assert frame.awaits_vote and "quick-secret" not in repr(history.history("", "", "", False))
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import re
 
 import gradio as gr
 import numpy as np
@@ -231,7 +232,7 @@ def test_search_refuses_binary_and_unknown_files(fake_provider, tmp_path):
         embeddings_search.search("q", "", [str(binary)], 3, 120, "fake", "")
     pdf = tmp_path / "paper.pdf"
     pdf.write_bytes(b"%PDF-1.4")
-    with pytest.raises(gr.Error, match="upload .txt, .md or .csv"):
+    with pytest.raises(gr.Error, match=re.escape("upload .txt, .md or .csv")):
         embeddings_search.search("q", "", [str(pdf)], 3, 120, "fake", "")
 
 

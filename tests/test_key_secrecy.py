@@ -72,7 +72,7 @@ def world(tmp_path_factory):
         FMG_MAX_ATTEMPTS="1",
         PYTHONUNBUFFERED="1",
     )
-    log = open(base / "app.log", "wb")
+    log = open(base / "app.log", "wb")  # noqa: SIM115 - closed when the fixture ends
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py")], cwd=base / "home", env=env, stdout=log, stderr=subprocess.STDOUT
     )
@@ -85,7 +85,7 @@ def world(tmp_path_factory):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.close()
-                raise RuntimeError("the app did not start:\n" + (base / "app.log").read_text()[-3000:])
+                raise RuntimeError("the app did not start:\n" + (base / "app.log").read_text()[-3000:]) from None
             time.sleep(0.5)
     try:
         yield {"base": base, "url": url, "servers": servers, "proc": proc}

@@ -8,6 +8,7 @@ probe need no torch: they are in test_local_weights.py, so a missing torch skips
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -383,9 +384,9 @@ def test_concurrent_first_calls_load_the_model_once(tiny, tmp_path, monkeypatch)
 
 def test_missing_repo_says_which_fetch_command_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(weights.WeightsMissing, match="python -m local_models.fetch org/absent"):
+    with pytest.raises(weights.WeightsMissing, match=re.escape("python -m local_models.fetch org/absent")):
         weights.resolve("org/absent", env_var="FMG_MODEL_LOCAL_ZERO_SHOT")
-    with pytest.raises(ProviderUnavailable, match="python -m local_models.fetch org/absent"):
+    with pytest.raises(ProviderUnavailable, match=re.escape("python -m local_models.fetch org/absent")):
         local(Task.ZERO_SHOT, "org/absent")
 
 

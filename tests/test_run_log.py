@@ -391,7 +391,7 @@ def test_concurrent_writers_lose_nothing(log_path):
                     tab="captioning", task=Task.CAPTIONING, provider="fake", inputs={"writer": t, "i": i}
                 ) as run:
                     run.done(fake_result(i), output=f"{t}-{i}")
-        except Exception as err:  # pragma: no cover - reported below
+        except Exception as err:  # noqa: BLE001  # pragma: no cover - reported below
             failures.append(err)
 
     workers = [threading.Thread(target=write, args=(t,)) for t in range(threads)]

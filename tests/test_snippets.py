@@ -422,7 +422,7 @@ def test_history_notes_what_the_log_did_not_keep():
 
 def test_compare_cells_carry_their_program_and_blind_mode_hides_it(openai_env, fake_provider):
     result = None
-    for result in comparison.run(
+    for result in comparison.run(  # noqa: B007 - keeps the last frame
         Task.COMPLETION,
         ["openai", "openai:gpt-4.1-mini", "fake"],
         comparison.Form(prompt="hello", max_tokens=16, seed=5),
@@ -436,7 +436,7 @@ def test_compare_cells_carry_their_program_and_blind_mode_hides_it(openai_env, f
     summary = compare.summary(result)
     assert [t["snippet"] for t in summary["targets"]] == [first, second, unknown]
 
-    for result in comparison.run(Task.COMPLETION, ["openai", "fake"], comparison.Form(prompt="hello"), blind=True):
+    for result in comparison.run(Task.COMPLETION, ["openai", "fake"], comparison.Form(prompt="hello"), blind=True):  # noqa: B007
         pass
     assert result.hidden and all(compare.program(result, i) == reproduce.HIDDEN for i in range(2))
     assert all("snippet" not in t for t in compare.summary(result)["targets"])

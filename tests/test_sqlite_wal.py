@@ -11,7 +11,7 @@ def test_concurrent_first_opens_of_a_fresh_file_all_succeed_in_wal_mode(tmp_path
         start = threading.Barrier(12)
         modes, errors = [], []
 
-        def use() -> None:
+        def use(start=start, path=path, modes=modes, errors=errors) -> None:
             start.wait()
             try:
                 conn, mode = open_wal(path, busy_timeout_s=10.0)

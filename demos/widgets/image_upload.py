@@ -31,5 +31,5 @@ class ImageUpload(gr.Image):
             return str(payload.path)
         try:
             return super().preprocess(payload)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any decoding failure means an unreadable upload
             raise gr.Error("The image could not be read: upload a PNG, JPEG, WebP or GIF file.") from None

@@ -44,7 +44,7 @@ def shows_errors(fn: Callable) -> Callable:
         def gen_wrapper(*args, **kwargs):
             try:
                 yield from fn(*args, **kwargs)
-            except Exception as err:
+            except Exception as err:  # noqa: BLE001 - every failure is shown to the user as one sentence
                 raise user_error(err) from None
 
         return gen_wrapper
@@ -53,7 +53,7 @@ def shows_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except Exception as err:
+        except Exception as err:  # noqa: BLE001 - every failure is shown to the user as one sentence
             raise user_error(err) from None
 
     return wrapper

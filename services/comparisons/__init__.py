@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any, cast
 
 from adapters import inputs, registry, snippets
 from adapters.errors import BadInput
@@ -81,7 +82,9 @@ class Job:
     inputs: dict
     params: dict
     call: dict = field(default_factory=dict)
-    work: access.Work = access.Work()  # what one target's call may consume, for the visitor's quota
+    work: access.Work = field(
+        default_factory=access.Work
+    )  # what one target's call may consume, for the visitor's quota
 
 
 def prepare(task: Task, form: Form) -> Job:
@@ -231,7 +234,7 @@ def resolve_targets(task: Task, names: Sequence[str] | str | None, key: SessionK
     was given), so the page and the leaderboard name exactly what ran. Every model named passes
     the trust boundary (never a URL or a path; in public mode one the owner lists)."""
     if isinstance(names, str) or not isinstance(names, (list, tuple)):
-        names = [] if names is None else [names]
+        names = [] if names is None else [str(names)]  # (each name goes through str() below anyway)
     if len(names) > 4 * MAX_TARGETS:
         raise BadInput(f"Pick {MIN_TARGETS} to {MAX_TARGETS} targets to compare (got {len(names)}).")
     targets = [Target.parse(str(n)) for n in names if str(n).strip()]
@@ -269,9 +272,10 @@ def session_key(api_key: str | None, provider: str | None) -> SessionKey | None:
     key = (api_key or "").strip()
     if not key:
         return None
-    if not (provider or "").strip():
+    vendor = (provider or "").strip()
+    if not vendor:
         raise BadInput("Say which vendor the API key is for, so it is never sent to another one.")
-    return SessionKey(provider.strip(), key)
+    return SessionKey(vendor, key)
 
 
 def timeout_s() -> float:
@@ -325,7 +329,7 @@ class Comparison:
         """What column `i` is called on the page right now."""
         if self.hidden:
             return self.letter(i)
-        name = boundary.shown_target(self.targets[i].name)
+        name = boundary.shown_target(self.targets[i].name) or ""  # (None only for no name)
         return f"{self.letter(i)}: {name}" if self.blind else name
 
     def answered(self) -> list[int]:
@@ -338,11 +342,12 @@ class Comparison:
 
     def apply(self, i: int, event: str | Outcome) -> None:
         if isinstance(event, str):
-            self.outputs[i] = (self.outputs[i] or "") + event
+            self.outputs[i] = cast(str, self.outputs[i] or "") + event  # a text column holds text
             return
         self.outcomes[i] = event
         if event.ok:
-            self.outputs[i] = event.value.output
+            cell: Any = event.value  # an ok outcome holds its cell
+            self.outputs[i] = cell.output
 
 
 def run(
@@ -514,7 +519,7 @@ def vote(
     chosen = picked["choice"]
     if chosen != "skip":
         rated = [comparison.targets[i].name for i in comparison.answered()]
-        winner = None if chosen == "tie" else comparison.targets[chosen].name
+        winner = comparison.targets[chosen].name if isinstance(chosen, int) else None  # else "tie"
         try:
             leaderboard.record_vote(comparison.task, comparison.id, rated, winner)
         except Exception:

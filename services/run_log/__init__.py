@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from adapters.errors import BadInput, FMError
 from adapters.keys import known_keys, redact
@@ -288,17 +288,18 @@ class Run:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if self.path is not None:
             try:
                 _writer.put(self.path, self._row(exc))
-            except Exception as err:  # the user's run matters more than its log entry
+            except Exception as err:  # noqa: BLE001 - the user's run matters more than its log entry
                 why = self._scrub(f"{type(err).__name__}: {err}")
                 log.warning("the run log could not record run %s: %s", self.id, why)
         return False  # an exception from the block goes on to the handler's error display
 
     def _row(self, exc: BaseException | None) -> dict[str, Any]:
         self._hidden = self._keys()  # taken once for all of the row's strings
+        assert self.path is not None  # only called when there is a log to write to
         folder = self.path.parent
         result = self.result
         usage = result.usage if result is not None else None
@@ -382,10 +383,10 @@ class Run:
                 cleaned["…"] = f"{len(items) - MAX_ITEMS:,} more entries not stored"
             return cleaned
         if isinstance(value, (list, tuple)):
-            cleaned = [self._clean(v) for v in value[:MAX_ITEMS]]
+            listed = [self._clean(v) for v in value[:MAX_ITEMS]]
             if len(value) > MAX_ITEMS:
-                cleaned.append(f"… {len(value) - MAX_ITEMS:,} more items not stored")
-            return cleaned
+                listed.append(f"… {len(value) - MAX_ITEMS:,} more items not stored")
+            return listed
         if hasattr(value, "item") and callable(value.item):  # a numpy scalar
             with contextlib.suppress(Exception):
                 return self._clean(value.item())
@@ -435,7 +436,7 @@ def _insert(path: Path, rows: list[dict[str, Any]]) -> None:
                 f"INSERT INTO runs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 [[row[c] for c in COLUMNS] for row in rows],
             )
-    except Exception as err:  # the users' runs matter more than their log entries
+    except Exception as err:  # noqa: BLE001 - the users' runs matter more than their log entries
         _forget_connection()
         ids = ", ".join(row["id"] for row in rows)
         log.warning(

@@ -133,10 +133,11 @@ class ApproxIndex:
             self._faiss.omp_set_num_threads(before)
 
     def _search_params(self, nprobe: int, rerank: int | None):
-        cells = self._faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, self.nlist)))
+        # faiss's SWIG classes take their fields as keyword arguments; its stubs do not say so
+        cells = self._faiss.SearchParametersIVF(nprobe=max(1, min(nprobe, self.nlist)))  # type: ignore[call-arg]
         if rerank is None:
             return cells
-        return self._faiss.IndexRefineSearchParameters(k_factor=rerank, base_index_params=cells)
+        return self._faiss.IndexRefineSearchParameters(k_factor=rerank, base_index_params=cells)  # type: ignore[call-arg]
 
     def _calibrate(self, vectors: np.ndarray, rng: np.random.Generator, k: int = 10) -> tuple[int, int | None, float]:
         """(nprobe, rerank, their recall@k): the least breadth whose recall on sample vectors reaches the target."""
