@@ -322,7 +322,7 @@ def chart(comparison: Comparison | None) -> str:
         )
         rows.append(
             f"<tr><td>{html.escape(comparison.label(i))}</td><td>{latency}</td>"
-            f"<td>{_cost_cell(comparison, outcome, priciest)}</td></tr>"
+            f"<td>{_cost_cell(outcome, priciest)}</td></tr>"
         )
     return (
         "<table style='width:100%'><tr><th style='text-align:left'>target</th><th style='text-align:left'>latency"
@@ -330,7 +330,7 @@ def chart(comparison: Comparison | None) -> str:
     )
 
 
-def _cost_cell(comparison: Comparison, outcome, priciest: float) -> str:
+def _cost_cell(outcome, priciest: float) -> str:
     if not outcome.ok:
         return "—"
     cost = outcome.value.result.cost_usd

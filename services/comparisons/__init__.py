@@ -461,10 +461,6 @@ class _WaitingVotes:
                 expired, _ = self._items.popitem(last=False)  # too old: its names may now be seen
                 self._hidden.discard(expired)
 
-    def __contains__(self, comparison_id: object) -> bool:
-        with self._lock:
-            return comparison_id in self._items
-
     def take(self, comparison_id: str, check: Callable[[Comparison], None]) -> Comparison:
         """Remove and return the comparison once `check` accepts it (so a bad choice keeps it)."""
         with self._lock:
@@ -477,11 +473,6 @@ class _WaitingVotes:
 
 
 _waiting = _WaitingVotes()
-
-
-def awaits_vote(comparison_id: str | None) -> bool:
-    """True while a blind comparison waits for its vote."""
-    return bool(comparison_id) and comparison_id in _waiting
 
 
 def hidden_ids() -> frozenset[str]:
