@@ -9,8 +9,8 @@ atomic_image_cache (`FMG_COMPAT_ATOMIC_IMAGE_CACHE`), Gradio >= 6.0, < 7:
     upstream: `gradio.processing_utils.save_pil_to_cache` writes a content-addressed cache file
     (`<cache>/<hash of the encoded image>/image.png`) in place with `Path.write_bytes`, which
     truncates, then writes. Two identical images (the same seed, prompt and model) share that path,
-    so a second handler rewriting it truncates the file while the first one's client downloads it:
-    6 of 124 concurrent `/generate` downloads came back cut. The patch writes the same bytes to a
+    so a second handler rewriting it truncates the file while the first one's client downloads it
+    and gets it cut. The patch writes the same bytes to a
     file of its own in that folder and renames it into place (`os.replace`, atomic on POSIX and
     Windows): a reader sees the old file or the new one, each whole. `save_file_to_cache` already
     does this upstream; `save_bytes_to_cache` (audio, video, MCP) has the same flaw and is not used
@@ -25,17 +25,41 @@ component_signatures (`FMG_COMPAT_COMPONENT_SIGNATURES`), Gradio >= 6.0, < 7:
     upstream: `Block.get_config` calls `inspect.signature(cls.__init__)` for every block of the page,
     for every new session and page load. A function's `__signature__` is where `inspect.signature`
     looks first (PEP 362): each component's constructor gets the signature it has, computed once.
+
+Scoped patches: used by the one call that needs them, on one object or for one moment, never at
+import and never process-wide by `install()`. The same version range and opt-out apply (`usable`).
+
+stream_keep_alive (`FMG_COMPAT_STREAM_KEEP_ALIVE`), openai >= 1.40, < 4 (`keep_stream_connection`):
+    upstream: the sync SDK closes a stream's response as soon as it reads `data: [DONE]`, before the
+    end of the HTTP/1.1 body, and an unfinished response cannot go back to httpx's pool, so every
+    streamed reply opened a new connection (a TLS handshake with a hosted vendor). The async SDK
+    reads the rest first; so does this, for a finished stream only, within a short read timeout.
+
+llama_default_params (`FMG_COMPAT_LLAMA_DEFAULT_PARAMS`), llama-cpp-python >= 0.3, < 0.4
+(`llama_without_extra_buffers`):
+    upstream: `Llama()` takes no argument for llama.cpp's `use_extra_bufts` (`--no-repack`); it starts
+    from `llama_model_default_params()`. For one construction, under a lock, that function returns
+    params with the extra buffer types off (local_models/llama_open.py says when that is needed).
+
+hf_response_hook (`FMG_COMPAT_HF_RESPONSE_HOOK`), huggingface_hub >= 1.0, < 3 (`add_hf_response_hook`):
+    upstream: `InferenceClient` returns bodies only, and the router names the provider that served a
+    call in a response header. A response hook on the SDK's process-wide HTTP session reads it; it is
+    added again whenever the SDK rebuilds that session.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import re
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("fm_gallery.compat")
 OFF = frozenset({"0", "off", "false", "no"})
@@ -46,13 +70,14 @@ class Patch:
     name: str  # FMG_COMPAT_<NAME> turns it off
     package: str
     versions: tuple[tuple[int, int], tuple[int, int]]  # (lowest, first one not covered), as (major, minor)
-    apply: Callable[[], bool]  # True if it changed anything (False: it was in place already)
+    apply: Callable[[], bool] | None = None  # True if it changed anything; None: a scoped patch
 
     @property
     def env_var(self) -> str:
         return f"FMG_COMPAT_{self.name.upper()}"
 
 
+@functools.cache
 def _version(package: str) -> tuple[int, int] | None:
     import importlib.metadata
 
@@ -153,16 +178,17 @@ PATCHES = (ATOMIC_IMAGE_CACHE, MISSING_MATPLOTLIB, COMPONENT_SIGNATURES)
 # --------------------------------------------------------------------------- applying them
 
 
-def apply(patch: Patch) -> bool:
-    """Apply one patch unless it is turned off or the installed version is outside its range;
-    True if it is in place afterwards."""
+def usable(patch: Patch) -> bool:
+    """Is `patch` on and the installed version inside its range? A skip is logged once per process."""
     if os.environ.get(patch.env_var, "").strip().lower() in OFF:
-        log.info("compat patch %s is off (%s)", patch.name, patch.env_var)
+        _log_once(patch, logging.INFO, "compat patch %s is off (%s)", patch.name, patch.env_var)
         return False
     version = _version(patch.package)
     low, high = patch.versions
     if version is None or not low <= version < high:
-        log.warning(
+        _log_once(
+            patch,
+            logging.WARNING,
             "compat patch %s skipped: written for %s >= %d.%d, < %d.%d; installed: %s",
             patch.name,
             patch.package,
@@ -170,6 +196,25 @@ def apply(patch: Patch) -> bool:
             *high,
             "none" if version is None else ".".join(map(str, version)),
         )
+        return False
+    return True
+
+
+_logged: set[tuple[str, str]] = set()
+
+
+def _log_once(patch: Patch, level: int, message: str, *args: Any) -> None:
+    if patch.apply is None:  # scoped patches are checked on every use
+        if (patch.name, message) in _logged:
+            return
+        _logged.add((patch.name, message))
+    log.log(level, message, *args)
+
+
+def apply(patch: Patch) -> bool:
+    """Apply one process-wide patch unless it is off or outside its versions; True if in place."""
+    assert patch.apply is not None, f"{patch.name} is scoped: its caller uses it"
+    if not usable(patch):
         return False
     if patch.apply():
         log.info("compat patch %s applied", patch.name)
@@ -179,3 +224,88 @@ def apply(patch: Patch) -> bool:
 def install() -> dict[str, bool]:
     """Apply every patch (call it after the page's components are defined); which are in place."""
     return {patch.name: apply(patch) for patch in PATCHES}
+
+
+# --------------------------------------------------------------------------- scoped: stream_keep_alive
+
+STREAM_KEEP_ALIVE = Patch("stream_keep_alive", "openai", ((1, 40), (4, 0)))
+KEEP_ALIVE_READ_S = 0.1  # how long a finished stream may take to end its HTTP body (the async SDK's bound)
+
+
+def keep_stream_connection(response: Any) -> threading.Event:
+    """Make `response.close()` read the rest of the body first once the returned event is set, so
+    a finished stream's connection goes back to the pool; a stream stopped early closes at once."""
+    finished = threading.Event()
+    if not usable(STREAM_KEEP_ALIVE):
+        return finished
+    close = response.close
+
+    def read_rest_then_close() -> None:
+        try:
+            if finished.is_set() and not response.is_closed and response.http_version == "HTTP/1.1":
+                timeouts = response.request.extensions.get("timeout")
+                if isinstance(timeouts, dict):  # read by the transport when the body is read again
+                    timeouts["read"] = KEEP_ALIVE_READ_S
+                for _ in response.stream:  # the raw bytes after [DONE]: the end of the chunked body
+                    pass
+        except Exception:  # noqa: BLE001 - a connection that cannot be reused is just closed
+            pass
+        finally:
+            close()
+
+    response.close = read_rest_then_close
+    return finished
+
+
+# --------------------------------------------------------------------------- scoped: llama_default_params
+
+LLAMA_DEFAULT_PARAMS = Patch("llama_default_params", "llama_cpp_python", ((0, 3), (0, 4)))
+_llama_params_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def llama_without_extra_buffers() -> Iterator[bool]:
+    """For the block, `Llama()` starts from default model params with `use_extra_bufts` off;
+    yields whether it does (False: patch off, outside its versions, or a llama.cpp without them)."""
+    if not usable(LLAMA_DEFAULT_PARAMS):
+        yield False
+        return
+    from llama_cpp import llama as llama_module
+
+    library = llama_module.llama_cpp
+    defaults = library.llama_model_default_params
+
+    def without():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _llama_params_lock:
+        if not hasattr(defaults(), "use_extra_bufts"):  # an older llama.cpp, which has no such buffers
+            yield False
+            return
+        library.llama_model_default_params = without
+        try:
+            yield True
+        finally:
+            library.llama_model_default_params = defaults
+
+
+# --------------------------------------------------------------------------- scoped: hf_response_hook
+
+HF_RESPONSE_HOOK = Patch("hf_response_hook", "huggingface_hub", ((1, 0), (3, 0)))
+_hf_hook_lock = threading.Lock()
+
+
+def add_hf_response_hook(hook: Callable[[Any], None]) -> bool:
+    """Put `hook` on huggingface_hub's shared HTTP session (again if the SDK rebuilt it); True if on."""
+    if not usable(HF_RESPONSE_HOOK):
+        return False
+    from huggingface_hub.utils import get_session
+
+    hooks = get_session().event_hooks["response"]
+    if hook not in hooks:
+        with _hf_hook_lock:
+            if hook not in hooks:
+                hooks.append(hook)
+    return True

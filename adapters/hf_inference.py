@@ -38,20 +38,19 @@ from __future__ import annotations
 import contextvars
 import functools
 import importlib.util
-import io
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from adapters import config, faults, keys
-from adapters.errors import FMError, MissingCredentials, ProviderError, ProviderUnavailable
+import compat
+from adapters import config, faults, inputs, keys
+from adapters.errors import FMError, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
-from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage
+from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage, chat_usage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,7 +83,7 @@ def check(task: Task, model: str) -> FMError | None:
     if offline:
         return ProviderUnavailable(_offline_message(offline[0]))
     if not keys.from_env(KEY_VAR):
-        return MissingCredentials(f"Set {KEY_VAR} to use {LABEL}, or type a key for this session.")
+        return keys.missing(KEY_VAR, LABEL)
     return None
 
 
@@ -119,7 +118,6 @@ def route(task: Task, model: str) -> Route:
 # --- which provider served the call --------------------------------------------------------------
 
 _seen: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("hf_served_by", default=None)
-_hook_lock = threading.Lock()
 
 
 def _record_provider(response: Any) -> None:
@@ -132,14 +130,7 @@ def _record_provider(response: Any) -> None:
 
 
 def _install_hook() -> None:
-    """Add `_record_provider` to the SDK's shared session (again after the SDK rebuilds it)."""
-    from huggingface_hub.utils import get_session
-
-    hooks = get_session().event_hooks["response"]
-    if _record_provider not in hooks:
-        with _hook_lock:
-            if _record_provider not in hooks:
-                hooks.append(_record_provider)
+    compat.add_hf_response_hook(_record_provider)
 
 
 class _ServedBy:
@@ -260,10 +251,7 @@ class _HFAdapter:
     api_key: str | None
 
     def _key(self) -> str:
-        key = self.api_key or keys.from_env(KEY_VAR)
-        if not key:  # never let the SDK fall back to a token file on disk
-            raise MissingCredentials(f"Set {KEY_VAR} to use {LABEL}, or type a key for this session.")
-        return key
+        return keys.require(self.api_key, KEY_VAR, LABEL)  # never the SDK's fallback: a token file on disk
 
     def _prepare(self) -> None:
         """Import the SDK and set up its shared HTTP session before the clock starts; the client
@@ -331,9 +319,9 @@ def _chat_events(client: InferenceClient, chunks: Iterator[Any], served_by: str 
         marked = served_by is None
         finish = None
         for chunk in chunks:
-            usage = getattr(chunk, "usage", None)
+            usage = chat_usage(getattr(chunk, "usage", None))
             if usage:
-                yield Usage(input_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+                yield usage
             for choice in getattr(chunk, "choices", None) or []:
                 delta = choice.delta
                 text = getattr(delta, "content", None) if delta else None
@@ -350,7 +338,7 @@ def _chat_events(client: InferenceClient, chunks: Iterator[Any], served_by: str 
 
 class HFClassifier(_HFAdapter, ZeroShotClassifier):
     def _classify_image(self, client: InferenceClient, image: Image, labels: list[str]) -> list[float]:
-        out = client.zero_shot_image_classification(_image_bytes(image), candidate_labels=labels)
+        out = client.zero_shot_image_classification(inputs.jpeg_bytes(image), candidate_labels=labels)
         scores: dict[Any, Any] = {getattr(item, "label", None): getattr(item, "score", None) for item in out}
         if any(not _is_score(scores.get(label)) for label in labels):
             raise faults.malformed_error(LABEL)
@@ -366,7 +354,7 @@ class HFCaptioner(_HFAdapter, Captioner):
 
     def _caption(self, image, prompt):
         def run(client: InferenceClient, deadline: float) -> str:
-            text = getattr(client.image_to_text(_image_bytes(image)), "generated_text", None)
+            text = getattr(client.image_to_text(inputs.jpeg_bytes(image)), "generated_text", None)
             if not isinstance(text, str):
                 raise faults.malformed_error(LABEL)
             return text
@@ -447,14 +435,6 @@ def _pooled(array: Any, rows: int) -> np.ndarray:
 
 
 # --- small helpers -------------------------------------------------------------------------------
-
-
-def _image_bytes(image: Image) -> bytes:
-    """The image as JPEG bytes: the SDK's image tasks take bytes, a path or a URL (not PIL images),
-    and the service reads the format from the bytes themselves."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=95)
-    return buffer.getvalue()
 
 
 def _decoded(image: Any) -> Image:

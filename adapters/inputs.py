@@ -3,6 +3,8 @@ to do, so that no provider has to validate (or forget to)."""
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 import os
 import re
@@ -43,7 +45,7 @@ def load_image(image: Any) -> Image:
     if isinstance(image, PILImage.Image):
         img = image
     elif hasattr(image, "__array_interface__"):
-        img = PILImage.fromarray(image)
+        img = _from_array(image, PILImage)
     elif isinstance(image, (str, os.PathLike)):
         img = _open_image_file(os.fspath(image), PILImage, UnidentifiedImageError)
     else:
@@ -56,6 +58,19 @@ def load_image(image: Any) -> Image:
         img = img.copy()
         img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
     return img
+
+
+def _from_array(array: Any, PILImage) -> Image:
+    shape = getattr(array, "shape", ())
+    if len(shape) >= 2:
+        _check_pixels((int(shape[1]), int(shape[0])))
+    try:
+        return PILImage.fromarray(array)
+    except (TypeError, ValueError):
+        raise BadInput(
+            f"An image array of shape {tuple(shape)} and type {getattr(array, 'dtype', '?')} cannot be read: "
+            "send height x width x 3 values of type uint8."
+        ) from None
 
 
 def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
@@ -73,13 +88,17 @@ def _open_image_file(path: str, PILImage, UnidentifiedImageError) -> Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             img = PILImage.open(path)
-            _check_pixels(img.size)  # before any pixel is decoded
-            if img.size[0] * img.size[1] > LARGE_IMAGE_PIXELS:
-                with _large_decodes:  # decoded and scaled down at once, in its own mode (before RGB)
+            try:
+                _check_pixels(img.size)  # before any pixel is decoded
+                if img.size[0] * img.size[1] > LARGE_IMAGE_PIXELS:
+                    with _large_decodes:  # decoded and scaled down at once, in its own mode (before RGB)
+                        img.load()
+                        img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
+                else:
                     img.load()
-                    img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
-            else:
-                img.load()
+            except BaseException:
+                img.close()  # a refused or broken image keeps no file open
+                raise
     except BadInput:
         raise
     except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning):
@@ -269,3 +288,18 @@ def _check_range(name: str, value: Any, low: float, high: float, integer: bool =
         raise BadInput(f"{name} must be {kind} between {low} and {high} (got {value!r}).")
     if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
         raise BadInput(f"{name} must be between {low} and {high} (got {value}).")
+
+
+JPEG_QUALITY = 90  # far smaller than PNG for photos, and every vendor's image input reads it
+
+
+def jpeg_bytes(image: Image) -> bytes:
+    """The image as JPEG bytes, the one encoding every vendor adapter sends."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def jpeg_data_uri(image: Image) -> str:
+    """The image as a JPEG `data:` URI, for APIs that take images inside JSON."""
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(image)).decode("ascii")

@@ -12,6 +12,8 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from adapters.errors import MissingCredentials
+
 _session_keys: weakref.WeakSet = weakref.WeakSet()  # adapters holding a browser-given key
 _lock = threading.Lock()
 KEY_VARS = ("OPENAI_API_KEY", "CO_API_KEY", "COHERE_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -21,6 +23,19 @@ REDACTED = "[redacted]"
 def from_env(var: str) -> str | None:
     value = os.environ.get(var, "").strip()
     return value or None
+
+
+def missing(key_var: str, label: str) -> MissingCredentials:
+    """The one sentence every provider gives when it has no key."""
+    return MissingCredentials(f"Set {key_var} to use {label}, or type a key for this session.")
+
+
+def require(session_key: str | None, key_var: str, label: str) -> str:
+    """The key a call uses: the one typed for this session, else the environment's; none raises."""
+    key = session_key or from_env(key_var)
+    if not key:
+        raise missing(key_var, label)
+    return key
 
 
 def remember(holder: object) -> None:

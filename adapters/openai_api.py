@@ -35,23 +35,23 @@ import json
 import logging
 import math
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 from urllib.parse import urlsplit
 
-from adapters import config, faults, keys
+import compat
+from adapters import config, faults, inputs, keys
+from adapters.clients import ClientCache
 from adapters.errors import (
     BadInput,
     FMError,
-    MissingCredentials,
     ProviderError,
     ProviderUnavailable,
 )
 from adapters.registry import Provider
 from adapters.tasks import Adapter, Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
-from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage
+from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage, chat_usage
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -72,7 +72,6 @@ CUT_OFF_ERRORS = ("RemoteProtocolError", "ReadError")  # the HTTP library's: a r
 
 CAPTION_PROMPT = "Describe this image in one sentence."
 CAPTION_MAX_TOKENS = 300
-JPEG_QUALITY = 90
 
 
 # --------------------------------------------------------------------------- endpoints
@@ -122,7 +121,7 @@ def check(endpoint: Endpoint, task: Task, model: str) -> FMError | None:
     if importlib.util.find_spec(PACKAGE) is None:
         return ProviderUnavailable(f"{endpoint.label} needs the OpenAI SDK: pip install {PACKAGE}.")
     if endpoint.key_var and not keys.from_env(endpoint.key_var):
-        return MissingCredentials(f"Set {endpoint.key_var} to use {endpoint.label}, or type a key for this session.")
+        return keys.missing(endpoint.key_var, endpoint.label)
     return None
 
 
@@ -190,6 +189,17 @@ def _cut_error(endpoint: Endpoint, exc: BaseException, idle_s: float) -> FMError
     return classify(exc, endpoint)
 
 
+def _build_client(key: str, base_url: str | None) -> Any:
+    import openai
+
+    # retries are faults.call's job; the timeout is overridden per attempt
+    return openai.OpenAI(api_key=key, base_url=base_url, max_retries=0, timeout=config.settings().timeout_s)
+
+
+def _close_client(client: Any) -> None:
+    client.close()
+
+
 class _SecretHolder:
     """Lets `keys.redact` scrub a key read from a custom env var (`api_key_env`)."""
 
@@ -211,7 +221,7 @@ class OpenAIAdapter:
     def __init__(self, provider: str, model: str, endpoint: Endpoint = OPENAI):
         super().__init__(provider, model)  # type: ignore[call-arg]  # a mixin: the next class in the MRO is the task class
         self.endpoint = endpoint
-        self._cached: tuple[str, str, Any] | None = None  # (key, base URL, client)
+        self._clients = ClientCache(_build_client, _close_client)
         self._secret: _SecretHolder | None = None
 
     @property
@@ -219,29 +229,18 @@ class OpenAIAdapter:
         return self.endpoint.label
 
     def _key(self) -> str:
-        key = self.api_key or self.endpoint.env_key()
-        if not key:  # the env var was unset after the registry checked it
-            raise MissingCredentials(
-                f"Set {self.endpoint.key_var} to use {self.label}, or type a key for this session."
-            )
-        return key
+        if self.endpoint.key_var is None:
+            return self.api_key or NO_KEY
+        return keys.require(self.api_key, self.endpoint.key_var, self.label)
 
     def client(self):
         """The SDK client for the current key and base URL, built once and reused."""
-        key, url = self._key(), self.endpoint.url()
-        cached = self._cached
-        if cached is not None and cached[0] == key and cached[1] == url:
-            return cached[2]
-        import openai
-
-        if self.endpoint.key_var not in (None, *keys.KEY_VARS) and key != self.api_key:
-            self._secret = _SecretHolder(key)  # a custom env var: keys.redact must know this key
+        key = self._key()
+        custom_env_key = self.endpoint.key_var not in (None, *keys.KEY_VARS) and key != self.api_key
+        if custom_env_key and (self._secret is None or self._secret.api_key != key):
+            self._secret = _SecretHolder(key)  # keys.redact must know a key read from a custom env var
             keys.remember(self._secret)
-        client = openai.OpenAI(
-            api_key=key, base_url=url, max_retries=0, timeout=config.settings().timeout_s
-        )  # retries are faults.call's job; the timeout is overridden per attempt
-        self._cached = (key, url, client)
-        return client
+        return self._clients.get(key, self.endpoint.url())
 
     def _prepare(self) -> None:
         self.client()  # the SDK imported and the client built, before the call's clock starts
@@ -278,7 +277,7 @@ def _reply(response: Any, label: str) -> Raw:
         if refusal:
             raise ProviderError(f"{label} declined: {' '.join(refusal.split())[:200]}", provider=label)
         raise ProviderError(f"{label} returned an empty answer ({choice.finish_reason}): try again.", provider=label)
-    return Raw(text, usage=_usage(getattr(response, "usage", None)), served_by=served_by(response))
+    return Raw(text, usage=chat_usage(getattr(response, "usage", None)), served_by=served_by(response))
 
 
 def served_by(response: Any) -> str | None:
@@ -287,14 +286,6 @@ def served_by(response: Any) -> str | None:
     (a dated snapshot of the one asked for), not who served it: then None."""
     provider = getattr(response, "provider", None)
     return (provider.strip() or None) if isinstance(provider, str) else None
-
-
-def _usage(usage: Any) -> Usage | None:
-    if usage is None:
-        return None
-    return Usage(
-        input_tokens=getattr(usage, "prompt_tokens", None), output_tokens=getattr(usage, "completion_tokens", None)
-    )
 
 
 class OpenAICompleter(OpenAIAdapter, Completer):
@@ -321,7 +312,7 @@ class OpenAICompleter(OpenAIAdapter, Completer):
         """Chunks to text deltas, then Usage and Finish. A fault before any text is left to the
         retry policy; after text it becomes a plain 'broke off' error (the text is kept)."""
         shown = False
-        finished = _keep_alive(stream.response)
+        finished = compat.keep_stream_connection(stream.response)
         with stream:
             try:
                 for chunk in stream:
@@ -334,39 +325,6 @@ class OpenAICompleter(OpenAIAdapter, Completer):
                 if not shown:
                     raise
                 raise _cut_error(self.endpoint, exc, idle_s) from None
-
-
-KEEP_ALIVE_READ_S = 0.1  # how long a finished stream may take to end its HTTP body (the async SDK's bound)
-
-
-def _keep_alive(response: Any) -> threading.Event:
-    """Keep the connection of a finished stream for the next call.
-
-    The sync SDK closes a stream's response as soon as it reads `data: [DONE]`, before the
-    end of the HTTP/1.1 body, and an unfinished response cannot go back to the pool: every
-    streamed reply would open a new connection (a new TLS handshake with a hosted vendor). The
-    async SDK reads the rest first, for at most 0.1 s; so does this, but only once the reply has
-    finished (set the returned event), so a stream stopped early still closes at once. The rest
-    is a few bytes; a server that holds the body open just loses the connection.
-    """
-    finished = threading.Event()
-    close = response.close
-
-    def read_rest_then_close() -> None:
-        try:
-            if finished.is_set() and not response.is_closed and response.http_version == "HTTP/1.1":
-                timeouts = response.request.extensions.get("timeout")
-                if isinstance(timeouts, dict):  # read by the transport when the body is read again
-                    timeouts["read"] = KEEP_ALIVE_READ_S
-                for _ in response.stream:  # the raw bytes after [DONE]: the end of the chunked body
-                    pass
-        except Exception:  # noqa: BLE001 - a connection that cannot be reused is just closed
-            pass
-        finally:
-            close()
-
-    response.close = read_rest_then_close
-    return finished
 
 
 def _chunk_events(chunk: Any) -> Iterator[str | Usage | Finish | Raw]:
@@ -382,20 +340,13 @@ def _chunk_events(chunk: Any) -> Iterator[str | Usage | Finish | Raw]:
             yield text
         if getattr(choice, "finish_reason", None):
             yield Finish(choice.finish_reason)
-    usage = _usage(getattr(chunk, "usage", None))
+    usage = chat_usage(getattr(chunk, "usage", None))
     if usage is not None:
         yield usage
 
 
-def image_data_uri(image: Image) -> str:
-    """A JPEG data URI: far smaller than PNG for photos, and every vision server reads it."""
-    buffer = io.BytesIO()
-    image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _image_part(image: Image) -> dict:
-    return {"type": "image_url", "image_url": {"url": image_data_uri(image)}}
+    return {"type": "image_url", "image_url": {"url": inputs.jpeg_data_uri(image)}}
 
 
 class OpenAICaptioner(OpenAIAdapter, Captioner):

@@ -63,6 +63,28 @@ class Usage:
     images: int | None = None
 
 
+def chat_usage(usage: Any) -> Usage | None:
+    """Usage from an OpenAI-style chat `usage` object (prompt_tokens, completion_tokens), or None."""
+    if not usage:
+        return None
+    return Usage(
+        input_tokens=getattr(usage, "prompt_tokens", None), output_tokens=getattr(usage, "completion_tokens", None)
+    )
+
+
+def total_usage(*parts: Usage | None) -> Usage | None:
+    """The sum of several usages; a count no part knows stays unknown (None), as does the sum of none."""
+    known = [u for u in parts if u is not None]
+    if not known:
+        return None
+
+    def total(name: str) -> int | None:
+        values = [getattr(u, name) for u in known if getattr(u, name) is not None]
+        return sum(values) if values else None
+
+    return Usage(input_tokens=total("input_tokens"), output_tokens=total("output_tokens"), images=total("images"))
+
+
 @dataclass(frozen=True)
 class Finish:
     """A completion stream event: why generation stopped ("stop", "length", ...)."""

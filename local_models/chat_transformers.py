@@ -113,9 +113,8 @@ class TransformersChat:
 class _Worker:
     """One long-lived daemon thread that runs this runner's generations one after another.
 
-    A new thread per reply made generation about 5% slower on a 2-core CPU (torch's OpenMP
-    threads and memory arenas start cold in every new thread). Daemon, unlike a thread pool's,
-    so that stopping the app never waits for a reply nobody reads."""
+    One thread, because torch's OpenMP threads and memory arenas start cold in every new thread.
+    Daemon, unlike a thread pool's, so that stopping the app never waits for a reply nobody reads."""
 
     def __init__(self, name: str) -> None:
         self._name = name

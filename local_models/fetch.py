@@ -1,8 +1,11 @@
 """Download the local models that are not shipped in a package, once, ahead of time.
 
-    python -m local_models.fetch                    # CLIP, BLIP and SD-Turbo (the configured defaults)
-    python -m local_models.fetch zero-shot          # the configured model of one task
-    python -m local_models.fetch openai/clip-vit-base-patch32
+    python -m adapters.local fetch                  # CLIP, BLIP and SD-Turbo (the configured defaults)
+    python -m adapters.local fetch zero-shot        # the configured model of one task
+    python -m adapters.local fetch openai/clip-vit-base-patch32
+
+The command belongs to the local provider, which knows the configured model ids; this module
+knows how to download them.
 
 Files go to the Hugging Face cache, where `local_models.weights` finds them; the app itself
 never downloads. Only what the runners load is fetched: configs, tokenizer files and one copy
@@ -15,9 +18,8 @@ from __future__ import annotations
 import argparse
 import posixpath
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from adapters import config
 from adapters.types import Task
 
 FETCHED_TASKS = (Task.ZERO_SHOT, Task.CAPTIONING, Task.IMAGE_GENERATION)
@@ -71,13 +73,16 @@ def _is_variant(path: str) -> bool:
     return False
 
 
-def targets(args: Sequence[str]) -> list[str]:
+Configured = Callable[[Task], str | None]  # a task's configured local model id
+
+
+def targets(args: Sequence[str], configured: Configured) -> list[str]:
     """Repo ids to fetch for the command-line arguments (task names or repo ids)."""
     tasks = {task.value: task for task in Task}
     repos: list[str] = []
     for arg in args or [task.value for task in FETCHED_TASKS]:
         if arg in tasks:
-            model = config.model_for("local", tasks[arg]) or ""
+            model = configured(tasks[arg]) or ""
             if model.startswith(("pkg:", ".", "/", "~")) or "/" not in model:
                 print(f"{arg}: {model} is on this machine already; nothing to fetch.")
                 continue
@@ -143,13 +148,13 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:200]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local_models.fetch", description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None, configured: Configured, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").split("\n\n")[0])
     default = " ".join(task.value for task in FETCHED_TASKS)
     parser.add_argument("models", nargs="*", metavar="TASK_OR_REPO_ID", help=f"default: {default}")
     args = parser.parse_args(argv)
     try:
-        for repo_id in targets(args.models):
+        for repo_id in targets(args.models, configured):
             print(f"{repo_id}: saved in {fetch(repo_id)}")
     except FetchError as err:
         print(err, file=sys.stderr)
@@ -158,7 +163,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("Interrupted: run the same command again to resume.", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

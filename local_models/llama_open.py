@@ -20,9 +20,10 @@ import os
 import subprocess
 import sys
 import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import compat
 
 # A child that opens the model as llama.cpp would by default and evaluates a few tokens at once.
 _PROBE = """
@@ -35,7 +36,6 @@ PROBE_TIMEOUT_S = 120
 
 _verdicts: dict[str, bool] = {}  # model file -> may it keep the extra buffer types
 _verdicts_lock = threading.Lock()
-_params_lock = threading.Lock()
 
 
 def open_llama(path: str | Path, **settings: Any):
@@ -44,7 +44,7 @@ def open_llama(path: str | Path, **settings: Any):
 
     if extra_buffers_are_safe(path):
         return Llama(model_path=str(path), **settings)
-    with _without_extra_buffers():
+    with compat.llama_without_extra_buffers():
         return Llama(model_path=str(path), **settings)
 
 
@@ -86,28 +86,3 @@ def _probe_survives(path: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return child.returncode == 0
-
-
-@contextmanager
-def _without_extra_buffers():
-    """llama-cpp-python's `Llama()` takes no argument for `use_extra_bufts`: for the time of one
-    construction, the default model parameters it starts from have it off."""
-    from llama_cpp import llama as llama_module
-
-    library = llama_module.llama_cpp
-    defaults = library.llama_model_default_params
-
-    def without():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-
-    with _params_lock:
-        if not hasattr(defaults(), "use_extra_bufts"):  # an older llama.cpp, which has no such buffers
-            yield
-            return
-        library.llama_model_default_params = without
-        try:
-            yield
-        finally:
-            library.llama_model_default_params = defaults

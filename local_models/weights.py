@@ -18,7 +18,7 @@ from pathlib import Path
 
 from adapters.errors import ProviderUnavailable
 
-FETCH_COMMAND = "python -m local_models.fetch"
+FETCH_COMMAND = "python -m adapters.local fetch"
 
 
 class WeightsMissing(ProviderUnavailable):

@@ -72,7 +72,7 @@ def test_local_zero_shot_without_weights_says_how_to_get_them(monkeypatch, tmp_p
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     opt = next(o for o in registry.options(Task.ZERO_SHOT) if o.provider == "local")
     assert not opt.usable
-    assert "python -m local_models.fetch openai/clip-vit-base-patch32" in opt.reason
+    assert "python -m adapters.local fetch openai/clip-vit-base-patch32" in opt.reason
     assert "FMG_MODEL_LOCAL_ZERO_SHOT" in opt.reason
 
 
@@ -425,3 +425,11 @@ def test_concurrent_first_calls_load_a_model_once():
         t.join()
     loading.unload(("test", "once"))
     assert len(calls) == 1 and len({id(r) for r in results}) == 1
+
+
+def test_an_image_array_of_the_wrong_type_is_a_clear_refusal():
+    with pytest.raises(BadInput, match="cannot be read: send height x width x 3 values of type uint8"):
+        inputs.load_image(np.zeros((4, 4, 3), dtype=np.int64))
+    with pytest.raises(BadInput, match="megapixel limit"):
+        inputs.load_image(np.lib.stride_tricks.as_strided(np.zeros(1, dtype=np.uint8), (10_000, 10_000), (0, 0)))
+    assert inputs.load_image(np.zeros((4, 6, 3), dtype=np.uint8)).size == (6, 4)

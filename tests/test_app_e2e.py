@@ -89,7 +89,8 @@ def test_classify_caption_generate_search(client, image_file):
     text, _ = client.predict(handle_file(str(image_file)), "", "fake", "", api_name="/caption")
     assert text == "a 50x40 image"
     path, info = client.predict("a fox", "", 2, 64, 64, 0.0, 3, "fake", "", api_name="/generate")
-    assert Image.open(path).size == (64, 64) and "seed 3" in info
+    with Image.open(path) as image:
+        assert image.size == (64, 64) and "seed 3" in info
     table, info = client.predict("rockets", "cats purr\n\nrockets fly", None, 1, 120, "fake", "", api_name="/search")
     assert table["data"][0][3] == "rockets fly" and "2 passages" in info
 

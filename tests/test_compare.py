@@ -356,7 +356,8 @@ def test_non_blind_api_names_targets_and_hands_out_images(app):
     assert result["comparison_id"] is None and not result["names_hidden"]
     assert [t["name"] for t in result["targets"]] == ["fake:fake-1", "fake:other"]
     for target in result["targets"]:
-        assert Image.open(target["output"]).size == (64, 64)  # downloaded by gradio_client
+        with Image.open(target["output"]) as image:  # downloaded by gradio_client
+            assert image.size == (64, 64)
         assert target["cost_usd"] is None and target["note"].startswith("seed ")
     with pytest.raises(AppError, match="not waiting for your vote"):
         client.predict("no-such-id", "A", api_name="/vote")

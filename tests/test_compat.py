@@ -47,3 +47,63 @@ def test_component_signatures_are_the_ones_inspect_computes():
             assert inspect.signature(init) == given
         finally:
             init.__signature__ = given
+
+
+# --- scoped patches: used by one call, with the same version range and opt-out -------------------
+
+
+@pytest.fixture
+def fake_llama(monkeypatch):
+    """A stand-in for `llama_cpp.llama.llama_cpp`, the library module whose defaults `Llama()` reads."""
+    import types
+
+    class Params:
+        use_extra_bufts = True
+
+    library = types.SimpleNamespace(llama_model_default_params=Params)
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.ModuleType("llama_cpp"))
+    monkeypatch.setitem(sys.modules, "llama_cpp.llama", types.SimpleNamespace(llama_cpp=library))
+    monkeypatch.setattr(compat, "_version", lambda package: (0, 3))
+    return library
+
+
+def test_llama_defaults_lose_the_extra_buffers_only_inside_the_block(fake_llama):
+    original = fake_llama.llama_model_default_params
+    with compat.llama_without_extra_buffers() as patched:
+        assert patched and fake_llama.llama_model_default_params().use_extra_bufts is False
+    assert fake_llama.llama_model_default_params is original and original().use_extra_bufts is True
+
+
+@pytest.mark.parametrize("version, env", [((0, 4), ""), ((0, 3), "off")])
+def test_llama_defaults_stay_when_the_patch_is_off_or_outside_its_versions(fake_llama, monkeypatch, version, env):
+    monkeypatch.setattr(compat, "_version", lambda package: version)
+    monkeypatch.setenv(compat.LLAMA_DEFAULT_PARAMS.env_var, env)
+    with compat.llama_without_extra_buffers() as patched:
+        assert not patched and fake_llama.llama_model_default_params().use_extra_bufts is True
+
+
+def test_the_hf_hook_is_added_once_and_not_when_off(monkeypatch):
+    from huggingface_hub.utils import get_session
+
+    def hook(response):
+        pass
+
+    hooks = get_session().event_hooks["response"]
+    monkeypatch.setenv(compat.HF_RESPONSE_HOOK.env_var, "off")
+    assert not compat.add_hf_response_hook(hook) and hook not in hooks
+    monkeypatch.delenv(compat.HF_RESPONSE_HOOK.env_var)
+    try:
+        assert compat.add_hf_response_hook(hook) and compat.add_hf_response_hook(hook)
+        assert hooks.count(hook) == 1
+    finally:
+        hooks.remove(hook)
+
+
+def test_a_scoped_patch_says_once_that_it_is_skipped(monkeypatch, caplog, fake_llama):
+    caplog.set_level("INFO", logger="fm_gallery.compat")
+    monkeypatch.setattr(compat, "_logged", set())
+    monkeypatch.setenv(compat.LLAMA_DEFAULT_PARAMS.env_var, "off")
+    for _ in range(3):
+        with compat.llama_without_extra_buffers():
+            pass
+    assert caplog.text.count("compat patch llama_default_params is off") == 1

@@ -1,4 +1,4 @@
-"""`python -m local_models.fetch`: which files it picks, what it fetches, how it fails offline."""
+"""`python -m adapters.local fetch`: which files it picks, what it fetches, how it fails offline."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from adapters import config
+from adapters import config, local
 from adapters.types import Task
 from local_models import fetch
+
+
+def CONFIGURED(task: Task) -> str | None:
+    return config.model_for("local", task)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,19 +130,19 @@ def test_select_files_falls_back_to_pytorch_bin_and_keeps_the_right_shard_index(
 
 def test_targets_default_to_the_configured_models_that_are_not_packaged(capsys):
     expected = [config.model_for("local", task) for task in (Task.ZERO_SHOT, Task.CAPTIONING, Task.IMAGE_GENERATION)]
-    assert fetch.targets([]) == expected
-    assert fetch.targets(["zero-shot", "org/model", "zero-shot"]) == [expected[0], "org/model"]
-    assert fetch.targets(["completion"]) == []
+    assert fetch.targets([], CONFIGURED) == expected
+    assert fetch.targets(["zero-shot", "org/model", "zero-shot"], CONFIGURED) == [expected[0], "org/model"]
+    assert fetch.targets(["completion"], CONFIGURED) == []
     assert "nothing to fetch" in capsys.readouterr().out
 
 
 def test_targets_follow_the_config(monkeypatch):
     monkeypatch.setenv("FMG_MODEL_LOCAL_CAPTIONING", "nlpconnect/vit-gpt2-image-captioning")
-    assert fetch.targets(["captioning"]) == ["nlpconnect/vit-gpt2-image-captioning"]
+    assert fetch.targets(["captioning"], CONFIGURED) == ["nlpconnect/vit-gpt2-image-captioning"]
 
 
 def test_a_bad_argument_is_one_line_and_exit_1(capsys):
-    assert fetch.main(["not-a-task"]) == 1
+    assert local.main(["fetch", "not-a-task"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "neither a task" in err
 
@@ -146,7 +151,7 @@ def _run_fetch(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedPr
     inherited = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_ENDPOINT")}
     full_env = {**inherited, "PYTHONPATH": str(ROOT), "HF_HUB_CACHE": str(tmp_path / "hub"), **env}
     return subprocess.run(
-        [sys.executable, "-m", "local_models.fetch", *args],
+        [sys.executable, "-m", "adapters.local", "fetch", *args],
         cwd=tmp_path,
         env=full_env,
         capture_output=True,

@@ -109,7 +109,8 @@ def test_every_tab_logs_one_row_with_provider_model_timing_and_output(fake_provi
 
     generated = runs["image-generation"]
     assert generated["output"] == {"image": generated["image_path"], "width": 64, "height": 72, "seed": 7}
-    assert Image.open(log_path.parent / generated["image_path"]).size == (64, 72)
+    with Image.open(log_path.parent / generated["image_path"]) as image:
+        assert image.size == (64, 72)
 
     hits = runs["embeddings-search"]["output"]
     assert hits == [{"rank": 1, "score": hits[0]["score"], "source": "pasted text", "passage": "rockets fly to space"}]
@@ -492,6 +493,7 @@ def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_pa
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
         assert proc.returncode == -signal.SIGKILL
 
         assert integrity(log_path) == "ok"

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import cohere_api, openai_api, registry, snippets
+from adapters import cohere_api, inputs, openai_api, registry, snippets
 from adapters.registry import Provider
 from adapters.snippets import cohere as cohere_snippets
 from adapters.snippets import hf as hf_snippets
@@ -482,9 +482,9 @@ def cohere_env(monkeypatch, cohere_fake):
 
 def cohere_image(tmp_path: Path, colour: tuple[int, int, int]) -> Image.Image:
     """A picture, and in ./image.png the very bytes the app sends for it (a JPEG, as
-    `cohere_api.data_uri` makes it): the fake derives part of an image's embedding from them."""
+    `inputs.jpeg_data_uri` makes it): the fake derives part of an image's embedding from them."""
     image = Image.new("RGB", (64, 48), colour)
-    uri = cohere_api.data_uri(image)
+    uri = inputs.jpeg_data_uri(image)
     (tmp_path / "image.png").write_bytes(base64.b64decode(uri.split(",", 1)[1]))
     return image
 

@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from adapters import keys, openai_api, registry
+import compat
+from adapters import inputs, keys, openai_api, registry
 from adapters.errors import BadInput, MissingCredentials, ProviderError, ProviderTimeout, ProviderUnavailable
 from adapters.types import CompletionParams, ImageParams, Task
 from tests.fakes.http_server import FakeServer, Reply, sse
@@ -338,14 +339,14 @@ def test_the_client_is_cached_and_rebuilt_when_the_key_changes(monkeypatch, serv
     assert first.max_retries == 0
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-ROTATED-000000")
     assert adapter.client() is not first
+    assert first._client.is_closed  # the replaced client's connections are closed at once
 
 
 def test_finished_streams_keep_their_connection_and_stopped_ones_close_it(server):
     """The sync SDK closes a stream at [DONE] before the end of the HTTP body; the adapter reads
     the rest so the next call reuses the connection (no new TLS handshake per reply)."""
     adapter = registry.get(Task.COMPLETION, "openai")
-    adapter.client().close()  # start from an empty pool
-    adapter._cached = None
+    adapter._clients.reset()  # start from an empty pool
     for _ in range(3):
         assert adapter.complete(HELLO).text == ECHO
     assert server.connections == 1
@@ -354,6 +355,15 @@ def test_finished_streams_keep_their_connection_and_stopped_ones_close_it(server
     stream.close()  # stopped early: that connection is closed, not drained
     assert adapter.complete(HELLO).text == ECHO
     assert server.connections == 2
+
+
+def test_with_the_keep_alive_patch_off_each_finished_stream_opens_a_connection(server, monkeypatch):
+    monkeypatch.setenv(compat.STREAM_KEEP_ALIVE.env_var, "off")
+    adapter = registry.get(Task.COMPLETION, "openai")
+    adapter._clients.reset()
+    for _ in range(3):
+        assert adapter.complete(HELLO).text == ECHO
+    assert server.connections == 3
 
 
 def test_a_server_holding_the_body_open_after_done_does_not_delay_the_answer(server):
@@ -760,7 +770,7 @@ def test_endpoint_table_validation():
 
 
 def test_a_data_uri_round_trips():
-    uri = openai_api.image_data_uri(red_image(10, 20))
+    uri = inputs.jpeg_data_uri(red_image(10, 20))
     assert uri.startswith("data:image/jpeg;base64,")
     _media, image = decode_data_uri(uri)
     assert image.size == (10, 20) and base64.b64decode(uri.split(",", 1)[1])[:2] == b"\xff\xd8"

@@ -1,10 +1,8 @@
 """Run-log rows written on a thread of their own, so that no run waits for the disk.
 
 A finished run hands its row over and returns at once; one writer thread commits whatever rows
-have queued by then, all in one transaction. Written by the runs' own threads, 50 streams ending
-together each waited 30-140 ms for their row (every call into SQLite gives up the GIL and waits
-to get it back, and each transaction waits for the one before): that was time added to the end
-of every answer under load. One writer commits them in a few milliseconds, off the answer's path.
+have queued by then, all in one transaction. Runs writing their own rows would each wait for the
+GIL and for the transactions before theirs, at the end of every answer.
 
 Readers call `flush()` first, so a run is in the log for anything that reads it once the run has
 returned. Rows still queued at a normal exit are written then; a process killed outright loses

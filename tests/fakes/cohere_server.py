@@ -138,9 +138,9 @@ def _decode_image(uri: str):
 
 
 def _mean_rgb(image) -> tuple[float, float, float]:
-    small = image.resize((8, 8))
-    pixels = list(small.getdata())
-    return tuple(sum(p[i] for p in pixels) / len(pixels) for i in range(3))  # type: ignore[return-value]
+    from PIL import ImageStat
+
+    return tuple(ImageStat.Stat(image.resize((8, 8))).mean[:3])  # type: ignore[return-value]
 
 
 def _colour_name(rgb: tuple[float, float, float]) -> str:

@@ -13,7 +13,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from adapters.errors import FMError, MissingCredentials, ProviderError
+from adapters import keys
+from adapters.errors import FMError, ProviderError
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
 from adapters.types import Finish, Task, Usage
@@ -80,7 +81,7 @@ def _check(task: Task, model: str) -> FMError | None:
     import os
 
     if model == "needs-key" and not os.environ.get(KEY_VAR):
-        return MissingCredentials(f"Set {KEY_VAR} to use Fake, or type a key for this session.")
+        return keys.missing(KEY_VAR, "Fake")
     return None
 
 
