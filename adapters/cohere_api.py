@@ -16,26 +16,22 @@ deadline.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import importlib.util
-import io
 import json
 import logging
 import math
 import os
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from adapters import config, faults, keys
+from adapters import config, faults, inputs, keys
+from adapters.clients import ClientCache
 from adapters.errors import BadInput, FMError, MissingCredentials, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, Raw, ZeroShotClassifier
-from adapters.types import CompletionParams, Finish, Message, Task, Usage
+from adapters.types import CompletionParams, Finish, Message, Task, Usage, total_usage
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -76,7 +72,6 @@ STATUS_ALIASES = {498: 401}  # 498: invalid token
 
 log = logging.getLogger("fm_gallery.cohere")
 T = TypeVar("T")
-_client_lock = threading.Lock()
 
 
 # -- availability and errors -----------------------------------------------------------------
@@ -87,12 +82,8 @@ def check(task: Task, model: str) -> FMError | None:
     if importlib.util.find_spec(PACKAGE) is None:
         return ProviderUnavailable(f"{LABEL} needs the {PACKAGE} package: pip install {PACKAGE}.")
     if keys.from_env(KEY_VAR) is None:
-        return _missing_key()
+        return keys.missing(KEY_VAR, LABEL)
     return None
-
-
-def _missing_key() -> MissingCredentials:
-    return MissingCredentials(f"Set {KEY_VAR} to use {LABEL}, or type a key for this session.")
 
 
 def classify(exc: BaseException) -> FMError:
@@ -166,24 +157,13 @@ class _CohereClient:
     """Mixin: one lazily built `ClientV2` per adapter, rebuilt when the key or base URL changes."""
 
     api_key: str | None = None
-    _client: Any = None
-    _client_for: tuple[str, str | None] | None = None
-    _closer: weakref.finalize | None = None
 
     def _sdk(self) -> Any:
-        key = self.api_key or keys.from_env(KEY_VAR)
-        if not key:
-            raise _missing_key()
-        base_url = keys.from_env(URL_VAR)
-        ident = (hashlib.sha256(key.encode()).hexdigest(), base_url)  # the key itself is not kept twice
-        with _client_lock:
-            if self._client is None or self._client_for != ident:
-                if self._closer is not None:
-                    self._closer()  # close the old client's connections now
-                self._client, self._client_for = _build_client(key, base_url), ident
-                # Session-key adapters are built per call: close their sockets when they are dropped.
-                self._closer = weakref.finalize(self, _close, self._client)
-            return self._client
+        key = keys.require(self.api_key, KEY_VAR, LABEL)
+        cache = self.__dict__.get("_clients")
+        if cache is None:
+            cache = self.__dict__.setdefault("_clients", ClientCache(_build_client, _close))
+        return cache.get(key, keys.from_env(URL_VAR))
 
     def _prepare(self) -> None:
         self._sdk()  # the client built (its first build imports most of the SDK) before the clock starts
@@ -199,9 +179,7 @@ class _CohereClient:
 
 
 def _close(client: Any) -> None:
-    if client is not None:
-        with contextlib.suppress(Exception):  # closing an old client must never fail a call
-            client.__exit__(None, None, None)
+    client.__exit__(None, None, None)
 
 
 # -- usage -------------------------------------------------------------------------------------
@@ -228,18 +206,6 @@ def _usage(meta: Any) -> Usage | None:
     if input_tokens is None and output_tokens is None and images is None:
         return None
     return Usage(input_tokens=input_tokens, output_tokens=output_tokens, images=images)
-
-
-def _sum_usage(parts: Sequence[Usage | None]) -> Usage | None:
-    known = [u for u in parts if u is not None]
-    if not known:
-        return None
-
-    def total(name: str) -> int | None:
-        values = [getattr(u, name) for u in known if getattr(u, name) is not None]
-        return sum(values) if values else None
-
-    return Usage(input_tokens=total("input_tokens"), output_tokens=total("output_tokens"), images=total("images"))
 
 
 # -- completion --------------------------------------------------------------------------------
@@ -315,13 +281,6 @@ def _message_end(event: Any) -> Iterator[Usage | Finish]:
 # -- captioning --------------------------------------------------------------------------------
 
 
-def data_uri(image: Image) -> str:
-    """The image as a JPEG data URI: small enough to send, accepted by every Cohere image input."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def _reply_text(response: Any) -> str:
     content = getattr(getattr(response, "message", None), "content", None)
     if content is None:
@@ -335,7 +294,7 @@ class CohereCaptioner(_CohereClient, Captioner):
             "role": "user",
             "content": [
                 {"type": "text", "text": prompt or CAPTION_PROMPT},
-                {"type": "image_url", "image_url": {"url": data_uri(image)}},
+                {"type": "image_url", "image_url": {"url": inputs.jpeg_data_uri(image)}},
             ],
         }
         response = self._call(
@@ -413,23 +372,35 @@ class CohereClassifier(_Embedding, ZeroShotClassifier):
     Scores are a softmax over scaled cosine similarities (`SIMILARITY_SCALE`): they rank the
     labels but are not calibrated probabilities, hence `calibrated = False`. Label embeddings
     are cached per (model, label), so asking again with the same labels embeds only the image.
+    `embed_images` / `embed_labels` give the same vectors, for a linear probe (`embeds`).
     """
 
     calibrated = False
+    embeds = True
 
     def __init__(self, provider: str, model: str):
         super().__init__(provider, model)
         self._labels: OrderedDict[tuple[str, str], list[float]] = OrderedDict()
         self._labels_lock = threading.Lock()
 
+    def _embed_images(self, images: list[Image]) -> Raw:
+        """One embed call per image, as `classify` makes it; usage counts the images."""
+        embedded = [self._embed_image(image) for image in images]
+        return Raw([vector for vector, _ in embedded], usage=total_usage(*(usage for _, usage in embedded)))
+
+    def _embed_labels(self, labels: list[str]) -> Raw:
+        """The labels as `classify` embeds them ("a photo of <label>", search_query), cache included."""
+        vectors, usage = self._label_vectors(labels)
+        return Raw(vectors, usage=usage)
+
     def _classify(self, image: Image, labels: list[str]) -> Raw:
         image_vector, image_usage = self._embed_image(image)
         label_vectors, label_usage = self._label_vectors(labels)
         scores = _softmax_of_cosines(image_vector, label_vectors)
-        return Raw(scores, usage=_sum_usage([image_usage, label_usage]))
+        return Raw(scores, usage=total_usage(image_usage, label_usage))
 
     def _embed_image(self, image: Image) -> tuple[list[float], Usage | None]:
-        uri = data_uri(image)
+        uri = inputs.jpeg_data_uri(image)
         response = self._call(
             lambda client, options: client.embed(
                 model=self.model,
@@ -458,7 +429,7 @@ class CohereClassifier(_Embedding, ZeroShotClassifier):
             known.update(zip(batch, vectors, strict=False))
             usages.append(usage)
         self._remember([(label, known[label]) for label in missing])
-        return [known[label] for label in labels], _sum_usage(usages)
+        return [known[label] for label in labels], total_usage(*usages)
 
     def _remember(self, pairs: list[tuple[str, list[float]]]) -> None:
         """Keep label vectors, least recently used dropped first beyond `LABEL_CACHE_SIZE`."""

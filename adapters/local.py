@@ -5,6 +5,9 @@ all callers) and converts runner failures into the project's errors. Local calls
 the device slot; embeddings and CLIP scoring requests that arrive together are first joined
 into one model call (`local_models.batching`), which then takes the slot once for all of them.
 A CLIP image is resized in its caller's thread before that, holding neither the slot nor a batch.
+
+`python -m adapters.local fetch [TASK_OR_REPO_ID ...]` downloads the configured models that no
+package ships (`local_models.fetch`).
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import contextlib
 import functools
 import importlib
 import importlib.util
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from adapters import config
 from adapters.errors import FMError, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, ZeroShotClassifier
@@ -166,13 +171,33 @@ class LocalCompleter(Completer):
 
 
 class LocalClassifier(ZeroShotClassifier):
-    max_batch = 64  # images per model call when concurrent requests with the same labels are joined
+    max_batch = 64  # images per model call: joined concurrent requests, or a slice of `embed_images`
+    embeds = True
 
     def _classify(self, image, labels):
         runner = load_runner(self.task, self.model)
         with _errors(self.model, take_slot=False):  # in this thread, while the model serves other callers
             pixels = runner.prepare(image)
         return _run_batched(self, runner, "scores_batch", [pixels], tuple(labels), self.max_batch)[0]
+
+    def _embed_images(self, images):
+        """Resized in this thread, then encoded `max_batch` at a time, each slice taking the device
+        slot on its own so that interactive calls get turns during a large set."""
+        import numpy as np
+
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model, take_slot=False):
+            pixels = [runner.prepare(image) for image in images]
+        chunks = []
+        for i in range(0, len(pixels), self.max_batch):
+            with _errors(self.model):
+                chunks.append(runner.embed_images(pixels[i : i + self.max_batch]))
+        return np.concatenate(chunks)
+
+    def _embed_labels(self, labels):
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            return runner.embed_labels(labels)
 
 
 class LocalCaptioner(Captioner):
@@ -215,3 +240,20 @@ def providers() -> list[Provider]:
             reproduce=reproduce.templates(recipe, lambda model: runner_for(Task.COMPLETION, model) is GGUF_RUNNER),
         )
     ]
+
+
+FETCH_PROG = "python -m adapters.local fetch"
+
+
+def main(argv: Sequence[str]) -> int:
+    """The provider's command line: `fetch` downloads the configured models (see the docstring)."""
+    if not argv or argv[0] != "fetch":
+        print(f"usage: {FETCH_PROG} [TASK_OR_REPO_ID ...]", file=sys.stderr)
+        return 2
+    from local_models import fetch
+
+    return fetch.main(argv[1:], configured=lambda task: config.model_for(NAME, task), prog=FETCH_PROG)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar
 
 from adapters import inputs
-from adapters.errors import FMError
+from adapters.errors import BadInput, FMError, ProviderUnavailable
 from adapters.prices import estimate_cost
 from adapters.types import (
     Caption,
@@ -28,6 +28,7 @@ from adapters.types import (
     Message,
     Task,
     Usage,
+    total_usage,
 )
 
 if TYPE_CHECKING:
@@ -148,9 +149,17 @@ class CompletionStream:
         self.result = Completion(text="".join(parts), ttft_s=ttft, finish_reason=finish, cut=cut, **meta)
 
 
+MAX_EMBED_IMAGES = 256  # images per `embed_images` call: a larger set is sent in slices
+EMBEDDING_CLASSIFIERS = "local CLIP or Cohere (embed-v4 / v3)"  # the zero-shot providers with `embeds`
+
+
 class ZeroShotClassifier(Adapter):
+    """Scores candidate labels for an image. Providers that work by embeddings (`embeds`) also give
+    the image and label vectors they compare, so that a linear probe can run on the same model."""
+
     task = Task.ZERO_SHOT
     calibrated: ClassVar[bool] = True  # False where scores are not probabilities
+    embeds: ClassVar[bool] = False  # True where `embed_images` / `embed_labels` work
 
     def classify(self, image: Image | str, labels: Sequence[str] | str) -> Classification:
         image = inputs.load_image(image)
@@ -160,9 +169,63 @@ class ZeroShotClassifier(Adapter):
         raw, meta = self._meta(self._classify(image, labels), started)
         return Classification(scores=inputs.normalise_scores(labels, raw), calibrated=self.calibrated, **meta)
 
+    def embed_images(self, images: Sequence[Image | str]) -> Embeddings:
+        """One unit vector per image, in order: the features zero-shot compares with `embed_labels`,
+        for a linear probe. At most `MAX_EMBED_IMAGES` images a call."""
+        self._check_embeds()
+        loaded = _load_images(images)
+        self._prepare()
+        started = time.perf_counter()
+        raw, meta = self._meta(self._embed_images(loaded), started)
+        return Embeddings(vectors=inputs.normalise_rows([raw], expected_rows=len(loaded)), **meta)
+
+    def embed_labels(self, labels: Sequence[str]) -> Embeddings:
+        """One unit vector per label, in order, with the prompt `classify` uses: zero-shot is the
+        argmax of `embed_images(...).vectors @ embed_labels(...).vectors.T`."""
+        self._check_embeds()
+        checked = inputs.check_labels(labels)
+        if not isinstance(labels, str) and len(checked) != len(labels):
+            raise BadInput("Each label must be given once and not be empty: row i of the result embeds label i.")
+        self._prepare()
+        started = time.perf_counter()
+        raw, meta = self._meta(self._embed_labels(checked), started)
+        return Embeddings(vectors=inputs.normalise_rows([raw], expected_rows=len(checked)), **meta)
+
+    def _check_embeds(self) -> None:
+        if not self.embeds:
+            raise ProviderUnavailable(
+                f"The provider '{self.provider}' classifies without image embeddings, so it cannot give them: "
+                f"pick {EMBEDDING_CLASSIFIERS} for image embeddings and the linear probe."
+            )
+
     def _classify(self, image: Image, labels: list[str]) -> Sequence[float] | Raw:
         """Return one non-negative score per label, in the labels' order."""
         raise NotImplementedError
+
+    def _embed_images(self, images: list[Image]) -> np.ndarray | Sequence[Sequence[float]] | Raw:
+        """Return one vector per image, in order (any length: the caller normalises them)."""
+        raise NotImplementedError
+
+    def _embed_labels(self, labels: list[str]) -> np.ndarray | Sequence[Sequence[float]] | Raw:
+        """Return one vector per label, in order, each embedded with the provider's zero-shot prompt."""
+        raise NotImplementedError
+
+
+def _load_images(images: Sequence[Image | str]) -> list[Image]:
+    """Every image checked and decoded (`inputs.load_image`); a failure names the image's place."""
+    if isinstance(images, (str, bytes)) or not isinstance(images, (list, tuple)):
+        raise BadInput("Give the images to embed as a list (of images or file paths).")
+    if not images:
+        raise BadInput("There are no images to embed: give at least one.")
+    if len(images) > MAX_EMBED_IMAGES:
+        raise BadInput(f"Too many images to embed at once ({len(images):,}); the limit is {MAX_EMBED_IMAGES}.")
+    loaded = []
+    for i, image in enumerate(images):
+        try:
+            loaded.append(inputs.load_image(image))
+        except BadInput as err:
+            raise BadInput(f"Image {i + 1} of {len(images)}: {err}") from None
+    return loaded
 
 
 class Captioner(Adapter):
@@ -214,7 +277,7 @@ class Embedder(Adapter):
         for i in range(0, len(texts), self.max_batch):
             raw, meta = self._meta(self._embed(texts[i : i + self.max_batch], kind), started)
             chunks.append(raw)
-            usage = _add_usage(usage, meta["usage"])
+            usage = total_usage(usage, meta["usage"])
             served.add(meta["served_by"])
         _, meta = self._meta(None, started, usage)
         meta["served_by"] = served.pop() if len(served) == 1 else None  # only when every batch agrees
@@ -230,18 +293,3 @@ def _no_progress(step: int, total: int) -> None:
 
 def _replace_seed(params: ImageParams, seed: int) -> ImageParams:
     return replace(params, seed=seed)
-
-
-def _add_usage(a: Usage | None, b: Usage | None) -> Usage | None:
-    """The sum of two usages; a count unknown on both sides stays unknown (None)."""
-    if a is None or b is None:
-        return a or b
-
-    def add(x: int | None, y: int | None) -> int | None:
-        return None if x is None and y is None else (x or 0) + (y or 0)
-
-    return Usage(
-        input_tokens=add(a.input_tokens, b.input_tokens),
-        output_tokens=add(a.output_tokens, b.output_tokens),
-        images=add(a.images, b.images),
-    )

@@ -80,6 +80,20 @@ class ClipScorer:
             logits = self.model.logit_scale.float().exp() * features @ text.T
             return logits.softmax(dim=-1).tolist()
 
+    def embed_images(self, images: Sequence[Image | torch.Tensor]) -> np.ndarray:
+        """(n_images, dim) float32 unit vectors, those `scores_batch` compares with the labels: the
+        features of a linear probe. Cached images are reused, but new ones are not kept, so that
+        embedding a whole image set does not push out what interactive callers asked for."""
+        prepared = [image if isinstance(image, torch.Tensor) else self.prepare(image) for image in images]
+        with self._lock, torch.inference_mode():
+            return self._image_embeddings(torch.stack(prepared), remember=False).cpu().numpy()
+
+    def embed_labels(self, labels: Sequence[str]) -> np.ndarray:
+        """(n_labels, dim) float32 unit vectors of the labels in CLIP's prompt (`prompt_for`), as
+        `scores_batch` encodes them."""
+        with self._lock, torch.inference_mode():
+            return self._label_embeddings(list(labels)).cpu().numpy()
+
     def prepare(self, image: Image) -> torch.Tensor:
         """The image resized and cropped as the processor does it, as uint8 (3, H, W): PIL's C code,
         about all the preprocessing costs. Needs no lock. Processors whose steps are not the
@@ -115,9 +129,9 @@ class ClipScorer:
         mine = self._model_input(self.prepare(probe)[None]).float().cpu()
         return mine.shape == expected.shape and torch.allclose(mine, expected.float(), atol=1e-4)
 
-    def _image_embeddings(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _image_embeddings(self, pixels: torch.Tensor, remember: bool = True) -> torch.Tensor:
         """(n_images, dim) unit vectors in float32 for stacked `prepare` results; only images not
-        cached go through the image encoder."""
+        cached go through the image encoder, and they are cached only if `remember`."""
         if self.image_cache_size > 0:  # a digest of what decides the model's input exactly
             keys = [hashlib.sha1(row.numpy().tobytes()).digest() for row in pixels]
         else:
@@ -132,7 +146,7 @@ class ClipScorer:
                 missing, _unit(_pooled(self.model.get_image_features(pixel_values=chosen))), strict=False
             ):
                 found[keys[i]] = vector
-                if self.image_cache_size > 0:
+                if self.image_cache_size > 0 and remember:
                     self._image_cache[keys[i]] = vector.clone()  # not a view that keeps the whole batch alive
             while len(self._image_cache) > self.image_cache_size:
                 self._image_cache.popitem(last=False)

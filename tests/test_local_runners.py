@@ -22,7 +22,7 @@ pytest.importorskip("transformers")
 from PIL import Image
 
 from adapters import registry
-from adapters.errors import ProviderUnavailable
+from adapters.errors import BadInput, ProviderUnavailable
 from adapters.local import load_runner
 from adapters.types import CompletionParams, ImageParams, Task
 from local_models import weights
@@ -245,6 +245,99 @@ def test_clip_prompt_template():
     assert prompt_for("two dogs playing in snow") == "two dogs playing in snow"
 
 
+# --- image and label embeddings (the linear probe's features) ------------------------------------
+
+
+def noise_image(seed: int, size: tuple[int, int] = (48, 40)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def test_clip_image_embeddings_are_unit_rows_of_the_projection_size(tiny):
+    folder = tiny("clip")
+    adapter = local(Task.ZERO_SHOT, folder)
+    runner = load_runner(Task.ZERO_SHOT, str(folder))
+    assert adapter.embeds
+    images = [noise_image(10), picture("red"), noise_image(10), picture("white", (50, 80))]
+    result = adapter.embed_images(images)
+    dim = runner.model.config.projection_dim
+    assert result.vectors.shape == (4, dim) and result.vectors.dtype == np.float32
+    assert np.linalg.norm(result.vectors, axis=1) == pytest.approx(np.ones(4), abs=1e-5)
+    assert np.array_equal(result.vectors[0], result.vectors[2])  # the same image, the same vector
+    assert not np.allclose(result.vectors[0], result.vectors[1])
+    assert result.provider == "local" and result.model == str(folder)
+    again = adapter.embed_images([noise_image(10)]).vectors[0]
+    assert np.allclose(again, result.vectors[0], atol=1e-6)  # and again in another call
+    labels = adapter.embed_labels(["cat", "dog", "a red car"])
+    assert labels.vectors.shape == (3, dim)
+    assert np.linalg.norm(labels.vectors, axis=1) == pytest.approx(np.ones(3), abs=1e-5)
+
+
+def test_zero_shot_from_embeddings_is_what_classify_says(tiny):
+    folder = tiny("clip")
+    adapter = local(Task.ZERO_SHOT, folder)
+    runner = load_runner(Task.ZERO_SHOT, str(folder))
+    labels = ["cat", "dog", "a red car", "two dogs playing in snow"]  # the last is used as written
+    images = [noise_image(seed) for seed in range(6)] + [picture("red"), picture("green", (30, 70))]
+    similarities = adapter.embed_images(images).vectors @ adapter.embed_labels(labels).vectors.T
+    scale = float(runner.model.logit_scale.detach().float().exp())
+    chosen = set()
+    for image, row in zip(images, similarities, strict=True):
+        result = adapter.classify(image, labels)
+        assert labels[int(np.argmax(row))] == result.best
+        logits = scale * row
+        softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert dict(zip(labels, softmax, strict=True)) == pytest.approx(dict(result.scores), abs=1e-4)
+        chosen.add(result.best)
+    assert len(chosen) >= 2  # the images do not all agree, so the comparison means something
+
+
+def test_clip_label_embeddings_use_the_zero_shot_prompt(tiny):
+    adapter = local(Task.ZERO_SHOT, tiny("clip"))
+    short = adapter.embed_labels(["cat", "dog"]).vectors
+    assert np.allclose(short, adapter.embed_labels(["a photo of cat.", "a photo of dog."]).vectors, atol=1e-6)
+    assert not np.allclose(short, adapter.embed_labels(["cat dog cat dog", "dog cat dog cat"]).vectors)
+
+
+def test_embedding_a_set_leaves_the_image_cache_and_the_device_slot_alone(tiny):
+    from local_models.device import slot
+
+    adapter = local(Task.ZERO_SHOT, tiny("clip"))
+    runner = load_runner(Task.ZERO_SHOT, str(tiny("clip")))
+    before = dict(runner._image_cache)
+    images = [noise_image(100 + i, (24, 24)) for i in range(adapter.max_batch)] + [noise_image(100, (24, 24))]
+    vectors = adapter.embed_images(images).vectors  # two slices: the first and the last image share none
+    assert vectors.shape[0] == adapter.max_batch + 1
+    assert np.allclose(vectors[0], vectors[-1], atol=1e-5)
+    assert runner._image_cache.keys() == before.keys()  # a whole set does not push out interactive images
+    assert slot().acquire(blocking=False)  # the slot was given back after each slice
+    slot().release()
+
+
+def test_image_embeddings_check_their_input(tiny, tmp_path):
+    adapter = local(Task.ZERO_SHOT, tiny("clip"))
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)  # a few hundred KB that would decode to 400 million pixels
+    with pytest.raises(BadInput, match=r"Image 2 of 2: .*megapixel"):
+        adapter.embed_images([picture(), str(bomb)])
+    corrupt = tmp_path / "corrupt.png"
+    picture().save(tmp_path / "good.png")
+    corrupt.write_bytes((tmp_path / "good.png").read_bytes()[:60])
+    with pytest.raises(BadInput, match=r"Image 1 of 1: .*corrupt"):
+        adapter.embed_images([str(corrupt)])
+    with pytest.raises(BadInput, match="limit is 256"):
+        adapter.embed_images([picture()] * 257)
+    assert adapter.embed_images([picture()] * 256).vectors.shape[0] == 256
+    with pytest.raises(BadInput, match="no images"):
+        adapter.embed_images([])
+    with pytest.raises(BadInput, match="as a list"):
+        adapter.embed_images(str(tmp_path / "good.png"))
+    with pytest.raises(BadInput, match="given once"):
+        adapter.embed_labels(["cat", "Cat", "dog"])  # rows would no longer match the labels
+    with pytest.raises(BadInput, match="at least two"):
+        adapter.embed_labels(["cat"])
+
+
 # --- captioning --------------------------------------------------------------------------------
 
 
@@ -384,9 +477,9 @@ def test_concurrent_first_calls_load_the_model_once(tiny, tmp_path, monkeypatch)
 
 def test_missing_repo_says_which_fetch_command_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(weights.WeightsMissing, match=re.escape("python -m local_models.fetch org/absent")):
+    with pytest.raises(weights.WeightsMissing, match=re.escape("python -m adapters.local fetch org/absent")):
         weights.resolve("org/absent", env_var="FMG_MODEL_LOCAL_ZERO_SHOT")
-    with pytest.raises(ProviderUnavailable, match=re.escape("python -m local_models.fetch org/absent")):
+    with pytest.raises(ProviderUnavailable, match=re.escape("python -m adapters.local fetch org/absent")):
         local(Task.ZERO_SHOT, "org/absent")
 
 

@@ -169,10 +169,10 @@ def test_warm_up_builds_the_clients_of_usable_vendors_before_any_call(server, mo
 def test_a_changed_key_rebuilds_the_client(server, monkeypatch):
     adapter = embedder()
     adapter.embed(["a"])
-    first = adapter._client
+    first = adapter._sdk()
     monkeypatch.setenv("CO_API_KEY", "sk-test-ROTATED-999999")
     adapter.embed(["a"])
-    assert adapter._client is not first
+    assert adapter._sdk() is not first
     assert server.requests[-1].headers["authorization"] == "Bearer sk-test-ROTATED-999999"
 
 
@@ -502,6 +502,72 @@ def test_zero_shot_401_is_not_retried(server):
         registry.get(Task.ZERO_SHOT, "cohere").classify(solid((230, 20, 20)), ["red", "blue"])
     assert len(server.requests) == 1
     assert_clean(str(caught.value), "CO_API_KEY")
+
+
+def test_image_and_label_embeddings_are_what_zero_shot_compares(server):
+    classifier = registry.get(Task.ZERO_SHOT, "cohere")
+    assert classifier.embeds
+    images = [solid((230, 20, 20)), solid((20, 200, 30)), solid((30, 20, 220)), solid((200, 40, 190))]
+    labels = ["green", "red", "blue"]
+    embedded = classifier.embed_images(images)
+    assert embedded.vectors.shape == (4, cohere_server.DIM) and embedded.vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(embedded.vectors, axis=1), 1.0, atol=1e-6)
+    bodies = [r.json() for r in server.requests]
+    assert len(bodies) == 4 and all(len(b["images"]) == 1 and b["input_type"] == "search_document" for b in bodies)
+    assert embedded.usage.images == 4 and embedded.usage.input_tokens is None
+    uri = bodies[0]["images"][0]
+    expected = np.asarray(cohere_server.image_vector(uri), dtype=np.float32)
+    assert np.allclose(embedded.vectors[0], expected / np.linalg.norm(expected), atol=1e-6)  # the server's vector
+    server.reset()
+    label_vectors = classifier.embed_labels(labels)
+    (request,) = server.requests
+    assert request.json()["texts"] == ["a photo of green", "a photo of red", "a photo of blue"]
+    assert request.json()["input_type"] == "search_query" and label_vectors.usage.input_tokens == 12
+    server.reset()
+    picks = [labels[i] for i in (embedded.vectors @ label_vectors.vectors.T).argmax(axis=1)]
+    assert picks[:3] == ["red", "green", "blue"]
+    assert picks == [classifier.classify(image, labels).best for image in images]
+    assert all("texts" not in r.json() for r in server.requests)  # classify found the labels cached
+
+
+def test_label_embeddings_share_the_zero_shot_cache(server):
+    classifier = registry.get(Task.ZERO_SHOT, "cohere")
+    classifier.classify(solid((230, 20, 20)), ["red", "blue"])
+    server.reset()
+    vectors = classifier.embed_labels(["blue", "red", "green"]).vectors
+    (request,) = server.requests
+    assert request.json()["texts"] == ["a photo of green"]  # only the label classify had not embedded
+    expected = np.asarray([cohere_server.text_vector(f"a photo of {c}") for c in ("blue", "red", "green")])
+    assert np.allclose(vectors, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-6)
+
+
+def test_image_embeddings_401_is_not_retried(server):
+    server.script(cohere_server.error(401, "invalid api token"))
+    with pytest.raises(ProviderError) as caught:
+        registry.get(Task.ZERO_SHOT, "cohere").embed_images([solid((230, 20, 20)), solid((20, 20, 230))])
+    assert caught.value.status == 401 and len(server.requests) == 1  # nor is the second image sent
+    assert_clean(str(caught.value), "rejected the API key", "CO_API_KEY")
+
+
+def test_image_embeddings_500_is_retried_then_succeeds(server):
+    server.script(cohere_server.error(500, "internal error"))
+    result = registry.get(Task.ZERO_SHOT, "cohere").embed_images([solid((230, 20, 20))])
+    assert result.vectors.shape == (1, cohere_server.DIM) and len(server.requests) == 2
+
+
+def test_label_embeddings_500_forever_stops_after_max_attempts(server):
+    server.script(*[cohere_server.error(500, "internal error") for _ in range(5)])
+    with pytest.raises(ProviderError) as caught:
+        registry.get(Task.ZERO_SHOT, "cohere").embed_labels(["red", "blue"])
+    assert caught.value.status == 500 and len(server.requests) == 3
+    assert_clean(str(caught.value), "server error (500)")
+
+
+def test_label_embeddings_wrong_shape_is_malformed(server):
+    server.script(Reply(json={"id": "x", "embeddings": {"float": [[0.1, 0.2]]}, "meta": {}}))
+    with pytest.raises(ProviderError) as caught:
+        registry.get(Task.ZERO_SHOT, "cohere").embed_labels(["red", "blue"])
+    assert_clean(str(caught.value), "could not read")
 
 
 # -- rerank ------------------------------------------------------------------------------------
