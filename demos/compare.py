@@ -15,7 +15,9 @@ API:
   (`output`: text, {label: score}, an image file, or hits; `snippet`: the call as a Python program;
   blind: `name` is "Model A", ... and latency, tokens, cost, notes and snippets are left out until the vote).
 - `/vote(comparison_id, choice)` with "A".."F", "tie" or "skip" reveals the names and returns the
-  task's leaderboard; `/leaderboard(task)` returns it.
+  task's leaderboard; `/leaderboard(task)` returns it: a row per target, best Elo first,
+  `{"rank", "target", "rating", "votes", "wins", "ties", "losses", "bt rating", "bt 95% low", "bt 95% high"}`
+  (`rating`: Elo; `bt ...`: Bradley-Terry fitted to all the task's votes, with its bootstrap 95% interval).
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def vote(comparison_id: str, choice: str, request: gr.Request | None = None) -> 
 
 @shows_errors
 def leaderboard_api(task: str) -> list[dict]:
-    """The task's leaderboard from blind votes: Elo rating and number of votes per target."""
+    """The task's leaderboard from blind votes: Elo, Bradley-Terry with a 95% interval, and votes per target."""
     return _board_dicts(leaderboard.standings(cmp.parse_task(task)))
 
 
@@ -589,7 +591,7 @@ class _Page:
             self.tie = gr.Button("Tie", size="sm")
             self.skip = gr.Button("Reveal without voting", size="sm", variant="secondary")
         self.chart = gr.HTML()
-        with gr.Accordion("Leaderboard (blind votes, Elo, K=32, start 1000)", open=False):
+        with gr.Accordion("Leaderboard (blind votes: Elo, K=32, start 1000; Bradley-Terry, 95% interval)", open=False):
             # filled on page load: building the tab (at app import) must not touch the database
             self.board = gr.Dataframe(headers=leaderboard.COLUMNS, interactive=False, label="Leaderboard")
             self.refresh = gr.Button("Refresh", size="sm")

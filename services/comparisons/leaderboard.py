@@ -1,16 +1,16 @@
 """Per-task leaderboard from blind votes, kept in SQLite so it survives restarts.
 
-Rating: Elo, K = 32, every target starts at 1000. One vote settles one comparison:
+Two ratings per target, from the same votes. One vote settles one comparison:
 
 - a win counts as a win of the chosen target over every other target of that comparison (the
   other targets are not compared with each other: the vote says nothing about their order);
 - a tie counts as a draw between every pair of targets.
 
-All pairs of one comparison are scored against the ratings from before the vote and their
-changes added up, so the order of targets inside a comparison does not matter. Elo rather than
-Bradley-Terry because it updates in one step per vote, stays readable (the arithmetic fits in a
-test) and needs no refit; the `votes` table keeps every vote, so a Bradley-Terry fit can be
-computed from it later without losing history.
+Elo (K = 32, every target starts at 1000) updates in one step per vote and stays readable (the
+arithmetic fits in a test). All pairs of one comparison are scored against the ratings from
+before the vote and their changes added up, so the order of targets inside a comparison does not
+matter; the order of the votes does. Bradley-Terry (`bradley_terry`) is refitted from the whole
+`votes` table, so it does not depend on that order, and comes with a bootstrap 95% interval.
 
 The database is `FMG_LEADERBOARD` (default `~/.fm-gallery/leaderboard.sqlite3`), in WAL mode; a
 vote and its rating changes are one transaction, so concurrent voters (threads or processes)
@@ -27,16 +27,18 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from adapters.errors import BadInput
 from adapters.types import Task
+from services.comparisons import bradley_terry
 from services.sqlite_wal import open_wal
 
 K = 32.0
 START = 1000.0
 DEFAULT_PATH = Path("~/.fm-gallery/leaderboard.sqlite3")
-COLUMNS = ["rank", "target", "rating", "votes", "wins", "ties", "losses"]
+COLUMNS = ["rank", "target", "rating", "votes", "wins", "ties", "losses", "bt rating", "bt 95% low", "bt 95% high"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (
@@ -60,12 +62,22 @@ CREATE TABLE IF NOT EXISTS ratings (
 
 
 @dataclass(frozen=True)
+class Strength:
+    """A Bradley-Terry rating (Elo scale, mean 1000) and its bootstrap 95% interval."""
+
+    rating: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
 class Standing:
     target: str  # "provider:model"
-    rating: float
+    rating: float  # Elo
     wins: int
     ties: int
     losses: int
+    bt: Strength | None = None
 
     @property
     def votes(self) -> int:
@@ -154,11 +166,27 @@ def standings(task: Task) -> list[Standing]:
         conn.close()
 
 
+def bt_standings(task: Task) -> dict[str, Strength]:
+    """The task's Bradley-Terry ratings with 95% intervals, best first, from all its stored votes."""
+    if not db_path().exists():
+        return {}
+    conn = connect()
+    try:
+        return _bt_standings(conn, task)
+    finally:
+        conn.close()
+
+
 def rows(table: list[Standing]) -> list[list]:
     """Standings as table rows (`COLUMNS`), ratings rounded for reading."""
     return [
-        [rank, s.target, round(s.rating, 1), s.votes, s.wins, s.ties, s.losses] for rank, s in enumerate(table, start=1)
+        [rank, s.target, round(s.rating, 1), s.votes, s.wins, s.ties, s.losses, *_bt_cells(s.bt)]
+        for rank, s in enumerate(table, start=1)
     ]
+
+
+def _bt_cells(bt: Strength | None) -> list[float | None]:
+    return [None, None, None] if bt is None else [round(bt.rating, 1), round(bt.low, 1), round(bt.high, 1)]
 
 
 def _ratings(conn: sqlite3.Connection, task: Task, names: list[str]) -> dict[str, float]:
@@ -176,4 +204,21 @@ def _standings(conn: sqlite3.Connection, task: Task) -> list[Standing]:
         "SELECT target, rating, wins, ties, losses FROM ratings WHERE task = ? ORDER BY rating DESC, target",
         (task.value,),
     ).fetchall()
-    return [Standing(*row) for row in found]
+    strengths = _bt_standings(conn, task)
+    return [
+        Standing(target, rating, wins, ties, losses, strengths.get(target))
+        for target, rating, wins, ties, losses in found
+    ]
+
+
+def _bt_standings(conn: sqlite3.Connection, task: Task) -> dict[str, Strength]:
+    found = conn.execute("SELECT targets, winner FROM votes WHERE task = ? ORDER BY id", (task.value,)).fetchall()
+    return dict(_fit(tuple((tuple(json.loads(targets)), winner) for targets, winner in found)))  # a copy: cached
+
+
+@lru_cache(maxsize=16)
+def _fit(votes: tuple[tuple[tuple[str, ...], str | None], ...]) -> dict[str, Strength]:
+    """Cached on the votes themselves: pages reread the board far more often than votes arrive."""
+    ratings = bradley_terry.fit_votes(votes)
+    intervals = bradley_terry.bootstrap(votes, resamples=bradley_terry.RESAMPLES, seed=0)
+    return {name: Strength(rating, *intervals[name]) for name, rating in ratings.items()}
