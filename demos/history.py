@@ -10,24 +10,18 @@ rendering every tab; run alone (`python -m demos.history`) this tab lists and ex
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
-import os
 import shutil
 import sqlite3
-import tempfile
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from demos.widgets import reproduce
+from demos.widgets import exports, reproduce
 from demos.widgets.report import shows_errors, usd
 from services import boundary, public, run_log, visitors
 from services import comparisons as comparison
@@ -40,10 +34,6 @@ WIDTHS: list[str | int] = ["11%", "9%", "7%", "9%", "6%", "6%", "6%", "12%", "13
 FORMATS = {"CSV": ("csv", run_log.export_csv), "JSONL": ("jsonl", run_log.export_jsonl)}
 PREVIEW_CHARS = 80
 LIMIT = 200
-EXPORT_PREFIX = "fmg-export-"  # this process's folder of exports (`export_dir`)
-EXPORT_ENTRY = "export-"  # a folder in it per export; nothing else is ever removed
-KEEP_EXPORTS = 32  # exports kept on disk: more than the app's 16 at once, so none in flight is removed
-EXPORT_TTL_S = 300  # Gradio copies a returned file into its cache at once; older exports go
 
 Reopener = tuple[Callable[[dict], list], Sequence[gr.components.Component]]  # (tab's reopen, its inputs)
 
@@ -98,20 +88,14 @@ def history(tab, provider, text, errors_only, request: gr.Request | None = None)
 @shows_errors
 @_readable
 def export(fmt, request: gr.Request | None = None):
-    """Every run as a CSV or JSONL file, in a folder of its own inside `export_dir()`.
-
-    Gradio copies a returned file into its cache (`gr.File` postprocess, `save_file_to_cache`)
-    and serves the copy, which its `delete_cache` removes; the file written here is needed only
-    until then, so each export removes the ones older than `EXPORT_TTL_S` and all but the newest
-    `KEEP_EXPORTS`."""
+    """Every run as a CSV or JSONL file, in a folder of its own (`demos.widgets.exports`)."""
     if fmt not in FORMATS:
         raise gr.Error(f"Export as {' or '.join(FORMATS)}, not {str(fmt)[:20]!r}.")
     if run_log.location() is None:
         raise gr.Error("The run log is off (FMG_RUN_LOG=off): there is nothing to export.")
     suffix, write = FORMATS[fmt]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = Path(tempfile.mkdtemp(prefix=EXPORT_ENTRY, dir=export_dir()))  # one per export: never shared
-    _prune_exports(folder)
+    folder = exports.new_folder()
     target = folder / f"fm-gallery-runs-{stamp}.{suffix}"
     try:
         count = write(target, scope=scope(request))
@@ -120,39 +104,6 @@ def export(fmt, request: gr.Request | None = None):
         raise
     gr.Info(f"Exported {count:,} run{'s' if count != 1 else ''}.")
     return str(target)
-
-
-_export_dir: tuple[int, Path] | None = None  # (the process that made it, the folder)
-_export_dir_lock = threading.Lock()
-
-
-def export_dir() -> Path:
-    """This process's folder of exports: made on first use (again in a forked child, or if
-    something removed it), removed when the process exits."""
-    global _export_dir
-    with _export_dir_lock:
-        if _export_dir is None or _export_dir[0] != os.getpid() or not _export_dir[1].is_dir():
-            folder = Path(tempfile.mkdtemp(prefix=EXPORT_PREFIX))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            _export_dir = (os.getpid(), folder)
-        return _export_dir[1]
-
-
-def _prune_exports(keep: Path) -> None:
-    """Remove exports older than `EXPORT_TTL_S`, and all but the newest `KEEP_EXPORTS` (never `keep`);
-    one another thread removed first is skipped. Only this process's export folders are looked at:
-    `export_dir()`'s entries named `EXPORT_ENTRY*`."""
-    dated = []
-    for entry in export_dir().glob(f"{EXPORT_ENTRY}*"):
-        try:
-            dated.append((entry.stat().st_mtime, entry))
-        except FileNotFoundError:
-            continue
-    dated.sort(reverse=True)
-    oldest_kept = time.time() - EXPORT_TTL_S
-    for i, (mtime, entry) in enumerate(dated):
-        if entry != keep and (i >= KEEP_EXPORTS or mtime < oldest_kept):
-            shutil.rmtree(entry, ignore_errors=True)
 
 
 @shows_errors

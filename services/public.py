@@ -45,6 +45,7 @@ class Limits:
     steps: int = 4
     image_side: int = 768  # width and height of generated images
     corpus_chars: int = 40_000  # a pasted or uploaded search corpus
+    evaluation_calls: int = 200  # model calls one evaluation may make (items x targets x variants x samples)
     keep_uploads: bool = False  # keep visitors' uploaded images in the run log
     trusted_proxies: str = ""  # who may set X-Forwarded-For (uvicorn's forwarded_allow_ips)
     rate_limit_storage: str = "memory://"  # or redis://host:port, shared by replicas

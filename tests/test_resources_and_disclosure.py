@@ -32,7 +32,7 @@ from adapters import openai_api, registry
 from adapters.snippets import hf as hf_snippets
 from adapters.types import Task
 from demos import compare, completion, history
-from demos.widgets import reproduce
+from demos.widgets import exports, reproduce
 from services import comparisons as comparison
 from tests.fakes import providers as fake
 from tests.fakes.http_server import FakeServer
@@ -115,7 +115,7 @@ def test_each_process_hands_out_images_from_its_own_folder():
 
 
 def exports_in_tmp() -> set[Path]:
-    return set(Path(tempfile.gettempdir()).glob(f"{history.EXPORT_PREFIX}*"))
+    return set(Path(tempfile.gettempdir()).glob(f"{exports.EXPORT_PREFIX}*"))
 
 
 def log_a_chat(text: str) -> None:
@@ -123,18 +123,18 @@ def log_a_chat(text: str) -> None:
 
 
 def test_exports_leave_a_bounded_number_of_files(monkeypatch, fake_provider):
-    monkeypatch.setattr(history, "KEEP_EXPORTS", 3)
+    monkeypatch.setattr(exports, "KEEP_EXPORTS", 3)
     log_a_chat("hello")
     before = exports_in_tmp()
     paths = [Path(history.export("CSV" if i % 2 else "JSONL")) for i in range(12)]
     assert len(exports_in_tmp() - before) <= 1  # one folder for the process, not one per export
-    folder = history.export_dir()
+    folder = exports.export_dir()
     assert len(list(folder.iterdir())) <= 3 and len(list(folder.rglob("*"))) <= 6
     assert paths[-1].is_file() and "hello" in paths[-1].read_text(encoding="utf-8")
     assert len({p.parent for p in paths}) == 12  # two exports in one second never share a file
 
     old = paths[-1].parent
-    os.utime(old, (time.time() - history.EXPORT_TTL_S - 5,) * 2)
+    os.utime(old, (time.time() - exports.EXPORT_TTL_S - 5,) * 2)
     history.export("CSV")
     assert not old.exists()  # older than the TTL: gone at the next export
 
@@ -143,17 +143,17 @@ def test_exports_leave_a_bounded_number_of_files(monkeypatch, fake_provider):
 def test_gradio_serves_an_export_after_the_app_removed_its_file(monkeypatch, fake_provider):
     """Gradio copies a returned file into its cache before serving it, so the app's own file may
     go: with one export kept, each earlier export's download still works."""
-    monkeypatch.setattr(history, "KEEP_EXPORTS", 1)
-    monkeypatch.setattr(history, "EXPORT_TTL_S", 0)
+    monkeypatch.setattr(exports, "KEEP_EXPORTS", 1)
+    monkeypatch.setattr(exports, "EXPORT_TTL_S", 0)
     log_a_chat("a logged answer")
     demo = history.build()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
     try:
         client = Client(demo.local_url, verbose=False, download_files=False)
         served = [client.predict("CSV", api_name="/export") for _ in range(3)]
-        assert len(list(history.export_dir().iterdir())) == 1
+        assert len(list(exports.export_dir().iterdir())) == 1
         for file in served:
-            assert not Path(file["path"]).is_relative_to(history.export_dir())
+            assert not Path(file["path"]).is_relative_to(exports.export_dir())
             body = httpx.get(file["url"], timeout=30)
             assert body.status_code == 200 and "a logged answer" in body.text
     finally:

@@ -1,0 +1,118 @@
+"""Evaluate, images: zero-shot accuracy per target, and a linear probe against zero-shot.
+
+The built-in set is scikit-learn's handwritten digits (shipped with the package, upscaled); a zip
+of labelled images (subfolder names or a labels.csv) is the user's own. The probe needs a target
+whose zero-shot works by embeddings: local CLIP or Cohere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from demos.widgets.report import shows_errors
+from services import visitors
+from services.evaluation import image_eval, image_sets
+from services.evaluation.image_sets import ImageSet
+
+DIGITS = "handwritten digits (scikit-learn)"
+UPLOAD = "(uploaded zip)"
+PER_CLASS = 20  # digits per class: 200 images, 100 held out for testing
+
+
+def _image_set(name: str, upload: str | None, per_class: float | None) -> ImageSet:
+    if name == DIGITS:
+        return image_sets.digits(size=64, per_class=int(per_class or PER_CLASS))
+    if not upload:
+        from adapters.errors import BadInput
+
+        raise BadInput("Upload a zip of labelled images (one folder per label), or pick the digits set.")
+    path = Path(str(upload))
+    with path.open("rb") as f:
+        data = f.read(image_sets.MAX_ZIP_BYTES + 1)
+    return image_sets.from_zip(data, name=path.name)
+
+
+def _targets(text: str) -> list[str]:
+    return [line.strip() for line in str(text or "").replace(",", "\n").splitlines() if line.strip()]
+
+
+@shows_errors
+def zero_shot(name, upload, per_class, targets, request: gr.Request | None = None):
+    """Accuracy per target on the set, with confusion tables."""
+    image_set = _image_set(name, upload, per_class)
+    rows = image_eval.zero_shot(image_set, _targets(targets), visitors.current(request))
+    tables = []
+    for row in rows:
+        if row.error or not row.confusion:
+            continue
+        header = "| actual \\ said | " + " | ".join(image_set.label_names) + " |"
+        rule = "|---" * (len(image_set.label_names) + 1) + "|"
+        body = "\n".join("| " + " | ".join(str(v) for v in line) + " |" for line in row.confusion)
+        tables.append(f"**{row.target}**\n\n{header}\n{rule}\n{body}")
+    classes = len(image_set.label_names)
+    summary = f"{len(image_set.images)} images, {classes} labels, chance {1 / classes:.2f}."
+    return image_eval.zero_shot_table(rows), "\n\n".join([summary, *tables])
+
+
+@shows_errors
+def probe(name, upload, per_class, target, repeats, request: gr.Request | None = None):
+    """The probe's accuracy per shots per class, next to zero-shot from the same vectors."""
+    image_set = _image_set(name, upload, per_class)
+    first = (_targets(target) or ["local"])[0]
+    curve, cost = image_eval.probe(image_set, first, repeats=int(repeats or 3), visitor=visitors.current(request))
+    points = _plot(curve)
+    notes = " ".join(curve.notes)
+    summary = (
+        f"{cost['target']}: {curve.images} images embedded in {cost['seconds']:.1f} s; "
+        f"{curve.test_images} held out for testing, {curve.repeats} draws of shots per point. {notes}"
+    )
+    return image_eval.probe_table(curve), points, summary
+
+
+def _plot(curve: Any) -> Any:
+    import pandas as pd
+
+    rows = [{"shots per class": p.k, "accuracy": p.mean, "method": "linear probe"} for p in curve.points]
+    if curve.zero_shot is not None:
+        rows += [{"shots per class": p.k, "accuracy": curve.zero_shot, "method": "zero-shot"} for p in curve.points]
+    rows += [{"shots per class": p.k, "accuracy": curve.chance, "method": "chance"} for p in curve.points]
+    return pd.DataFrame(rows)
+
+
+def layout() -> None:
+    """The images section's components and events, inside the open Blocks."""
+    gr.Markdown(
+        "**Zero-shot** names each image's label from text alone. A **linear probe** instead learns from k "
+        "labelled images per class on the model's image embeddings (the CLIP paper: zero-shot tends to be "
+        "better, but not always). Both are scored on the same held-out images."
+    )
+    with gr.Row():
+        with gr.Column():
+            name = gr.Dropdown([DIGITS, UPLOAD], value=DIGITS, label="Image set")
+            per_class = gr.Slider(4, 100, value=PER_CLASS, step=1, label="Digits per class")
+            upload = gr.File(label="…or a zip: one folder per label", file_types=[".zip"], type="filepath")
+        with gr.Column():
+            targets = gr.Textbox("local", label="Zero-shot targets, one per line", lines=3)
+            zero_button = gr.Button("Zero-shot accuracy", variant="primary")
+        with gr.Column():
+            probe_target = gr.Textbox("local", label="Probe target (local CLIP or cohere)")
+            repeats = gr.Slider(1, 10, value=3, step=1, label="Draws of shots per point")
+            probe_button = gr.Button("Linear probe vs zero-shot", variant="primary")
+    zero_table = gr.Dataframe(headers=image_eval.ZERO_SHOT_COLUMNS, label="Zero-shot", interactive=False)
+    zero_notes = gr.Markdown()
+    probe_rows = gr.Dataframe(headers=image_eval.PROBE_COLUMNS, label="Linear probe", interactive=False)
+    curve = gr.LinePlot(x="shots per class", y="accuracy", color="method", label="Accuracy against shots per class")
+    probe_notes = gr.Markdown()
+    zero_button.click(
+        zero_shot, [name, upload, per_class, targets], [zero_table, zero_notes], api_name="evaluate_zero_shot"
+    )
+    probe_button.click(
+        probe,
+        [name, upload, per_class, probe_target, repeats],
+        [probe_rows, curve, probe_notes],
+        api_name="evaluate_probe",
+        concurrency_limit=2,
+    )
