@@ -61,7 +61,7 @@ def load_image(image: Any) -> Image:
 
 
 def _from_array(array: Any, PILImage) -> Image:
-    shape = getattr(array, "shape", ())
+    shape: tuple[int, ...] = tuple(getattr(array, "shape", ()))
     if len(shape) >= 2:
         _check_pixels((int(shape[1]), int(shape[0])))
     try:

@@ -184,3 +184,17 @@ def test_the_images_section_scores_zero_shot_on_the_digits(fake_provider):
     assert "| actual \\ said |" in notes
     with pytest.raises(gr_error(), match="nothing to probe"):
         images.probe(images.DIGITS, None, 4, "fake", 2)
+
+
+def test_the_images_section_evaluates_captioners_and_generators(fake_provider, tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from demos.evaluation import images
+    from tests.fixtures import tiny_models
+
+    monkeypatch.setenv("FMG_MODEL_LOCAL_ZERO_SHOT", str(tiny_models.save_tiny_clip(tmp_path / "clip")))
+    table, said = images.captions("fake", "fake", "local")
+    assert [row[0] for row in table] == ["fake", "reference captions"] and list(said.columns)[-1] == "fake"
+    assert said["fake"].str.startswith("a ").all()
+    table, gallery = images.generation("a fox\na barn", "fake", "local", 1)
+    assert table[0][0] == "fake" and table[0][2] == 2 and len(gallery) == 2

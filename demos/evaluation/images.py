@@ -14,7 +14,7 @@ import gradio as gr
 
 from demos.widgets.report import shows_errors
 from services import visitors
-from services.evaluation import image_eval, image_sets
+from services.evaluation import caption_eval, captioned, generation_eval, image_eval, image_sets
 from services.evaluation.image_sets import ImageSet
 
 DIGITS = "handwritten digits (scikit-learn)"
@@ -82,6 +82,46 @@ def _plot(curve: Any) -> Any:
     return pd.DataFrame(rows)
 
 
+@shows_errors
+def captions(targets, embedder, clip, request: gr.Request | None = None):
+    """Each captioner on scikit-image's samples, scored against the reference captions."""
+    samples = captioned.samples()
+    rows = caption_eval.run(
+        samples,
+        _targets(targets),
+        (embedder or "local").strip(),
+        (clip or "").strip() or None,
+        visitors.current(request),
+    )
+    import pandas as pd
+
+    captioners = [r for r in rows if r.target != caption_eval.REFERENCE]
+    said = pd.DataFrame(
+        [
+            [sample.name, sample.caption, *[(r.captions[i] if i < len(r.captions) else None) or "" for r in captioners]]
+            for i, sample in enumerate(samples)
+        ],
+        columns=["image", "reference", *[r.target for r in captioners]],
+    )
+    return caption_eval.table(rows), said
+
+
+@shows_errors
+def generation(prompts, targets, clip, steps, request: gr.Request | None = None):
+    """Each generator draws every prompt (seed 0); CLIPScore of prompt against image."""
+    from adapters.types import ImageParams
+
+    rows = generation_eval.run(
+        str(prompts or "").splitlines(),
+        _targets(targets),
+        (clip or "local").strip(),
+        ImageParams(steps=int(steps or 1), width=512, height=512, seed=0),
+        visitors.current(request),
+    )
+    gallery = [(image, f"{row.target}") for row in rows for image in row.images]
+    return generation_eval.table(rows), gallery
+
+
 def layout() -> None:
     """The images section's components and events, inside the open Blocks."""
     gr.Markdown(
@@ -106,6 +146,32 @@ def layout() -> None:
     probe_rows = gr.Dataframe(headers=image_eval.PROBE_COLUMNS, label="Linear probe", interactive=False)
     curve = gr.LinePlot(x="shots per class", y="accuracy", color="method", label="Accuracy against shots per class")
     probe_notes = gr.Markdown()
+    with gr.Accordion("Captioning: similarity to reference captions, and CLIPScore", open=False):
+        with gr.Row():
+            caption_targets = gr.Textbox("local", label="Captioners, one per line", lines=2)
+            caption_embedder = gr.Textbox("local", label="Embedder for similarity")
+            caption_clip = gr.Textbox("local", label="Image-text model for CLIPScore (blank: none)")
+            caption_button = gr.Button("Evaluate captions", variant="primary")
+        caption_table = gr.Dataframe(headers=caption_eval.COLUMNS, interactive=False)
+        caption_said = gr.Dataframe(label="What each captioner said", interactive=False, wrap=True)
+    with gr.Accordion("Image generation: CLIPScore of prompt and image", open=False):
+        with gr.Row():
+            prompts = gr.Textbox("\n".join(generation_eval.PROMPTS), label="Prompts, one per line", lines=6)
+            with gr.Column():
+                generators = gr.Textbox("local", label="Generators, one per line", lines=2)
+                generation_clip = gr.Textbox("local", label="Image-text model for CLIPScore")
+                steps = gr.Slider(1, 8, value=1, step=1, label="Steps")
+                generation_button = gr.Button("Evaluate generators", variant="primary")
+        generation_table = gr.Dataframe(headers=generation_eval.COLUMNS, interactive=False)
+        drawn = gr.Gallery(label="Drawn", columns=6, height=260)
+    caption_button.click(
+        captions, [caption_targets, caption_embedder, caption_clip], [caption_table, caption_said],
+        api_name="evaluate_captions", concurrency_limit=2,
+    )  # fmt: skip
+    generation_button.click(
+        generation, [prompts, generators, generation_clip, steps], [generation_table, drawn],
+        api_name="evaluate_generation", concurrency_limit=2,
+    )  # fmt: skip
     zero_button.click(
         zero_shot, [name, upload, per_class, targets], [zero_table, zero_notes], api_name="evaluate_zero_shot"
     )

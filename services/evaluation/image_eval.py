@@ -176,3 +176,39 @@ def _check(image_set: ImageSet, targets: int) -> None:
     if len(image_set.images) > MAX_IMAGES_PER_RUN:
         raise BadInput(f"The set has {len(image_set.images)} images; one run takes at most {MAX_IMAGES_PER_RUN}.")
     boundary.capped("An evaluation's model calls", len(image_set.images) * targets, "evaluation_calls")
+
+
+CLIP_SCORE_WEIGHT = 2.5  # Hessel et al. 2021: CLIP-S = w * max(cos, 0), w = 2.5
+
+
+def clip_embedder(target: str, visitor: Visitor = OWNER, api_key: str | None = None) -> ZeroShotClassifier:
+    """The zero-shot adapter whose image and text embeddings score image-text pairs (CLIPScore)."""
+    parsed = Target.parse(target)
+    adapter = cast(ZeroShotClassifier, access.adapter(Task.ZERO_SHOT, parsed.provider, parsed.model, api_key))
+    if not adapter.embeds:
+        raise BadInput(
+            f"{parsed.name} has no image embeddings, so it cannot compute CLIPScore: pick local CLIP or Cohere."
+        )
+    return adapter
+
+
+def clip_scores(
+    adapter: ZeroShotClassifier, images: Sequence[Any], texts: Sequence[str], visitor: Visitor
+) -> list[float]:
+    """CLIPScore of each (image, text) pair: w * max(cosine, 0) of their embeddings."""
+    import numpy as np
+
+    image_vectors = []
+    for i in range(0, len(images), EMBED_BATCH):
+        batch = list(images[i : i + EMBED_BATCH])
+        with access.call(visitor, adapter, Work(images_in=len(batch))):
+            image_vectors.append(adapter.embed_images(batch).vectors)
+    unique = list(dict.fromkeys(t.strip() for t in texts))
+    with access.call(visitor, adapter, Work(input_chars=sum(map(len, unique)))):
+        text_vectors = adapter.embed_labels(unique).vectors
+    row = {text: n for n, text in enumerate(unique)}
+    images_matrix = np.concatenate(image_vectors)
+    return [
+        CLIP_SCORE_WEIGHT * max(float(images_matrix[i] @ text_vectors[row[t.strip()]]), 0.0)
+        for i, t in enumerate(texts)
+    ]
