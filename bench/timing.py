@@ -105,6 +105,7 @@ def _numeric(text: str) -> bool:
 def machine() -> dict:
     """What the figures were measured on."""
     info = {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(terse=True)}
+    info["cpu"] = cpu_model()
     with contextlib.suppress(OSError):
         info["load_1min"] = round(os.getloadavg()[0], 2)
     if "torch" in sys.modules:
@@ -114,6 +115,15 @@ def machine() -> dict:
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (figures move between Intel and AMD machines), or the architecture."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def report(

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from adapters import inputs
 from adapters.errors import BadInput, FMError
 from adapters.types import CompletionParams, Message, Task
 from services import access, boundary
@@ -36,6 +37,8 @@ EXTRA_SCORERS = ("judge", "similarity", "injection")  # scorers that make calls,
 MAX_TARGETS = 6
 MAX_VARIANTS = 8
 MAX_CALLS = 20_000
+CANCELLED = "Cancelled: the finished cells are kept; resume it to run the rest."
+CACHE_BATCH = 256  # cells answered from the cache, saved per transaction
 SAMPLING_TEMPERATURE = 0.7  # for variants that draw several samples from a deterministic default
 
 Progress = Callable[["Evaluation"], None]
@@ -102,6 +105,7 @@ class Spec:
             raise BadInput("The cost cap must be a number of dollars, 0 or more.")
         if not 1 <= self.concurrency <= 32:
             raise BadInput("Concurrency per provider must be 1 to 32.")
+        inputs.check_completion_params(self.params)  # a bad value is refused once, not by every cell
         if self.calls > MAX_CALLS:
             raise BadInput(f"This evaluation would make {self.calls} calls; the limit is {MAX_CALLS}: use fewer items.")
 
@@ -215,6 +219,10 @@ class Evaluation:
         self._cancel = threading.Event()
         self._stop: _Stop | None = None
         self._held = 0.0  # worst-case cost of the calls in flight, held against the cap
+        self._prefetched: dict[str, Reply] = {}  # cache hits read in one query before the run
+        self._params_memo: dict[tuple[CompletionParams, int], CompletionParams] = {}
+        params = spec.params
+        self._sampled = replace(params, temperature=SAMPLING_TEMPERATURE) if params.temperature == 0 else params
         self._gates: dict[str, threading.Semaphore] = {}
         self._adapters: dict[tuple[Target, Task], Any] = {}
         self._thread: threading.Thread | None = None
@@ -254,6 +262,7 @@ class Evaluation:
             for variant in self.spec.variants
         ]
         todo = [(n, *cell) for n, cell in enumerate(grid) if (cell[0].id, cell[1].name, cell[2].name) not in stored]
+        todo = self._answer_from_cache(todo)
         providers = {t.provider for t in _priced_targets(self.spec)}
         if self.spec.embedder is not None:
             providers.add(self.spec.embedder.provider)
@@ -271,6 +280,59 @@ class Evaluation:
             self._finish("done", None)
         return self
 
+    def _answer_from_cache(
+        self, todo: list[tuple[int, Item, Target, Variant]]
+    ) -> list[tuple[int, Item, Target, Variant]]:
+        """Run here, without threads, the cells whose every call is in the cache (read in one query),
+        saving them in batches; return the cells left for the pool."""
+        planned = {cell[0]: self._first_keys(*cell[1:]) for cell in todo}
+        self._prefetched = store.cached_many([k for keys in planned.values() if keys for k in keys])
+        left, batch = [], []
+        for cell in todo:
+            if self._cancel.is_set() and self._stop is None:
+                self._stop = _Stop("cancelled", CANCELLED)
+            keys = planned[cell[0]]
+            if keys is None or not all(k in self._prefetched for k in keys) or self._stop is not None:
+                left.append(cell)
+                continue
+            try:
+                batch.append(replace(self._cell(*cell[1:]), position=cell[0]))
+            except _Stop as stop:
+                self._stop = self._stop or stop
+                continue
+            if len(batch) >= CACHE_BATCH:
+                self._save(batch)
+        self._save(batch)
+        return left
+
+    def _save(self, batch: list[Cell]) -> None:
+        if batch:
+            store.save_cells(self.id, batch)
+            with self._lock:
+                self.done += len(batch)
+            batch.clear()
+            self._report()
+
+    def _first_keys(self, item: Item, target: Target, variant: Variant) -> list[str] | None:
+        """The cache keys of a cell's calls, or None where a later call depends on an answer (judge,
+        similarity) and the cell must take the usual path."""
+        if self.spec.scorer_name in ("judge", "similarity") or variant.verifier == "judge":
+            return None
+        keys = []
+        if variant.guard == "detector" and "document" in item.meta:
+            keys.append(call_key(target, self._seeded(self.spec.params, 0), variants.detector_messages(item)))
+        messages, params = variants.messages(variant, item), self._sampling(variant)
+        keys += [call_key(target, self._seeded(params, n), messages) for n in range(variant.samples)]
+        return keys
+
+    def _seeded(self, params: CompletionParams, sample: int) -> CompletionParams:
+        """A call's parameters with its seed: the spec's own, else one per sample (cacheable, reproducible)."""
+        seeded = self._params_memo.get((params, sample))
+        if seeded is None:
+            seed = params.seed if params.seed is not None else self.spec.seed * 1000 + sample
+            seeded = self._params_memo[(params, sample)] = replace(params, seed=seed)
+        return seeded
+
     def _finish(self, status: str, note: str | None) -> None:
         self.status, self.note = status, note
         store.set_status(self.id, status, note)
@@ -286,7 +348,7 @@ class Evaluation:
         if self._stop is not None:
             return
         if self._cancel.is_set():
-            self._stop = _Stop("cancelled", "Cancelled: the finished cells are kept; run it again to resume.")
+            self._stop = _Stop("cancelled", CANCELLED)
             return
         try:
             cell = self._cell(item, target, variant)
@@ -316,10 +378,8 @@ class Evaluation:
             return tally.cell(item, target, variant, None, None, None, "", error=str(exc))
 
     def _sampling(self, variant: Variant) -> CompletionParams:
-        params = self.spec.params
-        if variant.samples > 1 and params.temperature == 0:
-            params = replace(params, temperature=SAMPLING_TEMPERATURE)
-        return params
+        """The spec's parameters, at a sampling temperature where a variant draws several samples."""
+        return self._sampled if variant.samples > 1 else self.spec.params
 
     def _pick(self, variant: Variant, item: Item, texts: list[str], tally: _Tally) -> tuple[str, str | None]:
         """The reply that counts and the answer scored: the first, the majority, or the best verified."""
@@ -398,9 +458,9 @@ class Evaluation:
     def _ask(
         self, target: Target, messages: list[Message], params: CompletionParams, sample: int, tally: _Tally
     ) -> str:
-        params = replace(params, seed=params.seed if params.seed is not None else self.spec.seed * 1000 + sample)
+        params = self._seeded(params, sample)
         key = call_key(target, params, messages)
-        hit = store.cached(key)
+        hit = self._prefetched.get(key) or store.cached(key)
         if hit is not None:
             with self._lock:
                 self.calls += 1
@@ -408,7 +468,7 @@ class Evaluation:
             tally.add(hit, cached=True)
             return hit.text
         if self._cancel.is_set():
-            raise _Stop("cancelled", "Cancelled: the finished cells are kept; run it again to resume.")
+            raise _Stop("cancelled", CANCELLED)
         adapter = self._adapter(target)
         work = Work(input_chars=sum(len(str(m["content"])) for m in messages), output_tokens=params.max_tokens)
         self._reserve(adapter, work)

@@ -19,7 +19,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -615,6 +615,12 @@ SCORERS: dict[str, Scorer] = {
 }
 
 
+@cache
+def _options_of(name: str) -> list[str]:
+    """The keyword-only options a named scorer takes (read once: `inspect.signature` is slow)."""
+    return [p.name for p in inspect.signature(SCORERS[name]).parameters.values() if p.kind is p.KEYWORD_ONLY]
+
+
 def score(name: str, output: str | None, reference: str | float | Mapping[str, Any] | None, **options: Any) -> Score:
     """The chat scorer `name` applied to one answer; unknown scorers, options or a missing reference raise BadInput."""
     scorer = SCORERS.get(name)
@@ -622,7 +628,7 @@ def score(name: str, output: str | None, reference: str | float | Mapping[str, A
         raise BadInput(f"There is no scorer {name!r}: choose one of {', '.join(SCORERS)}.")
     if reference is None or (isinstance(reference, str) and not reference.strip()):
         raise BadInput(f"The {name!r} scorer needs a reference for every item: add one, or choose another scorer.")
-    accepted = [p.name for p in inspect.signature(scorer).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    accepted = _options_of(name)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         allowed = ", ".join(accepted) or "none"

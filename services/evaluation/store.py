@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -157,16 +157,34 @@ def evaluations(visitor: str | None, limit: int = 50) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
+_CELL_COLUMNS = [f.name for f in fields(Cell)]
+_INSERT_CELL = (
+    f"INSERT OR REPLACE INTO cells (evaluation, {', '.join(_CELL_COLUMNS)}) "
+    f"VALUES (?, {', '.join('?' for _ in _CELL_COLUMNS)})"
+)
+
+
+def _cell_row(evaluation_id: str, cell: Cell) -> tuple:
+    values = [getattr(cell, c) for c in _CELL_COLUMNS]
+    values[_CELL_COLUMNS.index("extra")] = json.dumps(dict(cell.extra)) if cell.extra else None
+    return (evaluation_id, *values)
+
+
 def save_cell(evaluation_id: str, cell: Cell) -> None:
-    values = asdict(cell)
-    values["extra"] = json.dumps(cell.extra) if cell.extra else None
-    columns = ", ".join(values)
-    marks = ", ".join("?" for _ in values)
     with _write() as conn:
-        conn.execute(
-            f"INSERT OR REPLACE INTO cells (evaluation, {columns}) VALUES (?, {marks})",
-            (evaluation_id, *values.values()),
-        )
+        conn.execute(_INSERT_CELL, _cell_row(evaluation_id, cell))
+
+
+def save_cells(evaluation_id: str, cells: list[Cell]) -> None:
+    """Several cells in one transaction: all of them are stored, or none."""
+    conn = _conn()
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.executemany(_INSERT_CELL, [_cell_row(evaluation_id, c) for c in cells])
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def cells(evaluation_id: str) -> list[Cell]:
@@ -184,6 +202,20 @@ def cached(key: str) -> Reply | None:
     if row is None:
         return None
     return Reply(row["text"], row["latency_s"], row["input_tokens"], row["output_tokens"], row["cost_usd"])
+
+
+def cached_many(keys: list[str]) -> dict[str, Reply]:
+    """The cached replies among `keys`, read in a few queries."""
+    found: dict[str, Reply] = {}
+    conn = _conn()
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in conn.execute(f"SELECT * FROM cache WHERE key IN ({marks})", chunk):
+            found[row["key"]] = Reply(
+                row["text"], row["latency_s"], row["input_tokens"], row["output_tokens"], row["cost_usd"]
+            )
+    return found
 
 
 def cache(key: str, reply: Reply) -> None:
