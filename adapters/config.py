@@ -58,6 +58,16 @@ DEFAULT_MODELS: dict[str, dict[Task, str]] = {
 }
 
 
+# Models a provider uses besides its tasks' own, set like them (`FMG_MODEL_LOCAL_UPSCALE`, `upscale = ...`
+# under [models.local]); `extra_model` reads them.
+EXTRA_MODELS: dict[str, dict[str, str]] = {
+    "local": {
+        "upscale": "stabilityai/stable-diffusion-x4-upscaler",  # 4x upscaling (StableDiffusionUpscalePipeline)
+        "upscale-x2": "stabilityai/sd-x2-latent-upscaler",  # 2x upscaling (StableDiffusionLatentUpscalePipeline)
+    },
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     timeout_s: float = 30.0  # whole-call deadline for hosted vendors
@@ -103,6 +113,22 @@ def model_for(provider: str, task: Task) -> str | None:
     if configured:
         return str(configured)
     return DEFAULT_MODELS.get(provider, {}).get(task)
+
+
+def extra_model_var(provider: str, name: str) -> str:
+    """The environment variable for one of `EXTRA_MODELS`: ("local", "upscale-x2") -> FMG_MODEL_LOCAL_UPSCALE_X2."""
+    return f"FMG_MODEL_{provider}_{name}".upper().replace("-", "_")
+
+
+def extra_model(provider: str, name: str) -> str | None:
+    """One of a provider's `EXTRA_MODELS` (environment, then the config file, then the default), or None."""
+    env = os.environ.get(extra_model_var(provider, name))
+    if env and env.strip():
+        return env.strip()
+    configured = config_file().get("models", {}).get(provider, {}).get(name)
+    if configured:
+        return str(configured)
+    return EXTRA_MODELS.get(provider, {}).get(name)
 
 
 def settings() -> Settings:

@@ -9,7 +9,7 @@ timeout and outside any deadline). With a URL it sends exactly one request, unde
 | completion | `chat_completion(stream=True)` | `https://router.huggingface.co/v1/chat/completions` (auto) |
 | zero-shot | `zero_shot_image_classification` | `{base}/models/{model}` |
 | captioning | `image_to_text` | `{base}/models/{model}` |
-| image generation | `text_to_image` | `{base}/models/{model}` |
+| image generation | `text_to_image`; edits: `image_to_image` | `{base}/models/{model}` |
 | embeddings | `feature_extraction` | `{base}/models/{model}/pipeline/feature-extraction` |
 
 Chat goes to the router's automatic provider selection; with `HF_INFERENCE_ENDPOINT` set it goes
@@ -50,7 +50,7 @@ from adapters import config, faults, inputs, keys
 from adapters.errors import FMError, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
-from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage, chat_usage
+from adapters.types import CompletionParams, EditMode, Finish, ImageParams, Task, Usage, chat_usage
 
 if TYPE_CHECKING:
     import numpy as np
@@ -364,7 +364,11 @@ class HFCaptioner(_HFAdapter, Captioner):
 
 
 class HFImageGenerator(_HFAdapter, ImageGenerator):
-    """One image per call; the service reports no progress, so on_step(1, 1) marks the end."""
+    """One image per call; the service reports no progress, so on_step(1, 1) marks the end. It edits by
+    image-to-image only: the SDK has no inpainting task."""
+
+    edit_modes = frozenset({EditMode.IMAGE_TO_IMAGE})
+    edit_takes_seed = False
 
     def _generate(self, prompt, params: ImageParams, on_step):
         def run(client: InferenceClient, deadline: float) -> Image:
@@ -382,6 +386,28 @@ class HFImageGenerator(_HFAdapter, ImageGenerator):
         image, served_by = self._call(run)
         on_step(1, 1)
         return Raw(image, usage=Usage(images=1), served_by=served_by)
+
+    def _edit(self, prompt, image, mode, params: ImageParams, mask, strength, scale, on_step):
+        """`image_to_image` to the same URL as `text_to_image` (`route`): the prompt, the image and the size
+        to return, steps, guidance and `strength`, which the image-to-image task does not define but which
+        hf-inference hands to its diffusers pipeline with the other parameters. It takes no seed."""
+        from huggingface_hub import ImageToImageTargetSize
+
+        def run(client: InferenceClient, deadline: float) -> Image:
+            edited = client.image_to_image(
+                inputs.jpeg_bytes(image),
+                prompt=prompt,
+                negative_prompt=params.negative_prompt or None,
+                num_inference_steps=params.steps,
+                guidance_scale=params.guidance,
+                target_size=ImageToImageTargetSize(width=image.width, height=image.height),
+                strength=strength,
+            )
+            return _decoded(edited)
+
+        edited, served_by = self._call(run)
+        on_step(1, 1)
+        return Raw(edited, usage=Usage(images=1), served_by=served_by)
 
 
 class HFEmbedder(_HFAdapter, Embedder):

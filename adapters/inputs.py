@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from adapters.errors import BadInput, ProviderError
-from adapters.types import CompletionParams, ImageParams, Message
+from adapters.types import CompletionParams, EditMode, ImageParams, Message
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,6 +38,16 @@ ROLES = ("system", "user", "assistant")
 def load_image(image: Any) -> Image:
     """An RGB PIL image from a PIL image, an array or a file path; never decodes a bomb."""
     from PIL import Image as PILImage
+
+    img = _decode(image)
+    if img.mode != "RGB":
+        img = _to_rgb(img, PILImage)
+    return _within_max_side(img)
+
+
+def _decode(image: Any) -> Image:
+    """A PIL image, upright and within the pixel limit, in its own mode, from what `load_image` takes."""
+    from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
 
     if image is None or (isinstance(image, str) and not image.strip()):
@@ -51,9 +61,10 @@ def load_image(image: Any) -> Image:
     else:
         raise BadInput(f"Expected an image, got {type(image).__name__}: upload a PNG, JPEG, WebP or GIF file.")
     _check_pixels(img.size)
-    img = ImageOps.exif_transpose(img) or img
-    if img.mode != "RGB":
-        img = _to_rgb(img, PILImage)
+    return ImageOps.exif_transpose(img) or img
+
+
+def _within_max_side(img: Image) -> Image:
     if max(img.size) > MAX_IMAGE_SIDE:
         img = img.copy()
         img.thumbnail((MAX_IMAGE_SIDE, MAX_IMAGE_SIDE))
@@ -288,6 +299,113 @@ def _check_range(name: str, value: Any, low: float, high: float, integer: bool =
         raise BadInput(f"{name} must be {kind} between {low} and {high} (got {value!r}).")
     if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
         raise BadInput(f"{name} must be between {low} and {high} (got {value}).")
+
+
+# --- image editing (`ImageGenerator.edit`) ------------------------------------------------------
+
+EDIT_MULTIPLE = 8  # every side of an edited image is a multiple of this (latent diffusion works in 8x8 blocks)
+MIN_EDIT_SIDE = 64  # as for generation (`check_image_params`)
+MIN_UPSCALE_SIDE = 16  # upscaling small images is the point
+MAX_EDIT_SIDE = 2048  # of the result, after upscaling or outpainting, as for generation
+EDIT_SCALES = (2, 4)
+MAX_OUTPAINT_PAD = 1024  # pixels added on one side
+MASK_ASPECT_TOLERANCE = 0.01  # a mask this close to the image's shape is scaled to it
+
+
+def check_edit_mode(mode: Any) -> EditMode:
+    try:
+        return EditMode(getattr(mode, "value", mode))
+    except ValueError:
+        choices = ", ".join(m.value for m in EditMode)
+        raise BadInput(f"Unknown edit mode {str(mode)[:40]!r}: choose one of {choices}.") from None
+
+
+def check_strength(strength: Any) -> float:
+    """How much of the image is repainted: above 0 (0 would change nothing) and at most 1 (all of it)."""
+    _check_range("strength", strength, 0.0, 1.0)
+    if strength <= 0:
+        raise BadInput("strength must be above 0 (got 0, which changes nothing): try 0.3 for a light touch.")
+    return float(strength)
+
+
+def check_scale(scale: Any) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or scale not in EDIT_SCALES:
+        raise BadInput(f"scale must be {' or '.join(map(str, EDIT_SCALES))} (got {scale!r}).")
+    return int(scale)
+
+
+def check_pad(pad: Any) -> tuple[int, int, int, int]:
+    """Outpainting's border as (left, top, right, bottom) pixels, from one number for every side or four;
+    each is rounded up to a multiple of 8 so that the canvas stays one."""
+    sides = (pad,) * 4 if isinstance(pad, (int, float)) and not isinstance(pad, bool) else pad
+    if not isinstance(sides, (list, tuple)) or len(sides) != 4:
+        raise BadInput("pad must be a number of pixels, or four: (left, top, right, bottom).")
+    for value in sides:
+        _check_range("pad", value, 0, MAX_OUTPAINT_PAD, integer=True)
+    rounded = tuple(-(-int(v) // EDIT_MULTIPLE) * EDIT_MULTIPLE for v in sides)
+    if not any(rounded):
+        raise BadInput("Outpainting needs a border: set pad to the pixels to add on at least one side.")
+    return rounded[0], rounded[1], rounded[2], rounded[3]
+
+
+def edit_canvas(image: Image, mask: Image | None = None, min_side: int = MIN_EDIT_SIDE) -> tuple[Image, Image | None]:
+    """The image (and mask) an edit works on: sides cut down to multiples of 8 (at most 7 pixel columns or rows
+    go, at the right and bottom, so every other pixel keeps its place) and at least `min_side` long."""
+    w, h = (side // EDIT_MULTIPLE * EDIT_MULTIPLE for side in image.size)
+    if min(w, h) < min_side:
+        raise BadInput(
+            f"The image is {image.width} x {image.height} pixels; this edit needs at least {min_side} on each side: "
+            "upload a larger image."
+        )
+    if (w, h) == image.size:
+        return image, mask
+    if mask is not None:
+        mask = mask.crop((0, 0, w, h))
+        if mask.getbbox() is None:
+            raise BadInput("The mask's white area is only in the last pixels, which are cut off: paint it wider.")
+    return image.crop((0, 0, w, h)), mask
+
+
+def load_mask(mask: Any, size: tuple[int, int]) -> Image:
+    """The inpainting mask as a black-and-white ("L") image of `size`: white (at least mid grey) is repainted,
+    black is kept. A transparent pixel counts as black, so white strokes on a transparent layer are a mask.
+
+    A mask of another size is scaled to the image (nearest pixel) when its shape matches within 1%;
+    otherwise it was not drawn on this image and is refused.
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageChops
+
+    if mask is None or (isinstance(mask, str) and not mask.strip()):
+        raise BadInput("Inpainting needs a mask: paint the area to repaint in white (the rest black).")
+    try:
+        img = _decode(mask)
+    except BadInput as err:
+        raise BadInput(f"The mask cannot be used: {err}") from None
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        grey = ImageChops.multiply(rgba.convert("L"), rgba.getchannel("A"))  # over black
+    else:
+        grey = img.convert("L")
+    if grey.size != size:
+        (mw, mh), (w, h) = grey.size, size
+        if abs((mw / mh) / (w / h) - 1) > MASK_ASPECT_TOLERANCE:
+            raise BadInput(
+                f"The mask is {mw} x {mh} pixels and the image {w} x {h}: draw the mask on this image "
+                "(a mask is scaled to the image only when their shapes match)."
+            )
+        grey = grey.resize(size, PILImage.Resampling.NEAREST)
+    binary = grey.point(lambda v: 255 if v >= 128 else 0)
+    if binary.getbbox() is None:
+        raise BadInput("The mask is all black, so nothing would change: paint the area to repaint in white.")
+    return binary
+
+
+def png_bytes(image: Image) -> bytes:
+    """The image as PNG bytes: lossless, for edits (pixels outside a mask must come back as they went) and masks."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 JPEG_QUALITY = 90  # far smaller than PNG for photos, and every vendor's image input reads it

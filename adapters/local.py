@@ -26,7 +26,7 @@ from adapters import config
 from adapters.errors import FMError, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, ZeroShotClassifier
-from adapters.types import CompletionParams, ImageParams, Task
+from adapters.types import CompletionParams, EditMode, ImageParams, Task
 
 if TYPE_CHECKING:
     from local_models.batching import MicroBatcher
@@ -207,11 +207,80 @@ class LocalCaptioner(Captioner):
             return runner.caption(image, prompt)
 
 
+# --- image editing: the text-to-image model's own pipelines, and upscalers configured apart ----------
+
+UPSCALE_MODELS = {4: "upscale", 2: "upscale-x2"}  # scale -> its name in config.EXTRA_MODELS
+
+
+def upscaler_model(scale: int) -> tuple[str | None, str]:
+    """The configured upscaling model for `scale` and the environment variable that sets it."""
+    name = UPSCALE_MODELS[scale]
+    return config.extra_model(NAME, name), config.extra_model_var(NAME, name)
+
+
+def upscaler_problem(scale: int) -> FMError | None:
+    """Why local `scale`x upscaling cannot run now (packages, or its weights with the fetch command), or None."""
+    from local_models import weights
+
+    runner = RUNNERS[Task.IMAGE_GENERATION]
+    missing = [m for m in runner.needs if importlib.util.find_spec(m) is None]
+    if missing:
+        return ProviderUnavailable(f"Local upscaling needs {', '.join(missing)}: pip install {runner.install}.")
+    model, var = upscaler_model(scale)
+    if not model:
+        return ProviderUnavailable(f"No {scale}x upscaling model is configured: set {var}.")
+    problem = weights.missing(model, runner.marker, var)
+    if problem is None:
+        return None
+    return ProviderUnavailable(f"Local {scale}x upscaling uses a model of its own. {problem}")
+
+
+def load_upscaler(scale: int):
+    """The shared upscaler for `scale`, loaded on first use; `ProviderUnavailable` if it cannot be."""
+    from local_models import loading, weights
+
+    problem = upscaler_problem(scale)
+    if problem is not None:
+        raise problem
+    model, var = upscaler_model(scale)
+    assert model is not None  # upscaler_problem says so otherwise
+    path = weights.resolve(model, RUNNERS[Task.IMAGE_GENERATION].marker, var)
+
+    def build():
+        from local_models.diffusion import Upscaler
+
+        with _errors(model, loading_model=True):
+            return Upscaler.from_pretrained(path, factor=scale)
+
+    return model, loading.load((Task.IMAGE_GENERATION, f"Upscaler-x{scale}", str(path)), build)
+
+
 class LocalImageGenerator(ImageGenerator):
+    """diffusers: text-to-image, and edits with the same weights (`from_pipe`); upscaling with its own model."""
+
+    edit_modes = frozenset(EditMode)
+
     def _generate(self, prompt, params: ImageParams, on_step):
         runner = load_runner(self.task, self.model)
         with _errors(self.model):
             return runner.generate(prompt, params, on_step)
+
+    def edit_problem(self, mode, scale=2):
+        problem = super().edit_problem(mode, scale)
+        if problem is None and EditMode(mode) is EditMode.UPSCALE:
+            return upscaler_problem(scale)
+        return problem
+
+    def _edit(self, prompt, image, mode, params: ImageParams, mask, strength, scale, on_step):
+        if mode is EditMode.UPSCALE:
+            model, upscaler = load_upscaler(scale)
+            with _errors(model):
+                return upscaler.upscale(prompt, image, params, on_step)
+        runner = load_runner(self.task, self.model)
+        with _errors(self.model):
+            if mode is EditMode.INPAINT:
+                return runner.inpaint(prompt, image, mask, params, strength, on_step)
+            return runner.image_to_image(prompt, image, params, strength, on_step)
 
 
 class LocalEmbedder(Embedder):
@@ -252,7 +321,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     from local_models import fetch
 
-    return fetch.main(argv[1:], configured=lambda task: config.model_for(NAME, task), prog=FETCH_PROG)
+    extra = {name: config.extra_model(NAME, name) for name in config.EXTRA_MODELS[NAME]}
+    return fetch.main(argv[1:], configured=lambda task: config.model_for(NAME, task), prog=FETCH_PROG, extra=extra)
 
 
 if __name__ == "__main__":

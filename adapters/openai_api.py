@@ -7,7 +7,7 @@ Every task goes through the official `openai` SDK (imported only when a call is 
 | completion | `chat.completions.create(stream=True, stream_options={"include_usage": True})` |
 | captioning | `chat.completions.create` with the image as a JPEG data URI in an `image_url` part |
 | zero-shot | the same vision chat, asked for JSON scores per label (not calibrated probabilities) |
-| image generation | `images.generate(n=1, size="WxH")` |
+| image generation | `images.generate(n=1, size="WxH")`; edits: `images.edit` (PNG upload, mask by alpha) |
 | embeddings | `embeddings.create(input=texts)` |
 
 OpenAI-compatible servers (Ollama, vLLM, llama.cpp, LM Studio, ...) are named in the config file,
@@ -51,7 +51,7 @@ from adapters.errors import (
 )
 from adapters.registry import Provider
 from adapters.tasks import Adapter, Captioner, Completer, Embedder, ImageGenerator, Raw, ZeroShotClassifier
-from adapters.types import CompletionParams, Finish, ImageParams, Task, Usage, chat_usage
+from adapters.types import CompletionParams, EditMode, Finish, ImageParams, Task, Usage, chat_usage
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -498,10 +498,49 @@ def _round16(value: int) -> int:
     return max(16, int(value / 16 + 0.5) * 16)
 
 
+SQUARE_EDIT_MODELS = ("dall-e-2",)  # edit only square images
+MAX_EDIT_UPLOAD = {"dall-e-2": 4 * 2**20}  # model prefix -> largest PNG it takes to edit
+DEFAULT_MAX_EDIT_UPLOAD = 50 * 2**20  # the GPT image models'
+
+
+def edit_size(model: str, width: int, height: int) -> str:
+    """The `size` to request for editing a `width` x `height` image: its own where the model can make it, else
+    the model's size nearest in shape (the edit then comes back at that size). An image the model cannot edit
+    at all is a BadInput saying what to do."""
+    if model.startswith(SQUARE_EDIT_MODELS) and width != height:
+        raise BadInput(f"{model} edits only square images (got {width}x{height}): crop it to a square first.")
+    if model.startswith(FREE_SIZE_MODELS):
+        w, h = _round16(width), _round16(height)
+        if max(w, h) > 3 * min(w, h):
+            raise BadInput(f"{model} edits images of at most 3:1 (got {width}x{height}): crop it first.")
+        return f"{w}x{h}"
+    allowed = next((sizes for prefix, sizes in FIXED_SIZES.items() if model.startswith(prefix)), None)
+    if allowed is None or (width, height) in allowed:
+        return f"{width}x{height}"  # unknown models (compatible servers) decide for themselves
+
+    def distance(size: tuple[int, int]) -> tuple[float, float]:  # the shape first (an edit keeps it), then the area
+        return abs(math.log(size[0] / size[1] * height / width)), abs(math.log(size[0] * size[1] / (width * height)))
+
+    w, h = min(allowed, key=distance)
+    return f"{w}x{h}"
+
+
+def openai_mask(mask: Image) -> bytes:
+    """The app's mask (white = repaint) in OpenAI's convention, a PNG whose fully transparent pixels are the
+    area to edit: black everywhere, alpha 0 where the app's mask is white and 255 where it is black."""
+    from PIL import Image as PILImage
+    from PIL import ImageOps
+
+    rgba = PILImage.new("RGBA", mask.size, (0, 0, 0, 255))
+    rgba.putalpha(ImageOps.invert(mask.convert("L")))
+    return inputs.png_bytes(rgba)
+
+
 class OpenAIImageGenerator(OpenAIAdapter, ImageGenerator):
     """`images.generate`; one image per call. OpenAI takes no seed, steps or guidance."""
 
     takes_seed = False
+    edit_modes = frozenset({EditMode.IMAGE_TO_IMAGE, EditMode.INPAINT, EditMode.OUTPAINT})
 
     def _generate(self, prompt, params: ImageParams, on_step):
         if params.negative_prompt:
@@ -515,6 +554,35 @@ class OpenAIImageGenerator(OpenAIAdapter, ImageGenerator):
         if not self.model.startswith(B64_ONLY_MODELS):
             request["response_format"] = "b64_json"
         images = self._call(lambda client, left: self._images(client.images.generate(**request, timeout=left)))
+        on_step(1, 1)
+        return Raw(images, usage=Usage(images=len(images)))
+
+    def _edit(self, prompt, image, mode, params: ImageParams, mask, strength, scale, on_step):
+        """`images.edit` with the image as a PNG and, to inpaint, the mask (`openai_mask`). Image-to-image is an
+        edit without a mask: OpenAI repaints as the prompt says and takes no strength, so `strength` is unused."""
+        if params.negative_prompt:
+            raise BadInput(f"{self.label} image models take no negative prompt: clear it or say it in the prompt.")
+        size = edit_size(self.model, image.width, image.height)
+        upload = inputs.png_bytes(image)
+        limit = next((b for prefix, b in MAX_EDIT_UPLOAD.items() if self.model.startswith(prefix)), None)
+        limit = limit or DEFAULT_MAX_EDIT_UPLOAD
+        if len(upload) > limit:
+            raise BadInput(
+                f"The image is {len(upload) / 2**20:.1f} MB as PNG; {self.model} edits at most "
+                f"{limit // 2**20} MB: use a smaller image."
+            )
+        request: dict[str, Any] = {
+            "model": self.model,
+            "prompt": prompt,
+            "image": ("image.png", upload, "image/png"),
+            "n": 1,
+            "size": size,
+        }
+        if mask is not None:
+            request["mask"] = ("mask.png", openai_mask(mask), "image/png")
+        if not self.model.startswith(B64_ONLY_MODELS):
+            request["response_format"] = "b64_json"
+        images = self._call(lambda client, left: self._images(client.images.edit(**request, timeout=left)))
         on_step(1, 1)
         return Raw(images, usage=Usage(images=len(images)))
 

@@ -8,6 +8,7 @@ call is made. Tests register fakes with `register()`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import threading
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from adapters import config, keys
 from adapters.errors import FMError, MissingCredentials, UnknownProvider
 from adapters.tasks import Adapter
-from adapters.types import Task
+from adapters.types import EditMode, Task
 
 if TYPE_CHECKING:
     from adapters.snippets import Call
@@ -47,6 +48,14 @@ class Provider:
 
     def model(self, task: Task) -> str | None:
         return self.models(task) if self.models else config.model_for(self.name, task)
+
+    @property
+    def edit_modes(self) -> frozenset[EditMode]:
+        """What its image generator's `edit` can do (`ImageGenerator.edit_modes`); none without one."""
+        factory: object = self.adapters.get(Task.IMAGE_GENERATION)
+        while isinstance(factory, functools.partial):  # a factory with bound settings (an OpenAI endpoint)
+            factory = factory.func
+        return frozenset(getattr(factory, "edit_modes", ()))
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,18 @@ def options(task: Task) -> list[Option]:
         problem = p.check(task, model) if model else FMError(f"No model is configured for {task.value}.")
         out.append(Option(p.name, p.label, model, None if problem is None else str(problem)))
     return sorted(out, key=lambda o: not o.usable)
+
+
+def edit_modes(provider: str) -> frozenset[EditMode]:
+    """The image edits a provider serves (none for a provider this registry does not know), for pickers."""
+    found = providers().get(provider) if isinstance(provider, str) else None
+    return found.edit_modes if found is not None else frozenset()
+
+
+def editors(mode: EditMode | str) -> list[Provider]:
+    """The providers whose image generator can edit in `mode`, in registry order."""
+    mode = EditMode(mode)
+    return [p for p in providers().values() if mode in p.edit_modes]
 
 
 def warm_up() -> threading.Thread:

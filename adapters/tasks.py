@@ -21,6 +21,7 @@ from adapters.types import (
     Classification,
     Completion,
     CompletionParams,
+    EditMode,
     Embeddings,
     Finish,
     GeneratedImages,
@@ -243,9 +244,24 @@ class Captioner(Adapter):
         raise NotImplementedError
 
 
+EDIT_STRENGTH = 0.6  # image-to-image and inpainting: repaint a good part, keep the composition
+OUTPAINT_PAD = 128  # pixels added on every side when outpainting is asked for without a border
+OUTPAINT_OVERLAP = 8  # outpainting also repaints this many pixels of the image along each new border: no seam
+
+
 class ImageGenerator(Adapter):
+    """Makes images from a prompt (`generate`) and, where the provider can, changes given ones (`edit`)."""
+
     task = Task.IMAGE_GENERATION
     takes_seed: ClassVar[bool] = True  # False where the backend has no seed: the result says None
+    # What `edit` can do here. Outpainting is the interface's own (pad, then inpaint): list it with INPAINT.
+    edit_modes: ClassVar[frozenset[EditMode]] = frozenset()
+    edit_takes_seed: ClassVar[bool | None] = None  # None: as `takes_seed`; False where the edit call has no seed
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if EditMode.OUTPAINT in cls.edit_modes and EditMode.INPAINT not in cls.edit_modes:
+            raise TypeError(f"{cls.__name__} lists outpainting without inpainting, which outpainting runs on.")
 
     def generate(
         self, prompt: str, params: ImageParams | None = None, on_step: StepCallback | None = None
@@ -260,8 +276,153 @@ class ImageGenerator(Adapter):
         images = tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
         return GeneratedImages(images=images, seed=params.seed if self.takes_seed else None, **meta)
 
+    def edit(
+        self,
+        prompt: str | None,
+        image: Image | str,
+        mode: EditMode | str,
+        params: ImageParams | None = None,
+        mask: Image | str | None = None,
+        strength: float = EDIT_STRENGTH,
+        scale: int = 2,
+        on_step: StepCallback | None = None,
+        *,
+        pad: int | Sequence[int] = OUTPAINT_PAD,
+    ) -> GeneratedImages:
+        """Change `image` as `mode` says (an `EditMode` or its value):
+
+        - "image-to-image": repaint it after `prompt`; `strength` (0-1] is how much (1: all of it);
+        - "inpaint": repaint only the white area of `mask` (black is kept; see `inputs.load_mask`);
+        - "outpaint": add `pad` pixels (one number, or left, top, right, bottom) around it and paint them
+          (from noise: `strength` is not used), by inpainting the grown image (`outpaint_canvas`);
+        - "upscale": `scale` (2 or 4) times the pixels on each side; the prompt may be empty.
+
+        The result has the image's size (its sides cut to multiples of 8, `inputs.edit_canvas`), grown by the
+        border or the scale; `params` gives steps, guidance, negative prompt and seed, and its width and height
+        are not used. For image-to-image and inpainting `params.steps` is the denoising steps that run (and
+        `on_step` counts), however many of them `strength` skips. Where the provider returns the image at its
+        own size, inpainting and outpainting keep every pixel outside the mask exactly as it was.
+        """
+        mode = inputs.check_edit_mode(mode)
+        strength = inputs.check_strength(strength)
+        scale = inputs.check_scale(scale)
+        border = inputs.check_pad(pad) if mode is EditMode.OUTPAINT else (0, 0, 0, 0)
+        problem = self.edit_problem(mode, scale)
+        if problem is not None:
+            raise problem
+        prompt = (
+            (inputs.check_optional_prompt(prompt) or "") if mode is EditMode.UPSCALE else inputs.check_prompt(prompt)
+        )
+        params = inputs.check_image_params(params or ImageParams())
+        if params.seed is None:
+            params = _replace_seed(params, random.randrange(2**31))
+        if mask is not None and mode is not EditMode.INPAINT:
+            raise BadInput(
+                f"A mask is used only for inpainting ({mode.title.lower()} was asked for): clear it or pick inpainting."
+            )
+        loaded = inputs.load_image(image)
+        loaded_mask = inputs.load_mask(mask, loaded.size) if mode is EditMode.INPAINT else None
+        smallest = inputs.MIN_UPSCALE_SIDE if mode is EditMode.UPSCALE else inputs.MIN_EDIT_SIDE
+        canvas, canvas_mask = inputs.edit_canvas(loaded, loaded_mask, smallest)
+        _check_edit_size(mode, canvas, scale, border)
+        if mode is EditMode.OUTPAINT:
+            canvas, canvas_mask = outpaint_canvas(canvas, border)
+            strength = 1.0  # the new border has nothing to keep: it is painted from noise
+        backend_mode = EditMode.INPAINT if mode is EditMode.OUTPAINT else mode
+        self._prepare()
+        started = time.perf_counter()
+        step = on_step or _no_progress
+        raw, meta = self._meta(
+            self._edit(prompt, canvas, backend_mode, params, canvas_mask, strength, scale, step), started
+        )
+        images = tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
+        if canvas_mask is not None:
+            images = tuple(_keep_unmasked(out, canvas, canvas_mask) for out in images)
+        takes_seed = self.takes_seed if self.edit_takes_seed is None else self.edit_takes_seed
+        return GeneratedImages(images=images, seed=params.seed if takes_seed else None, **meta)
+
+    def edit_problem(self, mode: EditMode | str, scale: int = 2) -> FMError | None:
+        """Why this adapter cannot edit in `mode` now (a `ProviderUnavailable` naming who can), or None.
+        A provider whose mode needs more than its class (the local upscaler's weights) says so here."""
+        mode = inputs.check_edit_mode(mode)
+        inputs.check_scale(scale)
+        if mode in self.edit_modes:
+            return None
+        from adapters import registry  # (it imports this module)
+
+        here = registry.providers().get(self.provider)
+        label = here.label if here is not None else self.provider
+        others = [p.label for p in registry.editors(mode) if p.name != self.provider]
+        instead = f"pick {', '.join(others)}" if others else "no provider here can"
+        return ProviderUnavailable(f"{label} cannot do {mode.title.lower()}: {instead}.")
+
     def _generate(self, prompt: str, params: ImageParams, on_step: StepCallback) -> Sequence[Image] | Raw:
         raise NotImplementedError
+
+    def _edit(
+        self,
+        prompt: str,
+        image: Image,
+        mode: EditMode,
+        params: ImageParams,
+        mask: Image | None,
+        strength: float,
+        scale: int,
+        on_step: StepCallback,
+    ) -> Sequence[Image] | Raw:
+        """Run one checked edit: `mode` is one of `edit_modes` but never OUTPAINT (it arrives as an INPAINT of
+        the padded image); `mask` ("L", white = repaint, the image's size) is given for INPAINT only; `prompt`
+        may be "" for UPSCALE only; `params.seed` is set."""
+        raise NotImplementedError
+
+
+def _check_edit_size(mode: EditMode, image: Image, scale: int, border: tuple[int, int, int, int]) -> None:
+    """The result of an upscale or an outpaint stays within `inputs.MAX_EDIT_SIDE` on each side."""
+    left, top, right, bottom = border
+    if mode is EditMode.UPSCALE:
+        w, h = image.width * scale, image.height * scale
+        fits = max(image.size) * 2 <= inputs.MAX_EDIT_SIDE
+        hint = "upscale 2x or use a smaller image" if scale == 4 and fits else "use a smaller image"
+    else:
+        w, h = image.width + left + right, image.height + top + bottom
+        hint = "add a narrower border or use a smaller image"
+    if max(w, h) > inputs.MAX_EDIT_SIDE:
+        raise BadInput(
+            f"The {mode.title.lower()} result would be {w} x {h} pixels; the limit is {inputs.MAX_EDIT_SIDE} "
+            f"on each side: {hint}."
+        )
+
+
+def outpaint_canvas(image: Image, border: tuple[int, int, int, int]) -> tuple[Image, Image]:
+    """The image on a canvas grown by `border` (left, top, right, bottom), with the mask to inpaint it by.
+
+    The border starts as the image's edge pixels drawn outwards (a better start for the painter than a flat
+    colour); the mask is white there and `OUTPAINT_OVERLAP` pixels into the image along each grown side.
+    """
+    import numpy as np
+    from PIL import Image as PILImage
+
+    left, top, right, bottom = border
+    pixels = np.pad(np.asarray(image.convert("RGB")), ((top, bottom), (left, right), (0, 0)), mode="edge")
+    canvas = PILImage.fromarray(pixels)
+    mask = PILImage.new("L", canvas.size, 255)
+    keep = (
+        left + (OUTPAINT_OVERLAP if left else 0),
+        top + (OUTPAINT_OVERLAP if top else 0),
+        left + image.width - (OUTPAINT_OVERLAP if right else 0),
+        top + image.height - (OUTPAINT_OVERLAP if bottom else 0),
+    )
+    mask.paste(0, keep)
+    return canvas, mask
+
+
+def _keep_unmasked(result: Image, original: Image, mask: Image) -> Image:
+    """`result` with the original's pixels wherever the mask is black, when it came back at the same size."""
+    from PIL import Image as PILImage
+
+    if result.size != original.size:
+        return result
+    return PILImage.composite(result.convert("RGB"), original.convert("RGB"), mask)
 
 
 class Embedder(Adapter):

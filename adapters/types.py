@@ -35,6 +35,27 @@ _TITLES = {
     Task.EMBEDDINGS: "Embeddings",
 }
 
+
+class EditMode(enum.StrEnum):
+    """How `ImageGenerator.edit` changes an image (which ones a provider serves: its `edit_modes`)."""
+
+    IMAGE_TO_IMAGE = "image-to-image"  # repaint the whole image from it, as far as `strength` says
+    INPAINT = "inpaint"  # repaint the mask's white area only
+    OUTPAINT = "outpaint"  # extend the canvas and paint the new border (an inpaint of the padded image)
+    UPSCALE = "upscale"  # 2x or 4x the pixels with an upscaling model
+
+    @property
+    def title(self) -> str:  # type: ignore[override]  # deliberately shadows str.title with the mode's display name
+        return _EDIT_TITLES[self]
+
+
+_EDIT_TITLES = {
+    EditMode.IMAGE_TO_IMAGE: "Image to image",
+    EditMode.INPAINT: "Inpainting",
+    EditMode.OUTPAINT: "Outpainting",
+    EditMode.UPSCALE: "Upscaling",
+}
+
 Message = dict[str, Any]  # {"role": "system" | "user" | "assistant", "content": str}
 
 

@@ -3,6 +3,7 @@
     python -m adapters.local fetch                  # CLIP, BLIP and SD-Turbo (the configured defaults)
     python -m adapters.local fetch zero-shot        # the configured model of one task
     python -m adapters.local fetch openai/clip-vit-base-patch32
+    python -m adapters.local fetch upscale          # a model the provider uses besides its tasks' (4x upscaling)
 
 The command belongs to the local provider, which knows the configured model ids; this module
 knows how to download them.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import posixpath
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from adapters.types import Task
 
@@ -76,13 +77,15 @@ def _is_variant(path: str) -> bool:
 Configured = Callable[[Task], str | None]  # a task's configured local model id
 
 
-def targets(args: Sequence[str], configured: Configured) -> list[str]:
-    """Repo ids to fetch for the command-line arguments (task names or repo ids)."""
+def targets(args: Sequence[str], configured: Configured, extra: Mapping[str, str | None] | None = None) -> list[str]:
+    """Repo ids to fetch for the command-line arguments (task names, `extra` model names such as "upscale",
+    or repo ids); `extra` maps each such name to its configured model."""
     tasks = {task.value: task for task in Task}
+    extra = extra or {}
     repos: list[str] = []
     for arg in args or [task.value for task in FETCHED_TASKS]:
-        if arg in tasks:
-            model = configured(tasks[arg]) or ""
+        if arg in tasks or arg in extra:
+            model = (configured(tasks[arg]) if arg in tasks else extra[arg]) or ""
             if model.startswith(("pkg:", ".", "/", "~")) or "/" not in model:
                 print(f"{arg}: {model} is on this machine already; nothing to fetch.")
                 continue
@@ -90,7 +93,8 @@ def targets(args: Sequence[str], configured: Configured) -> list[str]:
         elif arg.count("/") == 1 and all(arg.split("/")):
             repos.append(arg)
         else:
-            raise FetchError(f"{arg!r} is neither a task ({', '.join(tasks)}) nor a repo id like 'org/name'.")
+            names = ", ".join([*tasks, *extra])
+            raise FetchError(f"{arg!r} is neither a task or model name ({names}) nor a repo id like 'org/name'.")
     return list(dict.fromkeys(repos))
 
 
@@ -148,13 +152,15 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [""])[0][:200]
 
 
-def main(argv: Sequence[str] | None, configured: Configured, prog: str) -> int:
+def main(
+    argv: Sequence[str] | None, configured: Configured, prog: str, extra: Mapping[str, str | None] | None = None
+) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=(__doc__ or "").split("\n\n")[0])
     default = " ".join(task.value for task in FETCHED_TASKS)
     parser.add_argument("models", nargs="*", metavar="TASK_OR_REPO_ID", help=f"default: {default}")
     args = parser.parse_args(argv)
     try:
-        for repo_id in targets(args.models, configured):
+        for repo_id in targets(args.models, configured, extra):
             print(f"{repo_id}: saved in {fetch(repo_id)}")
     except FetchError as err:
         print(err, file=sys.stderr)

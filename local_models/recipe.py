@@ -12,6 +12,7 @@ import functools
 import importlib
 import importlib.metadata
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,14 @@ CAPTION_FAMILIES = {  # a saved captioning model's `model_type` -> its classes
 }
 DEFAULT_CAPTION_FAMILY = "blip"
 TEXT_TO_IMAGE = Classes("diffusers", "AutoPipelineForText2Image")
+# Edits reuse the loaded text-to-image pipeline's components (`from_pipe`: no second copy of the weights).
+IMAGE_TO_IMAGE = Classes("diffusers", "AutoPipelineForImage2Image")
+INPAINTING = Classes("diffusers", "AutoPipelineForInpainting")
+UPSCALERS = {  # scale -> the pipeline of the separately configured upscaling model
+    4: Classes("diffusers", "StableDiffusionUpscalePipeline"),
+    2: Classes("diffusers", "StableDiffusionLatentUpscalePipeline"),
+}
+UPSCALE_MULTIPLE = 64  # upscaler inputs are padded to multiples of this (their UNets halve the size 3 times)
 SENTENCE_EMBEDDINGS = Classes("sentence_transformers", "SentenceTransformer")
 
 GGUF_N_CTX = 4096  # prompt + reply, in tokens; a larger context costs KV-cache memory for little use here
@@ -60,6 +69,15 @@ def clip_prompt(label: str) -> str:
     if label.rstrip().endswith((".", "!", "?")) or len(label.split()) >= 4:
         return label
     return f"a photo of {label}."
+
+
+def schedule_steps(steps: int, strength: float) -> int:
+    """The `num_inference_steps` to give an image-to-image or inpainting pipeline so that `steps` denoising
+    steps run: diffusers runs only the last int(num_inference_steps * strength) of its schedule."""
+    total = max(steps, math.ceil(steps / strength - 1e-9))
+    while int(total * strength) < steps:  # float rounding
+        total += 1
+    return total
 
 
 @functools.cache

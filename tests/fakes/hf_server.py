@@ -9,13 +9,15 @@ Paths, as the SDK builds them from a URL model (see `adapters.hf_inference.route
 - `POST .../models/{model}/pipeline/feature-extraction`: `{"inputs": [texts]}` -> nested float lists.
 - `POST .../models/{model}`: the task is told by the body, as the real service tells it by the
   model's pipeline: `{"inputs": b64, "parameters": {"candidate_labels": [...]}}` -> zero-shot
-  `[{"label", "score"}]` best first; `{"inputs": prompt, "parameters": {...}}` with
+  `[{"label", "score"}]` best first; `{"inputs": b64 image, "parameters": {"prompt", "strength",
+  "target_size", ...}}` -> image-to-image PNG bytes; `{"inputs": prompt, "parameters": {...}}` with
   `Accept: image/png` -> PNG bytes; a raw image body (no JSON) -> `[{"generated_text": ...}]`.
 
 Outputs are derived from the request so tests can check that it was well formed: the chat text
 echoes the model and the last user message, zero-shot scores fall with the label's position,
 the caption names the received image size, the generated image has the requested size and a
-colour from the seed, embeddings come from a hash of each text (or of each word, token-level).
+colour from the seed, image-to-image moves the image `strength` of the way to `edit_colour(prompt)`,
+embeddings come from a hash of each text (or of each word, token-level).
 Every answer carries `x-inference-provider` unless `provider_header` is None. Errors use HF's
 body shape `{"error": "..."}` (503 cold starts add `"estimated_time"`).
 """
@@ -66,6 +68,8 @@ class HFRouter:
             return self._caption(request.body)
         if isinstance(body.get("parameters"), dict) and "candidate_labels" in body["parameters"]:
             return self._zero_shot(body)
+        if _b64_image(body.get("inputs")) is not None:
+            return self._image_to_image(body)
         if "image/" in request.headers.get("accept", ""):
             return self._text_to_image(body)
         return _error(400, "Unknown task for this model")
@@ -138,6 +142,24 @@ class HFRouter:
         headers = {"Content-Type": "image/png", **self._headers(self.provider_header)}
         return Reply(body=buffer.getvalue(), headers=headers)
 
+    def _image_to_image(self, body: dict) -> Reply:
+        """The image, `strength` of the way to `edit_colour(prompt)`, at `target_size` (default: its own)."""
+        from PIL import Image
+
+        image = _b64_image(body["inputs"]).convert("RGB")
+        params = body.get("parameters") or {}
+        prompt = params.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            return _error(400, "parameters.prompt is required for image-to-image")
+        target = params.get("target_size") or {}
+        size = (int(target.get("width", image.width)), int(target.get("height", image.height)))
+        strength = float(params.get("strength", 0.8))
+        edited = Image.blend(image, Image.new("RGB", image.size, edit_colour(prompt)), strength).resize(size)
+        buffer = io.BytesIO()
+        edited.save(buffer, format="PNG")
+        headers = {"Content-Type": "image/png", **self._headers(self.provider_header)}
+        return Reply(body=buffer.getvalue(), headers=headers)
+
     @staticmethod
     def _headers(provider: str | None) -> dict[str, str]:
         return {"x-inference-provider": provider} if provider else {}
@@ -188,6 +210,26 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             return img.size
     except Exception:  # noqa: BLE001
         return None
+
+
+def edit_colour(prompt: str) -> tuple[int, int, int]:
+    """The colour image-to-image moves an image towards, from its prompt."""
+    digest = hashlib.md5(prompt.encode()).digest()
+    return digest[0], digest[1], digest[2]
+
+
+def _b64_image(value: object):
+    """The PIL image a base64 string holds, or None."""
+    from PIL import Image
+
+    if not isinstance(value, str):
+        return None
+    try:
+        image = Image.open(io.BytesIO(base64.b64decode(value, validate=True)))
+        image.load()
+    except Exception:  # noqa: BLE001 - a prompt, or anything else that is not an image
+        return None
+    return image
 
 
 def _json(request: Request):

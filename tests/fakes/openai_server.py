@@ -9,6 +9,10 @@ Routes (under `/v1`, as the SDK builds them from a base URL ending in `/v1`):
   image's main colour get 3 shares, the others 1).
 - `POST /v1/images/generations`: `b64_json` PNGs of the requested size, filled with a colour
   derived from the prompt (`prompt_color`); GPT image models reject `response_format`.
+- `POST /v1/images/edits`: multipart/form-data (`parse_multipart`): the image (a square PNG for dall-e-2),
+  an optional mask that must be a PNG with an alpha channel and the image's size, `prompt`, `size`; the
+  answer is the image with its mask's fully transparent pixels (all of it, half-way, without a mask) painted
+  `prompt_color(prompt)`, at the requested size.
 - `POST /v1/embeddings`: a deterministic vector per text (`vector_for`), base64 float32 when
   `encoding_format` is "base64" (unless the fake plays a server that ignores it).
 
@@ -29,6 +33,7 @@ import json
 import re
 import struct
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tests.fakes.http_server import Reply, Request, sse
@@ -69,10 +74,22 @@ class OpenAIFake:
         denied = self._auth(request)
         if denied is not None:
             return denied
+        path = request.path.split("?")[0]
+        multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
+        files: dict[str, Upload] = {}
         try:
-            body = request.json()
+            body: Any = request.json() if not multipart else None
+            if multipart:
+                body, files = parse_multipart(request)
         except ValueError:
-            return error_reply(400, "We could not parse the JSON body of your request.", code=None)
+            kind = "multipart" if multipart else "JSON"
+            return error_reply(400, f"We could not parse the {kind} body of your request.", code=None)
+        if path == "/v1/images/edits" and request.method == "POST":
+            if not multipart:
+                return error_reply(400, "Images must be uploaded as multipart/form-data.", param="image", code=None)
+            if not isinstance(body.get("model"), str):
+                return error_reply(400, "you must provide a model parameter", param="model", code=None)
+            return self._edits(body, files)
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(model, str):
             return error_reply(400, "you must provide a model parameter", param="model", code=None)
@@ -185,6 +202,56 @@ class OpenAIFake:
             )
         return Reply(json=reply)
 
+    def _edits(self, fields: dict[str, str], files: dict[str, Upload]) -> Reply:
+        """`images.edit`: the repainted area takes `prompt_color(prompt)`. With a mask, that is its fully
+        transparent pixels (the rest is the uploaded image); without one, the whole image half-way."""
+        from PIL import Image
+
+        model, prompt, size = fields["model"], fields.get("prompt"), fields.get("size") or "1024x1024"
+        gpt_image = model.startswith(("gpt-image", "chatgpt-image"))
+        if gpt_image and "response_format" in fields:
+            return error_reply(
+                400, "Unknown parameter: 'response_format'.", param="response_format", code="unknown_parameter"
+            )
+        if not prompt:
+            return error_reply(400, "You must provide a prompt.", param="prompt", code=None)
+        upload = files.get("image") or files.get("image[]")
+        if upload is None:
+            return error_reply(400, "Missing required parameter: 'image'.", param="image", code=None)
+        image = upload.image()
+        if image is None:
+            return error_reply(400, "Invalid image file or mode for image 1.", param="image", code="invalid_image")
+        if model == "dall-e-2":
+            if size not in DALLE2_SIZES:
+                return error_reply(
+                    400, f"'{size}' is not one of {sorted(DALLE2_SIZES)} - 'size'", param="size", code=None
+                )
+            if image.width != image.height or upload.content_type != "image/png":
+                return error_reply(400, "Uploaded image must be a square PNG.", param="image", code="invalid_image")
+        painted = image.convert("RGB")
+        colour = Image.new("RGB", painted.size, prompt_color(prompt))
+        if "mask" in files:
+            mask = files["mask"].image()
+            if mask is None or "A" not in mask.getbands():
+                return error_reply(400, "Invalid mask image: it must be a PNG with an alpha channel.", param="mask")
+            if mask.size != image.size:
+                return error_reply(
+                    400, "Invalid mask: it must have the same dimensions as the image.", param="mask", code=None
+                )
+            transparent = mask.getchannel("A").point(lambda a: 255 if a == 0 else 0)
+            painted = Image.composite(colour, painted, transparent)
+        else:
+            painted = Image.blend(painted, colour, 0.5)
+        width, height = (int(v) for v in size.split("x"))
+        painted = painted.resize((width, height), Image.Resampling.NEAREST)
+        if fields.get("response_format", "url" if not gpt_image else "b64_json") == "url":
+            item = {"url": "https://files.example.invalid/img.png", "revised_prompt": None}
+        else:
+            buffer = io.BytesIO()
+            painted.save(buffer, format="PNG")
+            item = {"b64_json": base64.b64encode(buffer.getvalue()).decode(), "revised_prompt": None}
+        return Reply(json={"created": int(time.time()), "data": [item] * int(fields.get("n") or 1)})
+
     # -- embeddings ---------------------------------------------------------------------
 
     def _embeddings(self, body: dict) -> Reply:
@@ -210,6 +277,50 @@ class OpenAIFake:
 
 
 # -- wire-format helpers (also used by tests to script replies) ------------------------------
+
+
+@dataclass
+class Upload:
+    """One file of a multipart/form-data request."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+    def image(self) -> Any:
+        """The file as a decoded PIL image, or None if it is not one."""
+        from PIL import Image
+
+        try:
+            image = Image.open(io.BytesIO(self.data))
+            image.load()
+        except Exception:  # noqa: BLE001 - anything unreadable is "not an image" to the API
+            return None
+        return image
+
+
+def parse_multipart(request: Request) -> tuple[dict[str, str], dict[str, Upload]]:
+    """(form fields, files by field name) of a multipart/form-data request; ValueError if it is not one."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    head = f"Content-Type: {request.headers.get('content-type', '')}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + request.body)
+    if not message.is_multipart():
+        raise ValueError("not a multipart body")
+    fields: dict[str, str] = {}
+    files: dict[str, Upload] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(data, bytes):
+            raise ValueError("a part without a name or a body")
+        filename = part.get_filename()
+        if filename is None:
+            fields[name] = data.decode()
+        else:
+            files[name] = Upload(filename, part.get_content_type(), data)
+    return fields, files
 
 
 def error_reply(
