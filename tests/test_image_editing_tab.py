@@ -56,3 +56,10 @@ def test_what_cannot_be_done_says_what_to_do():
         run({"background": image}, "upscale", provider="i2i")
     choices = dict((value, label) for label, value in tab.edit_modes_of("i2i")["choices"])
     assert "not with this provider" in choices["upscale"] and "not with" not in choices["image-to-image"]
+
+
+def test_a_logged_edit_is_not_reproduced_as_text_to_image():
+    from demos.widgets import reproduce
+
+    run = {"task": "image-generation", "provider": "full", "model": "m", "inputs": {"prompt": "x", "mode": "inpaint"}}
+    assert reproduce.for_run(run).startswith("# No program yet for image edits (inpaint)")
