@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["batching", "search", "caching", "local_completion", "gpu", "evaluate"]
+SCRIPTS = ["batching", "search", "caching", "local_completion", "gpu", "evaluate", "collections"]
 
 
 def run_quick(name: str) -> subprocess.CompletedProcess:
