@@ -16,13 +16,32 @@ import gradio as gr
 import compat
 from adapters import inputs, registry
 from adapters.keys import install_log_redaction
-from demos import captioning, compare, completion, embeddings_search, evaluate, history, image_generation, zero_shot
+from demos import (
+    captioning,
+    collections,
+    compare,
+    completion,
+    embeddings_search,
+    evaluate,
+    history,
+    image_generation,
+    zero_shot,
+)
 from demos.widgets import guard
 from demos.widgets.standalone import Tab
 from services import public, visitors
 
 # each is a `demos.widgets.standalone.Tab`; History comes last
-TABS: tuple[Tab, ...] = (completion, zero_shot, captioning, image_generation, embeddings_search, compare, evaluate)  # type: ignore[assignment]
+TABS: tuple[Tab, ...] = (  # type: ignore[assignment]
+    completion,
+    zero_shot,
+    captioning,
+    image_generation,
+    embeddings_search,
+    collections,
+    compare,
+    evaluate,
+)  # type: ignore[assignment]
 MAX_UPLOAD = "25mb"
 MAX_THREADS = 64  # Gradio's default 40 worker threads would cap concurrent streams below the chat limit
 PUBLIC_SESSIONS = 1000

@@ -146,8 +146,9 @@ def _to_rgb(img: Image, PILImage) -> Image:
     return img.convert("RGB")
 
 
-def check_labels(labels: Sequence[str] | str | None) -> list[str]:
-    """Candidate labels from a list or a comma/newline separated string: 2 or more, distinct."""
+def check_labels(labels: Sequence[str] | str | None, minimum: int = 2) -> list[str]:
+    """Candidate labels from a list or a comma/newline separated string: `minimum` or more, distinct
+    (2 to choose between; 1 where texts are only embedded)."""
     if labels is None:
         labels = []
     if isinstance(labels, str):
@@ -160,7 +161,9 @@ def check_labels(labels: Sequence[str] | str | None) -> list[str]:
         if label and label.casefold() not in seen:
             seen[label.casefold()] = label
     out = list(seen.values())
-    if len(out) < 2:
+    if len(out) < minimum:
+        if minimum == 1:
+            raise BadInput("No text was given to embed: type at least one.")
         raise BadInput(
             f"Zero-shot classification needs at least two distinct candidate labels (got {len(out)}): "
             "separate them with commas, e.g. 'a cat, a dog, a car'."

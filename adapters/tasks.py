@@ -184,7 +184,7 @@ class ZeroShotClassifier(Adapter):
         """One unit vector per label, in order, with the prompt `classify` uses: zero-shot is the
         argmax of `embed_images(...).vectors @ embed_labels(...).vectors.T`."""
         self._check_embeds()
-        checked = inputs.check_labels(labels)
+        checked = inputs.check_labels(labels, minimum=1)
         if not isinstance(labels, str) and len(checked) != len(labels):
             raise BadInput("Each label must be given once and not be empty: row i of the result embeds label i.")
         self._prepare()

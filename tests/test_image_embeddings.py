@@ -72,9 +72,10 @@ def test_inputs_are_checked_before_the_provider_is_called(tmp_path):
         adapter.embed_images(solid("red"))  # type: ignore[arg-type]
     with pytest.raises(BadInput, match="given once"):
         adapter.embed_labels(["red", "green", ""])
-    with pytest.raises(BadInput, match="at least two"):
-        adapter.embed_labels(["red"])
+    with pytest.raises(BadInput, match="No text was given"):
+        adapter.embed_labels([])
     assert adapter.prepared == 0
+    assert adapter.embed_labels(["red"]).vectors.shape == (1, 3)  # one text is enough to embed (a query)
     assert adapter.embed_images([solid("red")] * tasks.MAX_EMBED_IMAGES).vectors.shape == (tasks.MAX_EMBED_IMAGES, 3)
 
 

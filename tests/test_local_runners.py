@@ -334,8 +334,9 @@ def test_image_embeddings_check_their_input(tiny, tmp_path):
         adapter.embed_images(str(tmp_path / "good.png"))
     with pytest.raises(BadInput, match="given once"):
         adapter.embed_labels(["cat", "Cat", "dog"])  # rows would no longer match the labels
-    with pytest.raises(BadInput, match="at least two"):
-        adapter.embed_labels(["cat"])
+    with pytest.raises(BadInput, match="No text was given"):
+        adapter.embed_labels([])
+    assert adapter.embed_labels(["cat"]).vectors.shape[0] == 1  # a single query text embeds
 
 
 # --- captioning --------------------------------------------------------------------------------

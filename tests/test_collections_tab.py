@@ -1,0 +1,99 @@
+"""The Collections tab: build, add, search (text, example image, arithmetic), and who may change what."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+from adapters import registry
+from adapters.registry import Provider
+from adapters.tasks import ZeroShotClassifier
+from adapters.types import Task
+from demos import collections as tab
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
+
+
+class ColourSpace(ZeroShotClassifier):
+    """Images and words in one 3-D space: an image is its mean colour, a word its colour's vector."""
+
+    embeds = True
+
+    def _classify(self, image, labels):
+        return [1.0] * len(labels)
+
+    def _embed_images(self, images):
+        return [np.asarray(im.convert("RGB"), dtype=np.float32).mean(axis=(0, 1)) + 1e-3 for im in images]
+
+    def _embed_labels(self, labels):
+        return [
+            np.asarray(COLOURS.get(label.split()[-1].strip("."), (1, 1, 1)), dtype=np.float32) + 1e-3
+            for label in labels
+        ]
+
+
+@pytest.fixture(autouse=True)
+def space(tmp_path, monkeypatch):
+    monkeypatch.setenv("FMG_COLLECTIONS", str(tmp_path / "collections"))
+    registry.register(Provider("colours", "Colours", {Task.ZERO_SHOT: ColourSpace}, models=lambda t: "rgb"))
+    yield
+    registry.unregister("colours")
+
+
+def pictures(tmp_path) -> list[str]:
+    paths = []
+    for name, rgb in COLOURS.items():
+        path = tmp_path / f"{name}.png"
+        Image.new("RGB", (64, 48), rgb).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_an_image_collection_is_built_and_searched_by_text_example_and_arithmetic(tmp_path):
+    tab.create("shapes", "image", "colours")
+    said, _ = tab.add("shapes", pictures(tmp_path))
+    assert "Added 3" in said and "3 items" in said and "colours:rgb" in said
+    gallery, table = tab.search("shapes", "red", None, "", "", 3)
+    assert table[0][2] == "red.png" and gallery[0][1].endswith("red.png")
+    _, table = tab.search("shapes", "", Image.new("RGB", (30, 30), (0, 0, 250)), "", "", 1)
+    assert table[0][2] == "blue.png"
+    purple = Image.new("RGB", (30, 30), (200, 0, 200))  # purple - blue + green: nearest is green... or red
+    _, table = tab.search("shapes", "", purple, "green", "blue", 1)
+    assert table[0][2] in {"red.png", "green.png"} and table[0][2] != "blue.png"
+    again, _ = tab.add("shapes", pictures(tmp_path))
+    assert "unchanged 3" in again
+
+
+def test_a_text_collection_answers_a_sentence_and_refuses_images(tmp_path, fake_provider):
+    doc = tmp_path / "notes.txt"
+    doc.write_text("Kittens are young cats.\n\nRockets fly to orbit.", encoding="utf-8")
+    tab.create("notes", "text", "fake")
+    tab.add("notes", [str(doc)])
+    _, table = tab.search("notes", "young cats", None, "", "", 1)
+    assert "Kittens" in table[0][3]
+    with pytest.raises(gr.Error, match="searched with a sentence"):
+        tab.search("notes", "x", Image.new("RGB", (8, 8)), "", "", 1)
+
+
+def test_an_image_collection_needs_an_embedder_of_images(fake_provider):
+    with pytest.raises(gr.Error, match="no image embeddings"):
+        tab.create("pics", "image", "fake")
+
+
+def test_on_a_public_space_visitors_search_but_never_change(tmp_path, monkeypatch):
+    tab.create("shapes", "image", "colours")
+    tab.add("shapes", pictures(tmp_path))
+    monkeypatch.setenv("FMG_PUBLIC", "1")
+    monkeypatch.setenv("FMG_PUBLIC_ALLOW_UNPRICED", "true")  # the test's provider has no price
+    for change in (
+        lambda: tab.create("mine", "image", "colours"),
+        lambda: tab.add("shapes", pictures(tmp_path)),
+        lambda: tab.remove("shapes", ["red.png"]),
+        lambda: tab.delete("shapes"),
+    ):
+        with pytest.raises(gr.Error, match="only its owner"):
+            change()
+    _, table = tab.search("shapes", "green", None, "", "", 1)
+    assert table[0][2] == "green.png"
