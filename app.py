@@ -78,6 +78,13 @@ def build() -> gr.Blocks:
             with gr.Tab(history.TITLE, id=history.TAB) as history_tab:
                 history_page = history.layout(blocks)
         history.attach(history_page, tabs, history_tab, reopeners)
+        # "Open in" from a collection's hits: each tab's image input (image generation: its edit image)
+        image_inputs = {
+            "zero-shot": reopeners["zero-shot"][1][0],
+            "captioning": reopeners["captioning"][1][0],
+            "image-generation": reopeners["image-generation"][1][-1],
+        }
+        collections.attach(blocks.fmg_send, tabs, image_inputs)
     # Local models serialise themselves on one device slot (adapters.local); vendor calls and
     # queued local calls may wait concurrently, up to each listener's concurrency_limit.
     blocks.queue(max_size=256, default_concurrency_limit=16)

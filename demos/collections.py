@@ -12,6 +12,7 @@ API: `/collection_search(name, query, image, plus, minus, k)` returns the hits.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -162,13 +163,52 @@ def search(name, query, image, plus, minus, k, api_key="", request: gr.Request |
     adapter = _adapter(info.kind, info.embedder, access.session_key(api_key))
     vector = _query_vector(info.kind, adapter, query, image, plus, minus, visitor)
     hits = store.search(info.name, vector, int(k or 8), f"{adapter.provider}:{adapter.model}")
-    gallery = [
-        (str(store.image_file(info.name, h.image)), f"{h.score:.3f} · {h.source}")
-        for h in hits
-        if h.image and store.image_file(info.name, h.image)
-    ]
+    # images are handed over decoded: Gradio serves files only from its own folders, never the data folder
+    found = [(_opened(info.name, h.image), h) for h in hits if h.image]
+    gallery = [(image, f"{h.score:.3f} · {h.source}") for image, h in found if image is not None]
     table = [[n + 1, round(h.score, 4), h.source, h.text or ""] for n, h in enumerate(hits)]
-    return gallery, table
+    return gallery, table, [image for image, _ in gallery]
+
+
+def _opened(name: str, relative: str | None) -> Any:
+    from PIL import Image as PILImage
+
+    path = store.image_file(name, relative)
+    if path is None:
+        return None
+    with PILImage.open(path) as image:
+        return image.convert("RGB")
+
+
+def send(found: list | None, index: int | None, where: str) -> list:
+    """The picked hit's image for the tab `where` names, and the switch to that tab (see `attach`)."""
+    if not found or index is None or not 0 <= index < len(found):
+        raise gr.Error("Pick an image among the results first.")
+    image = found[index]
+    values = {TAB_OF[w]: gr.skip() for w in TAB_OF}
+    values[TAB_OF[where]] = {"background": image, "layers": [], "composite": image} if where == GENERATE else image
+    return [gr.Tabs(selected=TAB_OF[where]), *values.values()]
+
+
+GENERATE = "image generation (to edit it)"
+TAB_OF = {"zero-shot classification": "zero-shot", "captioning": "captioning", GENERATE: "image-generation"}
+
+
+@dataclass
+class Send:
+    """The components `attach` wires to other tabs: what was found, which one is picked, where to."""
+
+    found: gr.State
+    picked: gr.State
+    where: gr.Radio
+    button: gr.Button
+
+
+def attach(send_to: Send, tabs: gr.Tabs, targets: dict[str, gr.components.Component]) -> None:
+    """ "Open in": put the picked image into another tab's image input and switch to it.
+    `targets` maps a tab id ("zero-shot", "captioning", "image-generation") to that input."""
+    outputs = [tabs, *(targets[TAB_OF[w]] for w in TAB_OF)]
+    send_to.button.click(send, [send_to.found, send_to.picked, send_to.where], outputs, api_visibility="private")
 
 
 def _query_vector(kind: str, adapter: Any, query: Any, image: Any, plus: Any, minus: Any, visitor: Visitor) -> Any:
@@ -209,7 +249,7 @@ def layout(root: gr.Blocks) -> list:
         "sentence finds pictures and a picture finds similar ones; *image + text - text* moves a query in that space."
     )
     with gr.Row():
-        name = gr.Dropdown([], label="Collection", allow_custom_value=False, scale=3)
+        name = gr.Dropdown([], label="Collection", allow_custom_value=True, scale=3)  # names checked by the service
         refresh = gr.Button("Refresh", scale=1)
     about = gr.Markdown()
     with gr.Accordion("Build (the owner)", open=False):
@@ -237,8 +277,12 @@ def layout(root: gr.Blocks) -> list:
             k = gr.Slider(1, 50, value=8, step=1, label="Results")
             search_button = gr.Button("Search", variant="primary")
         with gr.Column():
-            gallery = gr.Gallery(label="Images found", columns=4, height=420)
+            gallery = gr.Gallery(label="Images found (click one to open it in another tab)", columns=4, height=420)
+            with gr.Row():
+                where = gr.Radio(list(TAB_OF), value=next(iter(TAB_OF)), label="Open the picked image in", scale=3)
+                open_button = gr.Button("Open", scale=1)
             hits = gr.Dataframe(headers=HIT_COLUMNS, label="Hits", interactive=False, wrap=True)
+    found, picked = gr.State([]), gr.State(None)
     root.load(_choices, None, name, api_visibility="private")
     refresh.click(_choices, None, name, api_visibility="private")
     name.change(shows_errors(_describe), name, about, api_visibility="private").then(
@@ -253,11 +297,17 @@ def layout(root: gr.Blocks) -> list:
         [search_button.click, query.submit],
         search,
         [name, query, image, plus, minus, k, api_key],
-        [gallery, hits],
+        [gallery, hits, found],
         api_name="collection_search",
         concurrency_limit=16,
     )
+    gallery.select(_picked, None, picked, api_visibility="private")
+    root.fmg_send = Send(found, picked, where, open_button)  # type: ignore[attr-defined]  # app.py wires it
     return []
+
+
+def _picked(evt: gr.SelectData) -> int:
+    return int(evt.index) if isinstance(evt.index, int) else gr.skip()
 
 
 def reopen(run: dict[str, Any]) -> list:

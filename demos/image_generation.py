@@ -188,6 +188,7 @@ def reopen(run: dict) -> list:
         *(params.get(name, gr.skip()) for name in ("steps", "width", "height", "guidance")),
         seed,
         run.get("provider"),
+        gr.skip(),  # the edit image: not kept in the log as an editor value
     ]
 
 
@@ -252,7 +253,7 @@ def layout(root: gr.Blocks) -> list:
     )
     picker.provider.change(edit_modes_of, picker.provider, mode, api_visibility="private")
     picker_ui.attach_refresh(root, picker)
-    return [prompt, negative, steps, width, height, guidance, seed, picker.provider]
+    return [prompt, negative, steps, width, height, guidance, seed, picker.provider, editor]
 
 
 if __name__ == "__main__":

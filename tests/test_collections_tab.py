@@ -55,12 +55,18 @@ def test_an_image_collection_is_built_and_searched_by_text_example_and_arithmeti
     tab.create("shapes", "image", "colours")
     said, _ = tab.add("shapes", pictures(tmp_path))
     assert "Added 3" in said and "3 items" in said and "colours:rgb" in said
-    gallery, table = tab.search("shapes", "red", None, "", "", 3)
+    gallery, table, found = tab.search("shapes", "red", None, "", "", 3)
     assert table[0][2] == "red.png" and gallery[0][1].endswith("red.png")
-    _, table = tab.search("shapes", "", Image.new("RGB", (30, 30), (0, 0, 250)), "", "", 1)
+    assert found[0].getpixel((0, 0)) == COLOURS["red"]  # a decoded copy: Gradio never serves the data folder
+    switch, *values = tab.send(found, 0, "captioning")
+    assert switch.selected == "captioning" and values[1] is found[0]
+    assert tab.send(found, 1, tab.GENERATE)[3]["background"] is found[1]
+    with pytest.raises(gr.Error, match="Pick an image"):
+        tab.send(found, None, "captioning")
+    _, table, _ = tab.search("shapes", "", Image.new("RGB", (30, 30), (0, 0, 250)), "", "", 1)
     assert table[0][2] == "blue.png"
     purple = Image.new("RGB", (30, 30), (200, 0, 200))  # purple - blue + green: nearest is green... or red
-    _, table = tab.search("shapes", "", purple, "green", "blue", 1)
+    _, table, _ = tab.search("shapes", "", purple, "green", "blue", 1)
     assert table[0][2] in {"red.png", "green.png"} and table[0][2] != "blue.png"
     again, _ = tab.add("shapes", pictures(tmp_path))
     assert "unchanged 3" in again
@@ -71,7 +77,7 @@ def test_a_text_collection_answers_a_sentence_and_refuses_images(tmp_path, fake_
     doc.write_text("Kittens are young cats.\n\nRockets fly to orbit.", encoding="utf-8")
     tab.create("notes", "text", "fake")
     tab.add("notes", [str(doc)])
-    _, table = tab.search("notes", "young cats", None, "", "", 1)
+    _, table, _ = tab.search("notes", "young cats", None, "", "", 1)
     assert "Kittens" in table[0][3]
     with pytest.raises(gr.Error, match="searched with a sentence"):
         tab.search("notes", "x", Image.new("RGB", (8, 8)), "", "", 1)
@@ -95,5 +101,27 @@ def test_on_a_public_space_visitors_search_but_never_change(tmp_path, monkeypatc
     ):
         with pytest.raises(gr.Error, match="only its owner"):
             change()
-    _, table = tab.search("shapes", "green", None, "", "", 1)
+    _, table, _ = tab.search("shapes", "green", None, "", "", 1)
     assert table[0][2] == "green.png"
+
+
+@pytest.mark.e2e
+def test_search_hands_images_to_the_browser_through_gradio(tmp_path):
+    """Gradio serves only files it made: the hits reach a client as images it can download."""
+    from gradio_client import Client
+
+    from demos.widgets import standalone
+
+    tab.create("shapes", "image", "colours")
+    tab.add("shapes", pictures(tmp_path))
+    page = standalone.standalone(tab)
+    page.queue().launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        client = Client(page.local_url, verbose=False)
+        gallery, table = client.predict("shapes", "blue", None, "", "", 2, "", api_name="/collection_search")
+        assert table["data"][0][2] == "blue.png" and len(gallery) == 2
+        with Image.open(gallery[0]["image"]) as first:  # re-encoded by Gradio: blue, give or take
+            red, green, blue = first.convert("RGB").getpixel((0, 0))
+            assert blue > 240 and red < 16 and green < 16
+    finally:
+        page.close()
