@@ -26,6 +26,7 @@ import zlib
 from pathlib import Path
 from typing import ClassVar
 
+import gradio as gr
 import httpx
 import pytest
 from gradio_client import Client, handle_file
@@ -619,3 +620,27 @@ def test_an_image_file_just_under_20_mb_gets_through(client, vendor_calls, tmp_p
     assert inputs.MAX_IMAGE_BYTES - 100_000 < len(data) <= inputs.MAX_IMAGE_BYTES
     text, _ = client.predict(upload_file(tmp_path, "noise.png", data), "", "fake", "", api_name="/caption")
     assert text == "a 2048x2048 image" and vendor_calls == [("caption", 2048, 2048)]
+
+
+@e2e
+@pytest.mark.parametrize("which", ["bare-path", "background", "layer"])
+def test_an_edit_never_opens_a_server_file(server, server_files, which):
+    """/edit's ImageEditor value holds file references too: a bare path, or a background or layer
+    naming a server file, is refused before the app or Gradio opens it."""
+    fn = server.fns[fn_index(server, "edit")]
+    position = next(i for i, b in enumerate(fn.inputs) if isinstance(b, gr.ImageEditor))
+    secret = meta(server_files["secret"])
+    editor = {
+        "bare-path": server_files["image"],
+        "background": {"background": meta(server_files["image"]), "layers": [], "composite": None},
+        "layer": {"background": None, "layers": [secret], "composite": None},
+    }[which]
+    data = [None] * len(fn.inputs)
+    data[position] = editor
+    session = uuid.uuid4().hex
+    body = {"data": data, "fn_index": fn_index(server, "edit"), "session_hash": session}
+    with httpx.Client(base_url=server.local_url, timeout=60) as http:
+        http.post("gradio_api/queue/join", json=body).raise_for_status()
+        with http.stream("GET", "gradio_api/queue/data", params={"session_hash": session}) as response:
+            done = next(json.loads(line[5:]) for line in response.iter_lines() if "process_completed" in line)
+    assert not done["success"] and done["output"]["error"] == NOT_AN_UPLOAD

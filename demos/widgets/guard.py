@@ -13,6 +13,7 @@ import logging
 
 import gradio as gr
 from gradio import utils as gradio_utils
+from gradio.components.image_editor import EditorData
 from gradio.data_classes import FileData, ImageData, ListFiles
 
 from adapters.errors import BadInput
@@ -41,9 +42,11 @@ def _file_positions(blocks: gr.Blocks, block_fn) -> list[int]:
     out = []
     for i, block in enumerate(block_fn.inputs):
         model = getattr(block, "data_model", None)
-        # gr.Image's ImageData is not a FileData subclass, yet it is a file reference all the same
+        # gr.Image's ImageData is not a FileData subclass, yet it is a file reference all the same;
+        # an ImageEditor's EditorData holds them (background, layers): a bare string is no upload either
         if isinstance(model, type) and (
-            issubclass(model, (FileData, ImageData, ListFiles)) or "path" in getattr(model, "model_fields", {})
+            issubclass(model, (FileData, ImageData, ListFiles, EditorData))
+            or "path" in getattr(model, "model_fields", {})
         ):
             out.append(i)
     return out
