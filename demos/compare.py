@@ -7,7 +7,8 @@ random order, and nothing the page or the API receives names them until the vote
 
 API:
 - `/compare(task, targets, prompt, image, labels, corpus_text, top_k, max_tokens, temperature,
-  steps, width, height, seed, blind, api_key, key_provider)` (`image`: `handle_file(path)` or None;
+  steps, width, height, seed, blind, api_key, key_provider, edit_mode, strength)` (`image`: `handle_file(path)` or None;
+  image generation with an image and `edit_mode` "image-to-image", "outpaint" or "upscale" compares edits of it;
   `targets`: 2-6 "provider" or "provider:model"; `api_key` goes only to `key_provider`'s targets)
   returns a summary per target:
   `{"comparison_id", "task", "blind", "names_hidden", "wall_s", "targets": [{"name", "output",
@@ -42,7 +43,7 @@ from demos.widgets.image_upload import ImageUpload
 from demos.widgets.report import shows_errors, usd
 from services import boundary, public, run_log, visitors
 from services import comparisons as cmp
-from services.comparisons import LETTERS, MAX_TARGETS, Comparison, Form, leaderboard
+from services.comparisons import COMPARED_EDITS, LETTERS, MAX_TARGETS, Comparison, Form, leaderboard
 from services.search import SAMPLE_CORPUS
 
 TAB = cmp.TAB  # the tab's id in the app and in the run log
@@ -64,7 +65,7 @@ SHOWN_INPUTS = {
     Task.COMPLETION: {"prompt", "completion", "seed"},
     Task.ZERO_SHOT: {"image", "labels"},
     Task.CAPTIONING: {"image", "prompt"},
-    Task.IMAGE_GENERATION: {"prompt", "generation", "seed"},
+    Task.IMAGE_GENERATION: {"prompt", "generation", "seed", "image"},  # the image: only to compare edits
     Task.EMBEDDINGS: {"prompt", "corpus"},
 }
 PROMPT_LABEL = {
@@ -79,8 +80,13 @@ HIT_COLUMNS = ["rank", "score", "passage"]
 # --- handlers ------------------------------------------------------------------------------------
 
 
-def _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed) -> Form:
+def _form(
+    prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed, edit_mode="",
+    strength=0.6,
+) -> Form:  # fmt: skip
     return Form(
+        edit_mode=str(edit_mode or "") if image is not None else "",
+        strength=0.6 if strength is None else strength,
         prompt=prompt or "",
         image=image,
         labels=labels or "",
@@ -113,10 +119,15 @@ def compare_page(
     blind,
     api_key,
     key_provider,
+    edit_mode="",
+    strength=0.6,
     request: gr.Request | None = None,
 ):
     """The page's handler: re-render every column each time text or a result arrives."""
-    form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
+    form = _form(
+        prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed, edit_mode,
+        strength,
+    )  # fmt: skip
     visitor = visitors.current(request)
     for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider, visitor):
         yield page(comparison)
@@ -140,10 +151,15 @@ def compare(
     blind,
     api_key,
     key_provider,
+    edit_mode="",
+    strength=0.6,
     request: gr.Request | None = None,
 ):
     """Run one input against 2-6 targets at once; returns a JSON summary per target."""
-    form = _form(prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed)
+    form = _form(
+        prompt, image, labels, corpus_text, top_k, max_tokens, temperature, steps, width, height, seed, edit_mode,
+        strength,
+    )  # fmt: skip
     comparison = None
     visitor = visitors.current(request)
     for comparison in cmp.run(cmp.parse_task(task), targets, form, bool(blind), api_key, key_provider, visitor):  # noqa: B007 - keeps the last frame
@@ -578,6 +594,12 @@ class _Page:
                 self.steps = gr.Number(value=1, precision=0, label="Steps (1-100)")
                 self.width = gr.Number(value=512, precision=0, step=64, label="Width")
                 self.height = gr.Number(value=512, precision=0, step=64, label="Height")
+                self.edit_mode = gr.Dropdown(
+                    [("no: draw from the prompt", ""), *((m.title, m.value) for m in COMPARED_EDITS)],
+                    value="",
+                    label="Edit the image instead",
+                )
+                self.strength = gr.Slider(0.05, 1.0, value=0.6, step=0.05, label="Strength (image to image)")
             self.seed = gr.Number(value=-1, precision=0, label="Seed (-1: random; the same for every target)")
         self.run = gr.Button("Compare", variant="primary")
         self.status = gr.Markdown()
@@ -638,6 +660,8 @@ class _Page:
             self.blind,
             self.api_key,
             self.key_provider,
+            self.edit_mode,
+            self.strength,
         ]
 
     @property

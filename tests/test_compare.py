@@ -310,6 +310,8 @@ def compare_args(task="completion", targets=SECRET_NAMES, prompt="tell me a joke
         "blind": blind,
         "api_key": "",
         "key_provider": "",
+        "edit_mode": "",
+        "strength": 0.6,
     }
     return args | kw
 
@@ -504,3 +506,36 @@ def run_log_runs():
     from services import run_log
 
     return run_log.query(tab="compare")
+
+
+def test_an_edit_goes_to_every_target_and_one_without_the_mode_says_why(tmp_path):
+    """Image generation with an image and an edit mode compares edits (the editing fakes of
+    tests/test_image_editing.py: "full" does every mode, "i2i" only image to image)."""
+    from services import comparisons as cmp_service
+    from tests.test_image_editing import FILL, FullEditor, ImageToImageOnly
+
+    made = [
+        Provider("full", "Full", {Task.IMAGE_GENERATION: FullEditor}, models=lambda task: "m"),
+        Provider("i2i", "I2I", {Task.IMAGE_GENERATION: ImageToImageOnly}, models=lambda task: "m"),
+    ]
+    for provider in made:
+        registry.register(provider)
+    try:
+        source = tmp_path / "photo.png"
+        Image.new("RGB", (96, 64), "white").save(source)
+        form = cmp_service.Form(prompt="", image=str(source), edit_mode="upscale", seed=3)
+        *_, last = cmp_service.run(Task.IMAGE_GENERATION, ["full", "i2i"], form, blind=False)
+        full, i2i = last.outcomes
+        assert full.ok and full.value.output.size == (192, 128) and "Upscaling" in full.value.note
+        assert full.value.snippet.startswith("# No program yet for image edits (upscale)")
+        assert not i2i.ok and "cannot do upscaling" in i2i.error
+        form = cmp_service.Form(prompt="a red barn", image=str(source), edit_mode="image-to-image", seed=3)
+        *_, last = cmp_service.run(Task.IMAGE_GENERATION, ["full", "i2i"], form, blind=False)
+        assert all(o.ok and o.value.output.getpixel((0, 0)) == FILL for o in last.outcomes)
+        with pytest.raises(BadInput, match="inpaint in the Image generation tab"):
+            cmp_service.prepare(
+                Task.IMAGE_GENERATION, cmp_service.Form(prompt="x", image=str(source), edit_mode="inpaint")
+            )
+    finally:
+        for provider in made:
+            registry.unregister(provider.name)

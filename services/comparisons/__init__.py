@@ -25,7 +25,7 @@ from adapters import inputs, registry, snippets
 from adapters.errors import BadInput
 from adapters.prices import FREE_PROVIDERS
 from adapters.tasks import Adapter
-from adapters.types import CompletionParams, GeneratedImages, ImageParams, Result, Task
+from adapters.types import CompletionParams, EditMode, GeneratedImages, ImageParams, Result, Task
 from services import access, boundary, public, quotas, run_log, visitors
 from services.comparisons import fanout, leaderboard
 from services.comparisons.fanout import Emit, Outcome, Target
@@ -61,6 +61,8 @@ class Form:
     width: int = 512
     height: int = 512
     seed: int | None = None  # None or negative: random (one seed shared by every target)
+    edit_mode: str = ""  # image generation: edit `image` instead ("image-to-image", "outpaint", "upscale")
+    strength: float = 0.6  # image to image: how much of the image is repainted
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,8 @@ def _captioning_job(form: Form) -> Job:
 
 
 def _image_generation_job(form: Form) -> Job:
+    if form.edit_mode:
+        return _image_edit_job(form)
     prompt = inputs.check_prompt(form.prompt)
     seed = _seed(form.seed)
     params = inputs.check_image_params(
@@ -174,6 +178,44 @@ def _image_generation_job(form: Form) -> Job:
 
     return Job(
         run, {"prompt": prompt}, asdict(params), {"prompt": prompt}, access.Work(input_chars=len(prompt), images_out=1)
+    )
+
+
+COMPARED_EDITS = (EditMode.IMAGE_TO_IMAGE, EditMode.OUTPAINT, EditMode.UPSCALE)  # inpainting needs a drawn mask
+
+
+def _image_edit_job(form: Form) -> Job:
+    """One image edited by every target with the same seed; a target without the mode shows why."""
+    mode = inputs.check_edit_mode(form.edit_mode)
+    if mode not in COMPARED_EDITS:
+        raise BadInput(
+            "Compare edits by image to image, outpainting or upscaling: inpaint in the Image generation tab."
+        )
+    image = inputs.load_image(form.image)
+    prompt = (
+        (inputs.check_optional_prompt(form.prompt) or "")
+        if mode is EditMode.UPSCALE
+        else inputs.check_prompt(form.prompt)
+    )
+    seed = _seed(form.seed)
+    params = inputs.check_image_params(
+        ImageParams(
+            steps=boundary.capped("steps", form.steps, "steps"), seed=random.randrange(2**31) if seed is None else seed
+        )
+    )
+    strength = inputs.check_strength(form.strength)
+
+    def run(adapter, emit):
+        result = adapter.edit(prompt, image, mode, params, strength=strength)
+        seed_note = f"seed {result.seed}" if result.seed is not None else "this provider takes no seed"
+        return Cell(result, result.images[0], f"{mode.title}, {seed_note}")
+
+    return Job(
+        run,
+        {"prompt": prompt, "image": run_log.Upload(form.image), "mode": mode.value},
+        {**asdict(params), "strength": strength},
+        {"prompt": prompt},
+        access.Work(input_chars=len(prompt), images_in=1, images_out=1),
     )
 
 
@@ -415,6 +457,8 @@ def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Compa
 
 
 def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
+    if "mode" in job.inputs:  # an image edit: the templates write text-to-image programs only
+        return f"# No program yet for image edits ({job.inputs['mode']}).\n"
     params = dict(job.params)
     if isinstance(result, GeneratedImages) and result.seed is not None:
         params["seed"] = result.seed
