@@ -27,6 +27,7 @@ from demos.widgets import standalone
 from demos.widgets.report import shows_errors
 from services import access, public, visitors
 from services import collections as store
+from services.collections import archives
 from services.evaluation import captioned
 from services.visitors import Visitor
 
@@ -101,13 +102,17 @@ def add(name, files, api_key="", progress=gr.Progress(), request: gr.Request | N
     _owner_only(visitor)
     info = store.open(_name(name))
     adapter = _adapter(info.kind, info.embedder, access.session_key(api_key))
-    report = store.add(
-        info.name,
-        files or [],
-        _embed_fn(info.kind, adapter, visitor),
-        progress=lambda done, total: progress((done, max(total, 1)), desc="Embedding"),
-        embedder_target=f"{adapter.provider}:{adapter.model}",
-    )
+    scratch = Path(tempfile.mkdtemp(prefix="fmg-unzipped-"))
+    try:
+        report = store.add(
+            info.name,
+            archives.expand(files or [], info.kind, scratch),  # a zip counts as the files it holds
+            _embed_fn(info.kind, adapter, visitor),
+            progress=lambda done, total: progress((done, max(total, 1)), desc="Embedding"),
+            embedder_target=f"{adapter.provider}:{adapter.model}",
+        )
+    finally:
+        archives.remove(scratch)
     said = f"Added {len(report.added)}, replaced {len(report.replaced)}, unchanged {len(report.unchanged)}: "
     return said + f"{report.items:,} items embedded.\n\n" + _describe(info.name), _sources(info.name)
 
@@ -127,6 +132,14 @@ def add_samples(name, api_key="", progress=gr.Progress(), request: gr.Request | 
         for path in folder.iterdir():
             path.unlink()
         folder.rmdir()
+
+
+@shows_errors
+def add_folder(name, folder, api_key="", progress=gr.Progress(), request: gr.Request | None = None):  # noqa: B008
+    """Add the files of a server folder the owner allows (`FMG_COLLECTION_FOLDERS`)."""
+    _owner_only(visitors.current(request))
+    info = store.open(_name(name))
+    return add(name, archives.folder_files(str(folder or ""), info.kind), api_key, progress, request)
 
 
 @shows_errors
@@ -258,10 +271,15 @@ def layout(root: gr.Blocks) -> list:
             kind = gr.Radio(["text", "image"], value="image", label="Holds")
             embedder = gr.Textbox("local", label="Embedder: provider or provider:model")
             create_button = gr.Button("Create")
-        files = gr.File(label="Files to add (.txt/.md/.csv, or images)", file_count="multiple", type="filepath")
+        files = gr.File(
+            label="Files to add (.txt/.md/.csv, images, or a .zip of them)", file_count="multiple", type="filepath"
+        )
         with gr.Row():
             add_button = gr.Button("Add files", variant="primary")
             samples_button = gr.Button("Add scikit-image's sample images")
+        with gr.Row(visible=bool(archives.folders())):
+            folder = gr.Dropdown(archives.folders(), label=f"A server folder ({archives.FOLDERS_VAR})", scale=3)
+            folder_button = gr.Button("Add the folder", scale=1)
         sources = gr.CheckboxGroup([], label="Files in the collection")
         with gr.Row():
             remove_button = gr.Button("Remove the checked files")
@@ -291,6 +309,9 @@ def layout(root: gr.Blocks) -> list:
     create_button.click(create, [new_name, kind, embedder, api_key], [name, about], api_name="collection_create")
     add_button.click(add, [name, files, api_key], [about, sources], api_name="collection_add", concurrency_limit=2)
     samples_button.click(add_samples, [name, api_key], [about, sources], api_visibility="private", concurrency_limit=2)
+    folder_button.click(
+        add_folder, [name, folder, api_key], [about, sources], api_visibility="private", concurrency_limit=2
+    )
     remove_button.click(remove, [name, sources], [about, sources], api_name="collection_remove")
     delete_button.click(delete, name, [name, about], api_name="collection_delete")
     gr.on(

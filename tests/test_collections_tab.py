@@ -125,3 +125,52 @@ def test_search_hands_images_to_the_browser_through_gradio(tmp_path):
             assert blue > 240 and red < 16 and green < 16
     finally:
         page.close()
+
+
+def zipped(tmp_path, members: dict[str, bytes]) -> str:
+    import zipfile
+
+    path = tmp_path / "set.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return str(path)
+
+
+def png(rgb) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), rgb).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_a_zip_adds_the_images_it_holds_and_refuses_paths_out_of_it(tmp_path):
+    tab.create("shapes", "image", "colours")
+    members = {
+        "a/1.png": png(COLOURS["red"]),
+        "b/1.png": png(COLOURS["blue"]),
+        "__MACOSX/x.png": b"junk",
+        "notes.txt": b"hi",
+    }
+    said, files = tab.add("shapes", [zipped(tmp_path, members)])
+    assert "Added 2" in said and set(files["choices"]) == {"a__1.png", "b__1.png"}
+    _, table, _ = tab.search("shapes", "blue", None, "", "", 1)
+    assert table[0][2] == "b__1.png"
+    (tmp_path / "set.zip").unlink()
+    with pytest.raises(gr.Error, match="leading outside"):
+        tab.add("shapes", [zipped(tmp_path, {"../evil.png": png(COLOURS["red"])})])
+    assert not list(tmp_path.glob("evil.png")) and not list(tmp_path.parent.glob("evil.png"))
+
+
+def test_only_a_folder_the_owner_lists_can_be_added(tmp_path, monkeypatch):
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    Image.new("RGB", (32, 32), COLOURS["green"]).save(allowed / "g.png")
+    (allowed / ".hidden.png").write_bytes(png(COLOURS["red"]))
+    monkeypatch.setenv("FMG_COLLECTION_FOLDERS", str(allowed))
+    tab.create("shapes", "image", "colours")
+    said, files = tab.add_folder("shapes", str(allowed))
+    assert "Added 1" in said and files["choices"] == ["g.png"]
+    with pytest.raises(gr.Error, match="not one of the folders"):
+        tab.add_folder("shapes", str(tmp_path))
