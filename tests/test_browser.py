@@ -1,5 +1,6 @@
 """The page as a person uses it: headless Chromium opens the app, runs a chat (and opens its Python
-program) and a search, and sends a chat message with the keyboard (Enter sends, Shift+Enter adds a line).
+program) and a search, sends a chat message with the keyboard (Enter sends, Shift+Enter adds a line),
+and draws a mask to inpaint an image.
 
 Skipped where Chromium or Playwright is absent (`apt-get install chromium`, `pip install
 playwright`; no browser download is needed). Set FMG_SCREENSHOT=path.png to save a picture.
@@ -104,6 +105,46 @@ def test_enter_sends_and_shift_enter_starts_a_new_line(page_url, fake_provider):
             chat.press("Enter")
             expect(replies.last).to_contain_text("echo: line one line two", timeout=30_000)
             expect(chat).to_have_value("")  # sent, and cleared after the reply
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()
+
+
+def test_a_mask_drawn_in_the_browser_inpaints_on_a_tiny_pipeline(page_url, tmp_path, monkeypatch):
+    """Image generation's editor: upload an image, draw a stroke with the brush, inpaint it with a
+    tiny random SD pipeline (loaded through from_pretrained, like the real one)."""
+    pytest.importorskip("diffusers")
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.fixtures import tiny_models
+
+    monkeypatch.setenv("FMG_MODEL_LOCAL_IMAGE_GENERATION", str(tiny_models.save_tiny_stable_diffusion(tmp_path / "sd")))
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (128, 96), (40, 120, 200)).save(photo)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(page_url)
+            page.get_by_role("tab", name="Image generation").click()
+            page.get_by_text("Edit an image").click()
+            page.locator("input[type=file]").first.set_input_files(str(photo))
+            canvas = page.locator("canvas").first
+            expect(canvas).to_be_visible(timeout=30_000)
+            page.get_by_label("Brush", exact=True).click()
+            box = canvas.bounding_box()
+            assert box is not None
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x - 30, y - 20)
+            page.mouse.down()
+            for i in range(20):
+                page.mouse.move(x - 30 + 3 * i, y - 20 + 2 * i)
+            page.mouse.up()
+            page.get_by_label("Inpainting").check()
+            page.get_by_placeholder("a watercolor painting of a lighthouse").fill("a red sun")
+            page.get_by_role("button", name="Edit", exact=True).click()
+            expect(page.get_by_text("Inpainting · 128x96").first).to_be_visible(timeout=120_000)
             assert "Traceback" not in page.content()
         finally:
             browser.close()
