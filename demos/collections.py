@@ -28,7 +28,7 @@ from demos.widgets.report import shows_errors
 from services import access, public, visitors
 from services import collections as store
 from services.collections import archives
-from services.evaluation import captioned
+from services.evaluation import captioned, image_sets
 from services.visitors import Visitor
 
 TAB = "collections"
@@ -119,13 +119,18 @@ def add(name, files, api_key="", progress=gr.Progress(), request: gr.Request | N
 
 @shows_errors
 def add_samples(name, api_key="", progress=gr.Progress(), request: gr.Request | None = None):  # noqa: B008
-    """Add the images scikit-image ships (an image collection's built-in sample)."""
+    """Add the images scikit-image and scikit-learn ship (an image collection's built-in sample)."""
     folder = Path(tempfile.mkdtemp(prefix="fmg-samples-"))
     try:
         paths = []
         for sample in captioned.samples(size=512):
             path = folder / f"{sample.name}.png"
             sample.image.save(path)
+            paths.append(str(path))
+        digits = image_sets.digits(size=64, per_class=3)  # scikit-learn's handwritten digits
+        for n, (image, label) in enumerate(zip(digits.images, digits.labels, strict=True)):
+            path = folder / f"digit-{label}-{n}.png"
+            image.save(path)
             paths.append(str(path))
         return add(name, paths, api_key, progress, request)
     finally:
@@ -276,7 +281,7 @@ def layout(root: gr.Blocks) -> list:
         )
         with gr.Row():
             add_button = gr.Button("Add files", variant="primary")
-            samples_button = gr.Button("Add scikit-image's sample images")
+            samples_button = gr.Button("Add the sample images (scikit-image, scikit-learn digits)")
         with gr.Row(visible=bool(archives.folders())):
             folder = gr.Dropdown(archives.folders(), label=f"A server folder ({archives.FOLDERS_VAR})", scale=3)
             folder_button = gr.Button("Add the folder", scale=1)

@@ -174,3 +174,10 @@ def test_only_a_folder_the_owner_lists_can_be_added(tmp_path, monkeypatch):
     assert "Added 1" in said and files["choices"] == ["g.png"]
     with pytest.raises(gr.Error, match="not one of the folders"):
         tab.add_folder("shapes", str(tmp_path))
+
+
+def test_the_sample_images_come_from_the_installed_packages():
+    tab.create("samples", "image", "colours")
+    said, files = tab.add_samples("samples")
+    assert "coffee.png" in files["choices"] and any(f.startswith("digit-seven-") for f in files["choices"])
+    assert "Added 45" in said  # 15 scikit-image pictures and 3 digits of each of 10 classes
