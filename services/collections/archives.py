@@ -4,8 +4,6 @@ server folders the owner lists in `FMG_COLLECTION_FOLDERS` (a visitor never name
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 import shutil
 import zipfile
 from collections.abc import Sequence
@@ -15,6 +13,7 @@ from typing import Any
 from adapters.errors import BadInput
 from services.collections.sources import IMAGE_SUFFIXES
 from services.search.corpus import TEXT_SUFFIXES
+from services.zip_members import member_name
 
 MAX_MEMBERS = 5_000  # files taken from one zip
 MAX_MEMBER_BYTES = 20 * 2**20
@@ -51,7 +50,7 @@ def _unzipped(path: Path, kind: str, scratch: Path) -> list[str]:
             raise BadInput(f"'{path.name}' holds {len(members):,} files; the limit is {MAX_MEMBERS:,}: split it.")
         out, total = [], 0
         for info in members:
-            rel = _member_name(info.filename, path.name)
+            rel = member_name(info.filename, path.name)
             if rel is None or not rel.lower().endswith(suffixes(kind)):
                 continue
             if info.file_size > MAX_MEMBER_BYTES:
@@ -70,19 +69,6 @@ def _unzipped(path: Path, kind: str, scratch: Path) -> list[str]:
     if not out:
         raise BadInput(f"'{path.name}' holds no {'images' if kind == 'image' else 'text files'} to add.")
     return out
-
-
-def _member_name(name: str, archive: str) -> str | None:
-    """The member's path inside the zip, None for hidden and macOS files; '..' and absolute paths refused."""
-    cleaned = name.replace("\\", "/")
-    if cleaned.startswith("/") or re.match(r"^[A-Za-z]:", cleaned):
-        raise BadInput(f"'{archive}' holds an absolute path: zip the folder itself and upload it again.")
-    parts = [p for p in cleaned.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise BadInput(f"'{archive}' holds a path leading outside it: zip the folder again.")
-    if not parts or any(p.startswith(".") or p == "__MACOSX" for p in parts):
-        return None
-    return posixpath.join(*parts)
 
 
 def folders() -> list[str]:

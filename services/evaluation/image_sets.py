@@ -12,8 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import posixpath
-import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from adapters.errors import BadInput
 from adapters.inputs import MAX_IMAGE_BYTES, MAX_LABEL_CHARS, MAX_LABELS, load_image
+from services.zip_members import member_name
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -127,7 +126,7 @@ def from_zip(data: bytes, name: str = "uploaded set") -> ImageSet:
         entries: dict[str, Callable[[], Any]] = {}
         budget = _Budget()
         for info in members:
-            rel = _safe_member_name(info.filename)
+            rel = member_name(info.filename, name)
             if info.is_dir() or rel is None:
                 continue
             if rel in entries:
@@ -230,7 +229,7 @@ def _labels_from_csv(
             continue
         if len(row) != 2:
             raise BadInput(f"{LABELS_FILE} line {line} has {len(row)} fields: write 'filename,label'.")
-        rel = _safe_member_name(row[0].strip())
+        rel = member_name(row[0].strip(), LABELS_FILE)
         if rel is None or not _is_image(rel):
             raise BadInput(
                 f"{LABELS_FILE} line {line} names '{row[0].strip()[:80]}', which is not an image file inside the "
@@ -337,20 +336,6 @@ def _member_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str, bu
 def _chunks(member: Any) -> Iterator[bytes]:
     while chunk := member.read(1 << 20):
         yield chunk
-
-
-def _safe_member_name(name: str) -> str | None:
-    """The member's path relative to the set, or None for one to ignore (hidden files, macOS
-    metadata); refuses absolute paths and '..', which would point outside the set."""
-    cleaned = name.replace("\\", "/")
-    if cleaned.startswith("/") or re.match(r"^[A-Za-z]:", cleaned):
-        raise BadInput(f"The zip holds an absolute path ('{name[:80]}'): zip the image folder itself and upload it.")
-    parts = [part for part in cleaned.split("/") if part not in ("", ".")]
-    if ".." in parts:
-        raise BadInput(f"The zip holds a path that leads outside it ('{name[:80]}'): zip the image folder again.")
-    if not parts or any(_ignored(part) for part in parts):
-        return None
-    return posixpath.join(*parts)
 
 
 def _ignored(part: str) -> bool:
