@@ -111,13 +111,14 @@ def test_the_builtin_search_set_runs_end_to_end_embedding_each_text_once(fake_pr
 def test_a_failing_target_gets_an_error_row_and_the_others_still_score(fake_provider, embedded):
     found = search_set([("q1", "apples orchards", ["fruit"])])
     rows = search_eval.run(found, ["no-such-provider", "fake:fake-1", "", "fake"], k=1)
-    assert [r.embedder for r in rows] == ["no-such-provider", "fake:fake-1", "", "fake"]
-    unknown, with_model, empty, plain = rows
+    assert [r.embedder for r in rows] == ["no-such-provider", "fake:fake-1", "fake"]  # a blank line is no target
+    unknown, with_model, plain = rows
     assert unknown.error is not None and "Unknown provider" in unknown.error
     assert math.isnan(unknown.recall) and math.isnan(unknown.mrr) and unknown.queries == 0
-    assert empty.error is not None and "provider:model" in empty.error
     assert with_model.error is None and with_model.recall == 1.0
     assert plain.error is None and plain.recall == 1.0 and plain.mrr == 1.0
+    with pytest.raises(BadInput, match="Pick 1 to 6 targets"):
+        search_eval.run(found, ["fake"] * 7, k=1)
     assert len([t for kind, t in embedded if kind == "query"]) == 2  # the failing targets embedded nothing
 
 

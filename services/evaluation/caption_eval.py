@@ -13,7 +13,7 @@ from adapters.types import Task
 from services import access, boundary
 from services.evaluation import image_eval, stats
 from services.evaluation.captioned import CaptionedImage
-from services.evaluation.engine import Target
+from services.evaluation.engine import Target, check_targets
 from services.quotas import LimitReached, Work
 from services.visitors import OWNER, Visitor
 
@@ -44,6 +44,7 @@ def run(
 ) -> list[CaptionRow]:
     """One row per captioner, plus a "reference captions" row scoring the references themselves
     by CLIPScore (a ceiling for the metric on these images)."""
+    targets = check_targets(targets)
     boundary.capped("An evaluation's model calls", len(samples) * len(targets), "evaluation_calls")
     parsed = Target.parse(embedder)
     scorer = cast(Embedder, access.adapter(Task.EMBEDDINGS, parsed.provider, parsed.model, api_key))

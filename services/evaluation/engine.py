@@ -44,6 +44,16 @@ SAMPLING_TEMPERATURE = 0.7  # for variants that draw several samples from a dete
 Progress = Callable[["Evaluation"], None]
 
 
+def check_targets(targets: Sequence[str]) -> list[str]:
+    """Between 1 and `MAX_TARGETS` target names, each given once: what every evaluation accepts."""
+    names = [str(t).strip() for t in targets or () if str(t).strip()]
+    if not 1 <= len(names) <= MAX_TARGETS:
+        raise BadInput(f"Pick 1 to {MAX_TARGETS} targets to evaluate (got {len(names)}).")
+    if len(set(names)) != len(names):
+        raise BadInput("A target is listed twice: list each provider and model once.")
+    return names
+
+
 @dataclass(frozen=True)
 class Target:
     """A provider and, optionally, a model (else the provider's default)."""

@@ -13,7 +13,7 @@ from adapters.tasks import ImageGenerator
 from adapters.types import ImageParams, Task
 from services import access, boundary
 from services.evaluation import image_eval, stats
-from services.evaluation.engine import Target
+from services.evaluation.engine import Target, check_targets
 from services.quotas import LimitReached, Work
 from services.visitors import OWNER, Visitor
 
@@ -57,6 +57,7 @@ def run(
         raise BadInput("Give at least one prompt, one per line.")
     if len(prompts) > MAX_PROMPTS:
         raise BadInput(f"Give at most {MAX_PROMPTS} prompts.")
+    targets = check_targets(targets)
     boundary.capped("An evaluation's model calls", len(prompts) * len(targets), "evaluation_calls")
     scorer = image_eval.clip_embedder(clip, visitor, api_key)  # refused before anything is drawn
     params = params or ImageParams(steps=1, width=512, height=512, seed=0)

@@ -20,7 +20,7 @@ from adapters.tasks import ZeroShotClassifier
 from adapters.types import Task
 from services import access, boundary
 from services.evaluation import linear_probe, scoring, stats
-from services.evaluation.engine import Target
+from services.evaluation.engine import Target, check_targets
 from services.evaluation.image_sets import ImageSet
 from services.quotas import LimitReached, Work
 from services.visitors import OWNER, Visitor
@@ -52,6 +52,7 @@ def zero_shot(
     image_set: ImageSet, targets: Sequence[str], visitor: Visitor = OWNER, api_key: str | None = None
 ) -> list[ZeroShotRow]:
     """Each target classifies every image among the set's labels; one row per target."""
+    targets = check_targets(targets)
     _check(image_set, len(targets))
     return [_zero_shot_one(image_set, Target.parse(t), visitor, api_key) for t in targets]
 

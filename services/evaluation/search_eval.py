@@ -21,6 +21,7 @@ from adapters.types import Task
 from services import access
 from services.evaluation import report, scoring, stats
 from services.evaluation.datasets import Dataset, Item
+from services.evaluation.engine import check_targets
 from services.search.vector_index import ExactIndex
 from services.visitors import OWNER, Visitor
 
@@ -61,6 +62,7 @@ def run(
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise BadInput(f"k must be a whole number of at least 1 (got {str(k)[:20]}).")
     _check_dataset(dataset)
+    targets = check_targets(targets)
     rows: list[SearchRow] = []
     for target in targets:
         rows.extend(_target_rows(dataset, str(target), k, rerank, visitor, api_key, seed))
