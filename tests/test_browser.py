@@ -129,7 +129,16 @@ def test_a_mask_drawn_in_the_browser_inpaints_on_a_tiny_pipeline(page_url, tmp_p
             page.goto(page_url)
             page.get_by_role("tab", name="Image generation").click()
             page.get_by_text("Edit an image").click()
-            page.locator("input[type=file]").first.set_input_files(str(photo))
+            pan = page.get_by_role("button", name="Pan")
+            expect(pan).to_be_visible(timeout=30_000)  # the editor is drawn and listening
+            for _ in range(3):  # an upload made while the editor still mounts can be dropped: send it again
+                page.locator("input[type=file]").first.set_input_files(str(photo))
+                try:
+                    expect(pan).to_be_enabled(timeout=10_000)  # the photo is on the canvas
+                    break
+                except AssertionError:
+                    continue
+            expect(pan).to_be_enabled()
             canvas = page.locator("canvas").first
             expect(canvas).to_be_visible(timeout=30_000)
             page.get_by_label("Brush", exact=True).click()

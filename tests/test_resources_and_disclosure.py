@@ -348,7 +348,7 @@ def test_the_public_hf_url_is_the_route_without_the_endpoint(monkeypatch):
 
 def test_every_caller_in_demos_passes_the_mode(configured, monkeypatch):
     adapter = SimpleNamespace(provider="openai", model="gpt-4o-mini", api_key=None)
-    job = SimpleNamespace(params=PARAMS, call=INPUTS)
+    job = SimpleNamespace(params=PARAMS, call=INPUTS, inputs={})
     for mode, shows in (("0", True), ("1", False)):
         monkeypatch.setenv("FMG_PUBLIC", mode)
         programs = [
