@@ -198,3 +198,28 @@ def test_the_images_section_evaluates_captioners_and_generators(fake_provider, t
     assert said["fake"].str.startswith("a ").all()
     table, gallery = images.generation("a fox\na barn", "fake", "local", 1)
     assert table[0][0] == "fake" and table[0][2] == 2 and len(gallery) == 2
+
+
+def test_a_public_visitor_cannot_make_the_server_decode_a_huge_image_set(tmp_path, monkeypatch):
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    from demos.evaluation import images
+
+    data = io.BytesIO()
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(tiny, format="PNG")
+    with zipfile.ZipFile(data, "w") as archive:
+        for n in range(30):
+            archive.writestr(f"{'cat' if n % 2 else 'dog'}/{n}.png", tiny.getvalue())
+    upload = tmp_path / "set.zip"
+    upload.write_bytes(data.getvalue())
+    monkeypatch.setenv("FMG_PUBLIC", "1")
+    monkeypatch.setenv("FMG_PUBLIC_EVALUATION_CALLS", "20")
+    decoded = []
+    monkeypatch.setattr(images.image_sets, "from_zip", lambda *a, **k: decoded.append(1))
+    with pytest.raises(gr_error(), match="at most 20"):
+        images.zero_shot(images.UPLOAD, str(upload), 4, "fake")
+    assert decoded == []  # refused before a single image was decoded

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from demos.widgets.report import shows_errors
-from services import visitors
+from services import boundary, public, visitors
 from services.evaluation import caption_eval, captioned, generation_eval, image_eval, image_sets
 from services.evaluation.image_sets import ImageSet
 
@@ -32,7 +32,23 @@ def _image_set(name: str, upload: str | None, per_class: float | None) -> ImageS
     path = Path(str(upload))
     with path.open("rb") as f:
         data = f.read(image_sets.MAX_ZIP_BYTES + 1)
+    _check_public_count(data)
     return image_sets.from_zip(data, name=path.name)
+
+
+def _check_public_count(data: bytes) -> None:
+    """On a public Space, refuse a zip with more images than one evaluation may score, before any is decoded."""
+    if not public.enabled():
+        return
+    import io
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            images = sum(1 for n in archive.namelist() if n.lower().endswith(image_sets.IMAGE_EXTENSIONS))
+    except zipfile.BadZipFile:
+        return  # from_zip says what is wrong with it
+    boundary.capped("The images in one evaluation", images, "evaluation_calls")
 
 
 def _targets(text: str) -> list[str]:
