@@ -26,6 +26,13 @@ component_signatures (`FMG_COMPAT_COMPONENT_SIGNATURES`), Gradio >= 6.0, < 7:
     for every new session and page load. A function's `__signature__` is where `inspect.signature`
     looks first (PEP 362): each component's constructor gets the signature it has, computed once.
 
+lazy_session_configs (`FMG_COMPAT_LAZY_SESSION_CONFIGS`), Gradio >= 6.0, < 7:
+    upstream: `gradio.state_holder.SessionState.__init__` builds every block's config (`config_for_block`,
+    one `get_config` each) for each new session, on the server's event loop, though only the blocks
+    an event changes, and deep links, ever read them: with this page's ~440 blocks, 17 ms per new
+    session, so 50 sessions arriving together queue almost a second. The patch makes that mapping
+    compute a block's config when it is first read (or when all are listed, for a deep link).
+
 Scoped patches: used by the one call that needs them, on one object or for one moment, never at
 import and never process-wide by `install()`. The same version range and opt-out apply (`usable`).
 
@@ -56,7 +63,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,7 +179,87 @@ def _component_signatures() -> bool:
 
 
 COMPONENT_SIGNATURES = Patch("component_signatures", "gradio", ((6, 0), (7, 0)), _component_signatures)
-PATCHES = (ATOMIC_IMAGE_CACHE, MISSING_MATPLOTLIB, COMPONENT_SIGNATURES)
+# --------------------------------------------------------------------------- lazy_session_configs
+
+
+class LazyConfigs(dict):
+    """A session's block configs, each built on first read from `blocks_config` (as upstream builds
+    them all at once); a value set by the session replaces the pending one."""
+
+    def __init__(self, blocks_config: Any, keys: Iterable[int]):
+        super().__init__()
+        self._blocks_config = blocks_config
+        self._pending = set(keys)
+
+    def _fill(self, key: Any) -> None:
+        if key in self._pending:
+            self._pending.discard(key)
+            config = self._blocks_config.config_for_block(key, [], self._blocks_config.blocks[key])
+            dict.__setitem__(self, key, config)
+
+    def _fill_all(self) -> None:
+        for key in sorted(self._pending):
+            self._fill(key)
+
+    def __getitem__(self, key: Any) -> Any:
+        self._fill(key)
+        return dict.__getitem__(self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._pending.discard(key)
+        dict.__setitem__(self, key, value)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._pending or dict.__contains__(self, key)
+
+    def __len__(self) -> int:
+        return len(self._pending) + dict.__len__(self)
+
+    def __iter__(self):  # type: ignore[override]
+        self._fill_all()
+        return dict.__iter__(self)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self[key] if key in self else default  # noqa: SIM401 - dict.get would skip the lazy fill
+
+    def keys(self):  # type: ignore[override]
+        self._fill_all()
+        return dict.keys(self)
+
+    def values(self):  # type: ignore[override]
+        self._fill_all()
+        return dict.values(self)
+
+    def items(self):  # type: ignore[override]
+        self._fill_all()
+        return dict.items(self)
+
+
+def _lazy_session_configs() -> bool:
+    from gradio import state_holder
+
+    cls = state_holder.SessionState
+    if getattr(cls.__init__, "fmg_compat", False):
+        return False
+    original = cls.__init__
+
+    def __init__(self, blocks) -> None:  # `SessionState.__init__` (6.31), the configs left to LazyConfigs
+        self.blocks_config = state_holder.copy(blocks.default_config)
+        keys = [k for k in self.blocks_config.blocks if k in blocks.blocks]
+        self.config_values = LazyConfigs(self.blocks_config, keys)
+        self.state_data = {}
+        self._state_ttl = {}
+        self.is_closed = False
+        self.STATE_TTL_WHEN_CLOSED = 1 if os.getenv("GRADIO_IS_E2E_TEST", None) else 3600
+
+    __init__.fmg_compat = True  # type: ignore[attr-defined]
+    __init__.upstream = original  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return True
+
+
+LAZY_SESSION_CONFIGS = Patch("lazy_session_configs", "gradio", ((6, 0), (7, 0)), _lazy_session_configs)
+PATCHES = (ATOMIC_IMAGE_CACHE, MISSING_MATPLOTLIB, COMPONENT_SIGNATURES, LAZY_SESSION_CONFIGS)
 
 
 # --------------------------------------------------------------------------- applying them

@@ -107,3 +107,27 @@ def test_a_scoped_patch_says_once_that_it_is_skipped(monkeypatch, caplog, fake_l
         with compat.llama_without_extra_buffers():
             pass
     assert caplog.text.count("compat patch llama_default_params is off") == 1
+
+
+def test_session_configs_are_built_on_first_read_and_equal_upstream_ones():
+    import gradio as gr
+    from gradio.state_holder import SessionState
+
+    with gr.Blocks() as page:
+        box = gr.Textbox("hello")
+        gr.Number(3)
+        gr.State([1])
+    assert compat.apply(compat.LAZY_SESSION_CONFIGS)
+    eager = object.__new__(SessionState)
+    SessionState.__init__.upstream(eager, page)  # type: ignore[attr-defined]
+    lazy = SessionState(page)
+    assert isinstance(lazy.config_values, compat.LazyConfigs) and dict.__len__(lazy.config_values) == 0
+    assert lazy.config_values[box._id] == eager.config_values[box._id]
+    assert dict.__len__(lazy.config_values) == 1  # only what was read
+    lazy._update_value_in_config(box._id, "changed")
+    assert lazy.config_values[box._id]["props"]["value"] == "changed"
+    assert {k: v for k, v in lazy.config_values.items() if k != box._id} == {
+        k: v for k, v in eager.config_values.items() if k != box._id
+    }
+    assert list(lazy.components) and len(list(lazy.components)) == len(list(eager.components))
+    assert compat.LAZY_SESSION_CONFIGS.apply() is False  # in place already
