@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -29,40 +28,18 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import timing
+from bench import search, timing
 
 DIM = 512
-TOPICS, TOPIC_RANK, SPREAD, NOISE = 1000, 16, 0.8, 0.3  # as bench.search
 K = 10
 NAME = "bench"
 EMBEDDER = "bench:clustered-512"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def clustered(n: int, seed: int, dim: int = DIM) -> np.ndarray:
-    """n unit vectors from the topic mixture (the topics are the same for every seed)."""
-    shape = np.random.default_rng(0)
-    centers = shape.standard_normal((TOPICS, dim), dtype=np.float32)
-    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
-    bases = shape.standard_normal((TOPICS, TOPIC_RANK, dim), dtype=np.float32) * np.float32(
-        SPREAD / math.sqrt(TOPIC_RANK * dim)
-    )
-    sizes = shape.lognormal(0.0, 1.0, TOPICS)
-    rng = np.random.default_rng(seed)
-    topic = rng.choice(TOPICS, n, p=sizes / sizes.sum())
-    order = np.argsort(topic, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(topic, minlength=TOPICS))])
-    out = np.empty((n, dim), dtype=np.float32)
-    for t in range(TOPICS):
-        rows = order[bounds[t] : bounds[t + 1]]
-        if len(rows):
-            z = rng.standard_normal((len(rows), TOPIC_RANK), dtype=np.float32)
-            noise = rng.standard_normal((len(rows), dim), dtype=np.float32) * np.float32(NOISE / math.sqrt(dim))
-            out[rows] = centers[t] + z @ bases[t] + noise
-    for start in range(0, n, 100_000):
-        block = out[start : start + 100_000]
-        block /= np.linalg.norm(block, axis=1, keepdims=True)
-    return out
+def clustered(n: int, seed: int) -> np.ndarray:
+    """n unit vectors of 512 dimensions from `bench.search`'s topic mixture."""
+    return search.clustered(n, seed, dim=DIM)
 
 
 def write_files(folder: Path, n: int, per_file: int) -> list[str]:

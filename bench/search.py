@@ -32,24 +32,24 @@ K = 10
 BLOCK = 10  # single queries timed in a row on one index
 
 
-def clustered(n: int, seed: int) -> np.ndarray:
-    """n unit vectors from the topic mixture (the topics are the same for every seed)."""
+def clustered(n: int, seed: int, dim: int = DIM) -> np.ndarray:
+    """n unit vectors of `dim` from the topic mixture (the topics are the same for every seed)."""
     shape = np.random.default_rng(0)
-    centers = _unit(shape.standard_normal((TOPICS, DIM), dtype=np.float32))
-    bases = shape.standard_normal((TOPICS, TOPIC_RANK, DIM), dtype=np.float32) * np.float32(
-        SPREAD / math.sqrt(TOPIC_RANK * DIM)
+    centers = _unit(shape.standard_normal((TOPICS, dim), dtype=np.float32))
+    bases = shape.standard_normal((TOPICS, TOPIC_RANK, dim), dtype=np.float32) * np.float32(
+        SPREAD / math.sqrt(TOPIC_RANK * dim)
     )
     sizes = shape.lognormal(0.0, 1.0, TOPICS)
     rng = np.random.default_rng(seed)
     topic = rng.choice(TOPICS, n, p=sizes / sizes.sum())
     order = np.argsort(topic, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(topic, minlength=TOPICS))])
-    out = np.empty((n, DIM), dtype=np.float32)
+    out = np.empty((n, dim), dtype=np.float32)
     for t in range(TOPICS):
         rows = order[bounds[t] : bounds[t + 1]]
         if len(rows):
             z = rng.standard_normal((len(rows), TOPIC_RANK), dtype=np.float32)
-            noise = rng.standard_normal((len(rows), DIM), dtype=np.float32) * np.float32(NOISE / math.sqrt(DIM))
+            noise = rng.standard_normal((len(rows), dim), dtype=np.float32) * np.float32(NOISE / math.sqrt(dim))
             out[rows] = centers[t] + z @ bases[t] + noise
     return _unit(out)
 
