@@ -527,7 +527,7 @@ def test_an_edit_goes_to_every_target_and_one_without_the_mode_says_why(tmp_path
         *_, last = cmp_service.run(Task.IMAGE_GENERATION, ["full", "i2i"], form, blind=False)
         full, i2i = last.outcomes
         assert full.ok and full.value.output.size == (192, 128) and "Upscaling" in full.value.note
-        assert full.value.snippet.startswith("# No program yet for image edits (upscale)")
+        assert full.value.snippet.startswith("# No program yet for image edits (upscale)")  # from adapters.snippets
         assert not i2i.ok and "cannot do upscaling" in i2i.error
         form = cmp_service.Form(prompt="a red barn", image=str(source), edit_mode="image-to-image", seed=3)
         *_, last = cmp_service.run(Task.IMAGE_GENERATION, ["full", "i2i"], form, blind=False)

@@ -73,13 +73,17 @@ def snippet(
     `inputs` may hold `messages` (or `system` / `history` / `message` / `prompt`, as the chat tab
     logs them), `prompt`, `negative_prompt`, `labels`, `query`, `documents`; `params` the task's
     parameters (`max_tokens`, `temperature`, `top_p`, `seed`, `steps`, `width`, `height`,
-    `guidance`, `top_k`, `rerank_model`). Unknown keys are ignored. `secrets` (a session key)
+    `guidance`, `top_k`, `rerank_model`); an image edit's `mode` in `inputs` gets a comment (the
+    templates write text-to-image programs only). Unknown keys are ignored. `secrets` (a session key)
     are scrubbed like the environment's keys; `notes` become comment lines at the top; `public`
     leaves out what the server's configuration says about where it calls (base URLs, local paths).
     Never raises: a program that cannot be made is a comment, and the reason goes to the log.
     """
     try:
         task = Task(getattr(task, "value", task))
+        mode = (inputs or {}).get("mode")
+        if mode:
+            return f"# No program yet for image edits ({str(mode)[:40]}): this run edited an uploaded image.\n"
         template = templates(provider).get(task)
         if template is None:
             return _unavailable(provider, task)

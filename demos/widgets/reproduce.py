@@ -81,8 +81,6 @@ def for_run(run: dict | None) -> str:
             notes.append("The run log kept only the start of the corpus: the passages below are incomplete.")
     if inputs.get("files"):
         notes.append("The run also searched uploaded files, which the run log does not keep.")
-    if inputs.get("mode"):  # an image edit: the templates write text-to-image programs only
-        return f"# No program yet for image edits ({inputs['mode']}): this run edited an uploaded image.\n"
     return snippets.snippet(
         run.get("task") or "",
         run.get("provider") or "",

@@ -214,7 +214,7 @@ def _image_edit_job(form: Form) -> Job:
         run,
         {"prompt": prompt, "image": run_log.Upload(form.image), "mode": mode.value},
         {**asdict(params), "strength": strength},
-        {"prompt": prompt},
+        {"prompt": prompt, "mode": mode.value},
         access.Work(input_chars=len(prompt), images_in=1, images_out=1),
     )
 
@@ -457,8 +457,6 @@ def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Compa
 
 
 def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
-    if "mode" in job.inputs:  # an image edit: the templates write text-to-image programs only
-        return f"# No program yet for image edits ({job.inputs['mode']}).\n"
     params = dict(job.params)
     if isinstance(result, GeneratedImages) and result.seed is not None:
         params["seed"] = result.seed
