@@ -69,7 +69,7 @@ def _embed_fn(kind: str, adapter: Any, visitor: Visitor):
 
 
 def _choices() -> dict:
-    return gr.update(choices=[c.name for c in store.list()])
+    return gr.update(choices=store.names())
 
 
 def _describe(name: str | None) -> str:
@@ -92,7 +92,7 @@ def create(name, kind, embedder, api_key="", request: gr.Request | None = None):
         raise BadInput("A collection holds text or images.")
     adapter = _adapter(kind, embedder, access.session_key(api_key))
     info = store.create(str(name or "").strip(), kind, f"{adapter.provider}:{adapter.model}")
-    return gr.update(choices=[c.name for c in store.list()], value=info.name), _describe(info.name)
+    return gr.update(choices=store.names(), value=info.name), _describe(info.name)
 
 
 @shows_errors
@@ -159,7 +159,7 @@ def remove(name, sources, request: gr.Request | None = None):
 def delete(name, request: gr.Request | None = None):
     _owner_only(visitors.current(request))
     store.delete(_name(name))
-    return gr.update(choices=[c.name for c in store.list()], value=None), f"Deleted {name}."
+    return gr.update(choices=store.names(), value=None), f"Deleted {name}."
 
 
 def _sources(name: str | None) -> dict:

@@ -183,3 +183,10 @@ def test_the_sample_images_come_from_the_installed_packages():
     said, files = tab.add_samples("samples")
     assert "coffee.png" in files["choices"] and any(f.startswith("digit-seven-") for f in files["choices"])
     assert "Added 45" in said  # 15 scikit-image pictures and 3 digits of each of 10 classes
+
+
+def test_the_collection_menu_lists_names_without_opening_them(tmp_path):
+    tab.create("b-shapes", "image", "colours")
+    tab.create("a-shapes", "image", "colours")
+    (tmp_path / "collections" / ".partial").mkdir()
+    assert tab._choices()["choices"] == ["a-shapes", "b-shapes"]

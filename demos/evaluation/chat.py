@@ -245,6 +245,7 @@ def _json(text: Any) -> Any:
 
 
 def _default_targets() -> str:
+    """The usable chat providers when the page is built (a value, not a callable run at every page load)."""
     usable = [o.provider for o in registry.options(Task.COMPLETION) if o.usable]
     return "\n".join(usable[:2]) or "local"
 
@@ -266,7 +267,7 @@ def layout() -> None:
                 type="filepath",
             )
             targets = gr.Textbox(
-                label="Targets, one per line: provider or provider:model", lines=3, value=_default_targets
+                label="Targets, one per line: provider or provider:model", lines=3, value=_default_targets()
             )
         with gr.Column():
             preset = gr.Dropdown(list(PRESETS), value=FIRST_PRESET, label="Prompt variants preset")

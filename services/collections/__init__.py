@@ -46,6 +46,7 @@ __all__ = [
     "delete",
     "image_file",
     "list",
+    "names",
     "open",
     "remove",
     "root",
@@ -104,6 +105,15 @@ def open(name: str) -> CollectionInfo:
     """The collection's description, with its vectors and index loaded for searching."""
     with reader.reading(name) as (conn, state, _):
         return _info(conn, state)
+
+
+def names() -> builtins.list[str]:
+    """The collections' names, from the folder listing alone (cheap enough for every page load)."""
+    base = root()
+    if not base.is_dir():
+        return []
+    found = [e.name for e in base.iterdir() if not e.name.startswith(".") and (e / store.DB).is_file()]
+    return sorted(found, key=str.lower)
 
 
 def list() -> builtins.list[CollectionInfo]:
