@@ -12,6 +12,7 @@ import logging
 import os
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 import compat
 from adapters import inputs, registry
@@ -28,6 +29,7 @@ from demos import (
     zero_shot,
 )
 from demos.widgets import guard
+from demos.widgets.body_limit import BodyLimit, body_caps
 from demos.widgets.standalone import Tab
 from services import public, visitors
 
@@ -42,7 +44,8 @@ TABS: tuple[Tab, ...] = (  # type: ignore[assignment]
     compare,
     evaluate,
 )  # type: ignore[assignment]
-MAX_UPLOAD = "25mb"
+MAX_FILE_MB = 25  # per uploaded file (Gradio checks it as the file streams in)
+MAX_UPLOAD = f"{MAX_FILE_MB}mb"
 MAX_THREADS = 64  # Gradio's default 40 worker threads would cap concurrent streams below the chat limit
 PUBLIC_SESSIONS = 1000
 DELETE_CACHE = (900, 3600)  # every 15 minutes, remove uploads and outputs older than an hour
@@ -100,6 +103,8 @@ demo = build()
 def launch_options() -> dict:
     """How `python app.py` launches `demo` (read when called, so a benchmark can vary them)."""
     options = {"max_file_size": MAX_UPLOAD, "show_error": False, "max_threads": MAX_THREADS}
+    # request bodies are capped before Gradio parses them (a Space has no proxy in front)
+    options["app_kwargs"] = {"middleware": [Middleware(BodyLimit, caps=body_caps(MAX_FILE_MB))]}
     if public.enabled():  # each session keeps a copy of the page's state (~0.5 MB): keep fewer
         options["state_session_capacity"] = PUBLIC_SESSIONS
     return options

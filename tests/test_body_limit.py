@@ -1,0 +1,102 @@
+"""Request bodies are capped before Gradio reads them (demos/widgets/body_limit.py): through the
+running app with raw HTTP (declared and chunked bodies, the upload route's own cap), and on the
+middleware alone (nothing past the cap is handed to the app)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from demos.widgets.body_limit import MB, BodyLimit, Caps, body_caps
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FMG_MAX_BODY_MB", "1")
+    mp.setenv("FMG_MAX_UPLOAD_REQUEST_MB", "3")
+    import app
+
+    app.demo.launch(
+        prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_options()
+    )
+    try:
+        yield app.demo.local_url.rstrip("/")
+    finally:
+        app.demo.close()
+        mp.undo()
+
+
+def test_a_declared_body_over_the_cap_is_refused_with_one_sentence(server):
+    body = b'{"data": ["' + b"x" * (MB + 10) + b'"]}'
+    reply = httpx.post(f"{server}/gradio_api/call/chat", content=body, headers={"content-type": "application/json"})
+    assert reply.status_code == 413
+    assert "larger than the app accepts (1 MB)" in reply.json()["detail"]
+
+
+def test_a_chunked_body_over_the_cap_is_refused_too(server):
+    def chunks():  # no Content-Length: the middleware counts what arrives
+        for _ in range(40):
+            yield b"x" * 65536
+
+    reply = httpx.post(f"{server}/gradio_api/call/chat", content=chunks(), headers={"content-type": "application/json"})
+    assert reply.status_code == 413
+
+
+def test_a_small_call_and_an_upload_under_its_own_cap_still_work(server):
+    reply = httpx.post(f"{server}/gradio_api/call/chat", json={"data": ["hi", [], "", "", "", 8, 0.7, 1.0, -1]})
+    assert reply.status_code == 200, reply.text
+    two_mb = {"files": ("a.bin", b"\0" * (2 * MB), "application/octet-stream")}
+    assert httpx.post(f"{server}/gradio_api/upload", files=two_mb).status_code == 200  # over 1 MB, under 3 MB
+    four_mb = {"files": ("b.bin", b"\0" * (4 * MB), "application/octet-stream")}
+    assert httpx.post(f"{server}/gradio_api/upload", files=four_mb).status_code == 413
+
+
+def test_nothing_past_the_cap_reaches_the_app():
+    read: list[int] = []
+
+    async def app(scope, receive, send):
+        while True:
+            message = await receive()
+            read.append(len(message.get("body", b"")))
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sent: list[dict] = []
+    pieces = [{"type": "http.request", "body": b"x" * 600, "more_body": True} for _ in range(10)]
+
+    async def receive():
+        return pieces.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/gradio_api/call/chat", "headers": []}
+    asyncio.run(BodyLimit(app, Caps(upload=10_000, other=1_000))(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert sum(read) <= 1_000  # the piece that crossed the cap was never handed over
+    assert len(pieces) == 8  # and the rest was not even read
+
+
+def test_a_malformed_length_is_refused_and_settings_are_checked(monkeypatch):
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def never(scope, receive, send):
+        raise AssertionError("the app ran")
+
+    scope = {"type": "http", "path": "/x", "headers": [(b"content-length", b"-1")]}
+    asyncio.run(BodyLimit(never, Caps(upload=10, other=10))(scope, None, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 413
+    monkeypatch.setenv("FMG_MAX_BODY_MB", "lots")
+    with pytest.raises(ValueError, match="FMG_MAX_BODY_MB must be a whole number"):
+        body_caps(25)
