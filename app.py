@@ -31,6 +31,7 @@ from demos import (
 from demos.widgets import guard
 from demos.widgets.body_limit import BodyLimit, body_caps
 from demos.widgets.standalone import Tab
+from demos.widgets.unknown_sessions import UnknownSessions
 from services import public, visitors
 
 # each is a `demos.widgets.standalone.Tab`; History comes last
@@ -103,8 +104,13 @@ demo = build()
 def launch_options() -> dict:
     """How `python app.py` launches `demo` (read when called, so a benchmark can vary them)."""
     options = {"max_file_size": MAX_UPLOAD, "show_error": False, "max_threads": MAX_THREADS}
-    # request bodies are capped before Gradio parses them (a Space has no proxy in front)
-    options["app_kwargs"] = {"middleware": [Middleware(BodyLimit, caps=body_caps(MAX_FILE_MB))]}
+    # request bodies are capped before Gradio parses them (a Space has no proxy in front),
+    # and a GET of an unknown queue session costs no traceback (`unknown_sessions`)
+    middleware = [
+        Middleware(BodyLimit, caps=body_caps(MAX_FILE_MB)),
+        Middleware(UnknownSessions, known=guard.known_session(demo)),
+    ]
+    options["app_kwargs"] = {"middleware": middleware}
     if public.enabled():  # each session keeps a copy of the page's state (~0.5 MB): keep fewer
         options["state_session_capacity"] = PUBLIC_SESSIONS
     return options

@@ -88,3 +88,12 @@ def _fair_push(queue, original):
         return await original(body=body, request=request, username=username)
 
     return push
+
+
+def known_session(blocks: gr.Blocks):
+    """A test of whether this Blocks' queue holds a session (for `unknown_sessions`)."""
+
+    def known(session_hash: str) -> bool:
+        return session_hash in blocks._queue.pending_messages_per_session
+
+    return known

@@ -1,16 +1,21 @@
-"""Request bodies are capped before Gradio reads them (demos/widgets/body_limit.py): through the
-running app with raw HTTP (declared and chunked bodies, the upload route's own cap), and on the
-middleware alone (nothing past the cap is handed to the app)."""
+"""The app's own ASGI middleware, through the running app with raw HTTP and gradio_client:
+request bodies capped before Gradio reads them (demos/widgets/body_limit.py: declared and chunked
+bodies, the upload route's own cap; on the middleware alone, nothing past the cap is handed over),
+and unknown queue sessions answered without a traceback (demos/widgets/unknown_sessions.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from gradio_client import Client
 
+from adapters import registry
 from demos.widgets.body_limit import MB, BodyLimit, Caps, body_caps
+from tests.fakes import providers as fake
 
 pytestmark = pytest.mark.e2e
 
@@ -20,6 +25,7 @@ def server() -> Iterator[str]:
     mp = pytest.MonkeyPatch()
     mp.setenv("FMG_MAX_BODY_MB", "1")
     mp.setenv("FMG_MAX_UPLOAD_REQUEST_MB", "3")
+    registry.register(fake.provider())
     import app
 
     app.demo.launch(
@@ -30,6 +36,7 @@ def server() -> Iterator[str]:
     finally:
         app.demo.close()
         mp.undo()
+        registry.unregister(fake.NAME)
 
 
 def test_a_declared_body_over_the_cap_is_refused_with_one_sentence(server):
@@ -100,3 +107,38 @@ def test_a_malformed_length_is_refused_and_settings_are_checked(monkeypatch):
     monkeypatch.setenv("FMG_MAX_BODY_MB", "lots")
     with pytest.raises(ValueError, match="FMG_MAX_BODY_MB must be a whole number"):
         body_caps(25)
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        if all(record is not seen for seen in self.records):  # one record reaches several loggers' handlers
+            self.records.append(record)
+
+
+def test_unknown_queue_sessions_cost_one_log_line_per_address_and_no_traceback(server):
+    handler = Records()
+    watched = [logging.getLogger(name) for name in ("uvicorn.error", "fm_gallery.sessions", "")]
+    for logger in watched:
+        logger.addHandler(handler)
+    try:
+        with httpx.Client() as client:
+            for i in range(40):
+                reply = client.get(f"{server}/gradio_api/queue/data", params={"session_hash": f"nobody-{i}"})
+                assert reply.status_code == 200
+                assert '"session_not_found":true' in reply.text  # what Gradio's page and client read
+    finally:
+        for logger in watched:
+            logger.removeHandler(handler)
+    mine = [r for r in handler.records if r.name == "fm_gallery.sessions"]
+    assert len(mine) == 1 and "127.0.0.1" in mine[0].getMessage()
+    assert not [r for r in handler.records if r.exc_info or "Exception in ASGI" in r.getMessage()]
+
+
+def test_a_real_session_still_streams_through_both_middlewares(server):
+    client = Client(server, verbose=False)
+    reply = client.predict("hello there", [], fake.NAME, "", "", 32, 0.7, 1.0, -1, api_name="/chat")
+    assert "hello there" in str(reply)
