@@ -32,6 +32,7 @@ from demos.widgets import guard
 from demos.widgets.body_limit import BodyLimit, body_caps
 from demos.widgets.standalone import Tab
 from demos.widgets.unknown_sessions import UnknownSessions
+from demos.widgets.visitor_cookie import VisitorCookie
 from services import public, visitors
 
 # each is a `demos.widgets.standalone.Tab`; History comes last
@@ -109,6 +110,7 @@ def launch_options() -> dict:
     middleware = [
         Middleware(BodyLimit, caps=body_caps(MAX_FILE_MB)),
         Middleware(UnknownSessions, known=guard.known_session(demo)),
+        Middleware(VisitorCookie),  # public mode: who is not logged in is their browser, not their address
     ]
     options["app_kwargs"] = {"middleware": middleware}
     if public.enabled():  # each session keeps a copy of the page's state (~0.5 MB): keep fewer

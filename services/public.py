@@ -49,7 +49,8 @@ class Limits:
     keep_uploads: bool = False  # keep visitors' uploaded images in the run log
     trusted_proxies: str = ""  # who may set X-Forwarded-For (uvicorn's forwarded_allow_ips)
     rate_limit_storage: str = "memory://"  # or redis://host:port, shared by replicas
-    admins: str = ""  # Hugging Face user names (comma separated) who see every run
+    admins: str = ""  # Hugging Face user names (comma separated) who see every run, besides the Space's owner
+    ipv6_prefix: int = 64  # an IPv6 visitor's quota covers this prefix (whoever has a /64 has all of it)
 
 
 def limits() -> Limits:
@@ -66,8 +67,6 @@ def limits() -> Limits:
             values[f.name] = _typed(f.name, value, type(getattr(Limits, f.name)))
     if "trusted_proxies" not in values and os.environ.get("SPACE_ID", "").strip():
         values["trusted_proxies"] = SPACES_PROXIES
-    if "admins" not in values and os.environ.get("SPACE_AUTHOR_NAME", "").strip():
-        values["admins"] = os.environ["SPACE_AUTHOR_NAME"].strip()
     return Limits(**values)  # type: ignore[arg-type]
 
 

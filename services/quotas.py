@@ -84,7 +84,7 @@ class Quotas:
 
         settings = public.limits()
         per_minute = RateLimitItemPerMinute(max(1, settings.calls_per_minute))
-        if not self._moving.hit(per_minute, "calls", visitor.key, cost=max(1, work.requests)):
+        if not self._moving.hit(per_minute, "calls", visitor.quota_key, cost=max(1, work.requests)):
             raise LimitReached(
                 f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
                 f"limit on this public Space: try again in {self._wait(per_minute, visitor)}."
@@ -102,7 +102,7 @@ class Quotas:
         cost = max(1, math.ceil(estimate * MICRO))
         mine = RateLimitItemPerDay(max(1, round(settings.visitor_usd_per_day * MICRO)))
         everyone = RateLimitItemPerDay(max(1, round(settings.global_usd_per_day * MICRO)))
-        if not self._counter.test(mine, "usd", visitor.key, cost=cost):
+        if not self._counter.test(mine, "usd", visitor.quota_key, cost=cost):
             raise LimitReached(
                 f"This call may cost up to ${estimate:.4g}, more than is left of your "
                 f"${settings.visitor_usd_per_day:g} daily budget on this public Space: try a "
@@ -113,7 +113,7 @@ class Quotas:
                 f"This public Space has spent its ${settings.global_usd_per_day:g} daily budget "
                 "for hosted models: use a local model, your own key, or come back tomorrow."
             )
-        self._counter.hit(mine, "usd", visitor.key, cost=cost)
+        self._counter.hit(mine, "usd", visitor.quota_key, cost=cost)
         self._counter.hit(everyone, "usd", "all", cost=cost)
 
     def check(self, visitor: Visitor) -> None:
@@ -122,7 +122,7 @@ class Quotas:
 
         settings = public.limits()
         per_minute = RateLimitItemPerMinute(max(1, settings.calls_per_minute))
-        if not self._moving.test(per_minute, "calls", visitor.key):
+        if not self._moving.test(per_minute, "calls", visitor.quota_key):
             raise LimitReached(
                 f"You have made {settings.calls_per_minute} hosted calls in the last minute, the "
                 f"limit on this public Space: try again in {self._wait(per_minute, visitor)}."
@@ -134,7 +134,7 @@ class Quotas:
 
         settings = public.limits()
         item = RateLimitItemPerMinute(max(1, settings.events_per_minute))
-        if self._moving.hit(item, "events", visitor.key):
+        if self._moving.hit(item, "events", visitor.quota_key):
             return None
         return (
             f"You have started {settings.events_per_minute} requests in the last minute, the limit on this public "
@@ -146,7 +146,7 @@ class Quotas:
 
         settings = public.limits()
         item = RateLimitItemPerMinute(max(1, settings.votes_per_minute))
-        if not self._moving.hit(item, "votes", visitor.key):
+        if not self._moving.hit(item, "votes", visitor.quota_key):
             raise LimitReached(
                 f"You have cast {settings.votes_per_minute} votes in the last minute, the limit on "
                 f"this public Space: try again in {self._wait(item, visitor, 'votes')}."
@@ -154,7 +154,7 @@ class Quotas:
 
     def _wait(self, item: Any, visitor: Visitor, scope: str = "calls") -> str:
         strategy = self._counter if scope == "usd" else self._moving
-        stats = strategy.get_window_stats(item, scope, visitor.key)
+        stats = strategy.get_window_stats(item, scope, visitor.quota_key)
         seconds = max(1, math.ceil(stats.reset_time - time.time()))
         if seconds < 120:
             return f"{seconds} s"
@@ -203,14 +203,14 @@ def local_turn(visitor: Visitor, uses_local: bool = True) -> Iterator[None]:
         yield
         return
     with _lock:
-        if visitor.key in _local_turns:
+        if visitor.quota_key in _local_turns:
             raise LimitReached(
                 "Your previous local-model call is still running, and this public Space runs one "
                 "at a time per visitor: wait for it to finish."
             )
-        _local_turns.add(visitor.key)
+        _local_turns.add(visitor.quota_key)
     try:
         yield
     finally:
         with _lock:
-            _local_turns.discard(visitor.key)
+            _local_turns.discard(visitor.quota_key)

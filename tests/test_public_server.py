@@ -289,14 +289,47 @@ def test_each_visitor_sees_only_their_own_runs(server, tmp_path):
     detail = next(i for i, fn in app_fns().items() if getattr(fn.fn, "__name__", "") == "detail")
     record, _, program = raw_call(server, detail, [run_id], bob.headers["X-Forwarded-For"])  # not on the API page
     assert record is None and program == ""
-    record, _, _ = raw_call(server, detail, [run_id], alice.headers["X-Forwarded-For"])
+    address = alice.headers["X-Forwarded-For"]
+    record, _, _ = raw_call(server, detail, [run_id], address)  # alice's address, not alice's session
+    assert record is None  # privacy follows the browser or the session, never the address alone
+    assert alice.cookies.get("fmg_visitor")  # gradio_client keeps the page's cookie: it is a browser
+    record, _, _ = raw_call(server, detail, [run_id], address, cookies=alice.cookies)
     assert record["id"] == run_id
 
 
-def raw_call(server: str, fn_index: int, data: list, address: str) -> list:
+def test_two_people_behind_one_address_see_only_their_own_runs(server):
+    """One office NAT: two browsers, one address. Each page load gets its own signed cookie."""
+    address = f"198.51.100.{next(_address)}"
+    first, second = (httpx.Client(base_url=server, headers={"X-Forwarded-For": address}, timeout=30) for _ in range(2))
+    with first, second:
+        for browser in (first, second):
+            assert browser.get("/").status_code == 200
+            assert browser.cookies.get("fmg_visitor")  # the page load gave this browser its token
+        assert first.cookies.get("fmg_visitor") != second.cookies.get("fmg_visitor")
+        chat_fn, history_fn = (
+            next(i for i, fn in app_fns().items() if getattr(fn.fn, "__name__", "") == name)
+            for name in ("chat", "history")
+        )
+        for browser, words in ((first, "first browser's secret"), (second, "second browser's secret")):
+            raw_call(
+                server, chat_fn, [words, [], "counted", "", "", 32, 0.7, 1.0, -1], address, cookies=browser.cookies
+            )
+        seen = {
+            name: json.dumps(raw_call(server, history_fn, ["", "", "", False], address, cookies=browser.cookies))
+            for name, browser in (("first", first), ("second", second))
+        }
+    assert "first browser's secret" in seen["first"] and "second browser's secret" not in seen["first"]
+    assert "second browser's secret" in seen["second"] and "first browser's secret" not in seen["second"]
+    forged = {"fmg_visitor": first.cookies["fmg_visitor"].split(".")[0] + ".0123456789abcdef0123456789abcdef"}
+    assert "secret" not in json.dumps(raw_call(server, history_fn, ["", "", "", False], address, cookies=forged))
+
+
+def raw_call(server: str, fn_index: int, data: list, address: str, session: str | None = None, cookies=None) -> list:
     """Call any event by its index over plain HTTP, as a script would (private ones included)."""
-    session = f"raw-{next(_address)}"
+    session = session or f"raw-{next(_address)}"
     headers = {"X-Forwarded-For": address}
+    if cookies:
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in dict(cookies).items())
     joined = httpx.post(
         f"{server}gradio_api/queue/join",
         headers=headers,

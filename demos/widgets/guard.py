@@ -69,11 +69,11 @@ def _fair_push(queue, original):
     async def push(body, request, username):
         if public.enabled():
             limit = public.limits().events_per_visitor
-            who = visitors.of(request, username).id
+            who = visitors.of(request, username).quota_id
             mine = sum(
                 1
                 for event in list(queue.event_ids_to_events.values())
-                if visitors.of(event.request, event.username).id == who
+                if visitors.of(event.request, event.username).quota_id == who
             )
             if mine >= limit:
                 return (
