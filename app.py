@@ -12,6 +12,7 @@ import logging
 import os
 
 import gradio as gr
+from gradio import utils as gradio_utils
 from starlette.middleware import Middleware
 
 import compat
@@ -32,6 +33,7 @@ from demos.widgets import guard
 from demos.widgets.body_limit import BodyLimit, body_caps
 from demos.widgets.standalone import Tab
 from demos.widgets.unknown_sessions import UnknownSessions
+from demos.widgets.upload_budget import UploadBudget
 from demos.widgets.visitor_cookie import VisitorCookie
 from services import public, visitors
 
@@ -109,6 +111,7 @@ def launch_options() -> dict:
     # and a GET of an unknown queue session costs no traceback (`unknown_sessions`)
     middleware = [
         Middleware(BodyLimit, caps=body_caps(MAX_FILE_MB)),
+        Middleware(UploadBudget, folder=gradio_utils.get_upload_folder),  # public mode: bytes per visitor
         Middleware(UnknownSessions, known=guard.known_session(demo)),
         Middleware(VisitorCookie),  # public mode: who is not logged in is their browser, not their address
     ]

@@ -27,6 +27,7 @@ from services.visitors import Visitor
 IMAGE_INPUT_TOKENS = 1_500  # what a vision model may bill for one input image, at most
 CHARS_PER_TOKEN = 3  # fewer than most tokenizers average: the estimate errs high
 MICRO = 1_000_000
+COUNTED_SCOPES = frozenset({"usd", "upload_kib"})  # large counts: a sliding-window counter, not a moving window
 
 
 class LimitReached(FMError):
@@ -152,8 +153,20 @@ class Quotas:
                 f"this public Space: try again in {self._wait(item, visitor, 'votes')}."
             )
 
+    def upload(self, visitor: Visitor, nbytes: int) -> None:
+        """Count an upload's bytes (in KiB) against the visitor's hourly budget, or refuse it."""
+        from limits import RateLimitItemPerHour
+
+        settings = public.limits()
+        item = RateLimitItemPerHour(max(1, settings.upload_mb_per_hour) * 1024)
+        if not self._counter.hit(item, "upload_kib", visitor.quota_key, cost=max(1, math.ceil(nbytes / 1024))):
+            raise LimitReached(
+                f"You have uploaded {settings.upload_mb_per_hour} MB in the last hour, the limit on this "
+                f"public Space: try again in {self._wait(item, visitor, 'upload_kib')}."
+            )
+
     def _wait(self, item: Any, visitor: Visitor, scope: str = "calls") -> str:
-        strategy = self._counter if scope == "usd" else self._moving
+        strategy = self._counter if scope in COUNTED_SCOPES else self._moving
         stats = strategy.get_window_stats(item, scope, visitor.quota_key)
         seconds = max(1, math.ceil(stats.reset_time - time.time()))
         if seconds < 120:
@@ -214,3 +227,9 @@ def local_turn(visitor: Visitor, uses_local: bool = True) -> Iterator[None]:
     finally:
         with _lock:
             _local_turns.discard(visitor.quota_key)
+
+
+def upload(visitor: Visitor, nbytes: int) -> None:
+    """Public mode: count an upload's bytes before Gradio writes them (private mode: nothing)."""
+    if public.enabled():
+        quotas().upload(visitor, nbytes)

@@ -10,6 +10,7 @@ import logging
 import os
 import pathlib
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -345,6 +346,44 @@ def raw_call(server: str, fn_index: int, data: list, address: str, session: str 
                 assert message.get("success"), message
                 return message["output"]["data"]
     raise AssertionError("the event never completed")
+
+
+def upload(server: str, address: str, nbytes: int, name: str = "x.bin") -> httpx.Response:
+    files = {"files": (name, os.urandom(nbytes), "application/octet-stream")}
+    return httpx.post(f"{server}gradio_api/upload", files=files, headers={"X-Forwarded-For": address}, timeout=30)
+
+
+def test_a_visitors_uploads_are_limited_per_hour_before_they_are_stored(server, monkeypatch):
+    monkeypatch.setenv("FMG_PUBLIC_UPLOAD_MB_PER_HOUR", "3")
+    flooder, other = f"198.51.100.{next(_address)}", f"198.51.100.{next(_address)}"
+    folder = pathlib.Path(app_upload_folder())
+    for _ in range(3):
+        assert upload(server, flooder, 900_000).status_code == 200
+    before = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    refused = upload(server, flooder, 900_000)
+    assert refused.status_code == 429 and "uploaded 3 MB in the last hour" in refused.json()["detail"]
+    assert sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) == before  # nothing was written
+    assert upload(server, other, 900_000).status_code == 200  # another visitor has their own budget
+
+    def chunks():
+        yield b"--x\r\n"
+
+    no_length = httpx.post(f"{server}gradio_api/upload", content=chunks(), headers={"X-Forwarded-For": other})
+    assert no_length.status_code == 411
+
+
+def test_uploads_stop_while_the_upload_folder_is_full(server, monkeypatch):
+    upload(server, f"198.51.100.{next(_address)}", 600_000)  # the folder holds at least this much
+    monkeypatch.setenv("FMG_PUBLIC_TEMP_FOLDER_MB", "1")
+    time.sleep(5.1)  # the folder's size is measured every 5 s
+    full = upload(server, f"198.51.100.{next(_address)}", 500_000)
+    assert full.status_code == 503 and "upload space is full" in full.json()["detail"]
+
+
+def app_upload_folder() -> str:
+    from gradio import utils
+
+    return utils.get_upload_folder()
 
 
 def test_a_refused_upload_is_not_kept(server, tmp_path, monkeypatch):
