@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.errors import FMError
+from adapters.errors import BadInput, FMError
 from adapters.prices import FREE_PROVIDERS, price_table
 from services import public
 from services.visitors import Visitor
@@ -27,7 +27,9 @@ from services.visitors import Visitor
 IMAGE_INPUT_TOKENS = 1_500  # what a vision model may bill for one input image, at most
 CHARS_PER_TOKEN = 3  # fewer than most tokenizers average: the estimate errs high
 MICRO = 1_000_000
-COUNTED_SCOPES = frozenset({"usd", "upload_kib"})  # large counts: a sliding-window counter, not a moving window
+COUNTED_SCOPES = frozenset(
+    {"usd", "upload_kib", "megapixels"}
+)  # large counts: a sliding-window counter, not a moving window
 
 
 class LimitReached(FMError):
@@ -153,6 +155,25 @@ class Quotas:
                 f"this public Space: try again in {self._wait(item, visitor, 'votes')}."
             )
 
+    def decode(self, visitor: Visitor, pixels: int) -> None:
+        """Count the megapixels a request is about to decode: at most `decode_megapixels` per
+        request and `decode_megapixels_per_minute` per visitor, or refuse before any is decoded."""
+        from limits import RateLimitItemPerMinute
+
+        settings = public.limits()
+        megapixels = max(1, math.ceil(pixels / 1_000_000))
+        if megapixels > settings.decode_megapixels:
+            raise BadInput(
+                f"These images hold {megapixels:,} megapixels; one request on this public Space decodes at most "
+                f"{settings.decode_megapixels:,}: use fewer or smaller images."
+            )
+        item = RateLimitItemPerMinute(max(1, settings.decode_megapixels_per_minute))
+        if not self._counter.hit(item, "megapixels", visitor.quota_key, cost=megapixels):
+            raise LimitReached(
+                f"You have had {settings.decode_megapixels_per_minute:,} megapixels decoded in the last minute, "
+                f"the limit on this public Space: try again in {self._wait(item, visitor, 'megapixels')}."
+            )
+
     def upload(self, visitor: Visitor, nbytes: int) -> None:
         """Count an upload's bytes (in KiB) against the visitor's hourly budget, or refuse it."""
         from limits import RateLimitItemPerHour
@@ -233,3 +254,9 @@ def upload(visitor: Visitor, nbytes: int) -> None:
     """Public mode: count an upload's bytes before Gradio writes them (private mode: nothing)."""
     if public.enabled():
         quotas().upload(visitor, nbytes)
+
+
+def decode(visitor: Visitor, pixels: int) -> None:
+    """Public mode: admit `pixels` to be decoded for this visitor, or refuse (private: nothing)."""
+    if public.enabled():
+        quotas().decode(visitor, pixels)

@@ -11,6 +11,7 @@ from gradio_client import Client
 from adapters import registry
 from demos import evaluate
 from demos.evaluation import chat
+from services import quotas
 from services.evaluation import __main__ as cli
 from services.evaluation import store
 from tests.fakes import oracle
@@ -203,7 +204,7 @@ def test_the_images_section_evaluates_captioners_and_generators(fake_provider, t
     assert table[0][0] == "fake" and table[0][2] == 2 and len(gallery) == 2
 
 
-def test_a_public_visitor_cannot_make_the_server_decode_a_huge_image_set(tmp_path, monkeypatch):
+def test_a_public_visitor_cannot_make_the_server_decode_a_huge_image_set(tmp_path, monkeypatch, fake_provider):
     import io
     import zipfile
 
@@ -226,3 +227,92 @@ def test_a_public_visitor_cannot_make_the_server_decode_a_huge_image_set(tmp_pat
     with pytest.raises(gr_error(), match="at most 20"):
         images.zero_shot(images.UPLOAD, str(upload), 4, "fake")
     assert decoded == []  # refused before a single image was decoded
+
+
+def blank_zip(tmp_path, side: int, count: int):
+    """A small zip of `count` blank side x side PNGs (one PNG, compressed to a few KB, stored many times)."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("L", (side, side), 255).save(png, format="PNG")
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w", zipfile.ZIP_DEFLATED) as archive:
+        for n in range(count):
+            archive.writestr(f"{'cat' if n % 2 else 'dog'}/{n}.png", png.getvalue())
+    upload = tmp_path / f"blank-{side}-{count}.zip"
+    upload.write_bytes(data.getvalue())
+    return str(upload)
+
+
+@pytest.fixture
+def counted_decodes(monkeypatch, fake_provider):
+    from services.evaluation import image_sets
+
+    decoded = []
+    original = image_sets._decoded
+    monkeypatch.setattr(image_sets, "_decoded", lambda rel, read: decoded.append(rel) or original(rel, read))
+    monkeypatch.setenv("FMG_PUBLIC", "1")
+    monkeypatch.setattr(quotas, "_quotas", None)
+    monkeypatch.setattr(quotas, "price_table", lambda: {"fake": quotas_any_price()})
+    return decoded
+
+
+class quotas_any_price(dict):
+    def get(self, model, default=None):
+        return {"input_per_1m": 0.001, "output_per_1m": 0.001}
+
+
+def test_pixels_are_budgeted_from_the_headers_before_any_image_is_decoded(tmp_path, monkeypatch, counted_decodes):
+    from demos.evaluation import images
+
+    monkeypatch.setenv("FMG_PUBLIC_DECODE_MEGAPIXELS", "100")
+    with pytest.raises(gr_error(), match="hold 144 megapixels; one request on this public Space decodes at most 100"):
+        images.zero_shot(images.UPLOAD, blank_zip(tmp_path, 6000, 4), 4, "fake")
+    assert counted_decodes == []
+
+
+def test_a_visitors_decoded_pixels_are_budgeted_per_minute(tmp_path, monkeypatch, counted_decodes):
+    from demos.evaluation import images
+
+    monkeypatch.setenv("FMG_PUBLIC_DECODE_MEGAPIXELS_PER_MINUTE", "10")
+    upload = blank_zip(tmp_path, 2000, 2)  # 8 megapixels
+    images.zero_shot(images.UPLOAD, upload, 4, "fake")
+    assert len(counted_decodes) == 2
+    with pytest.raises(gr_error(), match="10 megapixels decoded in the last minute"):
+        images.zero_shot(images.UPLOAD, upload, 4, "fake")
+    assert len(counted_decodes) == 2
+
+
+def test_targets_and_quota_are_checked_before_the_set_is_read(tmp_path, monkeypatch, counted_decodes):
+    from demos.evaluation import images
+
+    upload = blank_zip(tmp_path, 64, 4)
+    with pytest.raises(gr_error(), match="None of the targets can run, so nothing was read"):
+        images.zero_shot(images.UPLOAD, upload, 4, "no-such-provider")
+    monkeypatch.setattr(quotas, "price_table", lambda: {"openai": {}})
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "1")
+    monkeypatch.setattr(quotas.Quotas, "check", lambda self, visitor: (_ for _ in ()).throw(quotas.LimitReached("no")))
+    with pytest.raises(gr_error()):
+        images.zero_shot(images.UPLOAD, upload, 4, "openai")
+    assert counted_decodes == []
+
+
+def test_heavy_jobs_run_one_per_visitor_and_a_few_in_all(monkeypatch):
+    from services import heavy
+    from services.visitors import Visitor
+
+    monkeypatch.setenv("FMG_PUBLIC", "1")
+    monkeypatch.setenv("FMG_PUBLIC_HEAVY_JOBS", "2")
+    ann, bo, cy = Visitor("addr:1"), Visitor("addr:2"), Visitor("addr:3")
+    with heavy.slot(ann, "image evaluation"):
+        with pytest.raises(quotas.LimitReached, match="Your image evaluation is still running"), heavy.slot(ann, "x"):
+            pass
+        busy = pytest.raises(quotas.LimitReached, match="running 2 image sets, collections or evaluations")
+        with heavy.slot(bo, "collection"), busy, heavy.slot(cy, "evaluation"):
+            pass
+    with heavy.slot(cy, "evaluation"):  # freed once they finished
+        pass

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 
 from demos.widgets.report import shows_errors
-from services import boundary, public, visitors
+from services import boundary, heavy, public, quotas, visitors
 from services.evaluation import caption_eval, captioned, generation_eval, image_eval, image_sets
 from services.evaluation.image_sets import ImageSet
 
@@ -22,7 +22,7 @@ UPLOAD = "(uploaded zip)"
 PER_CLASS = 20  # digits per class: 200 images, 100 held out for testing
 
 
-def _image_set(name: str, upload: str | None, per_class: float | None) -> ImageSet:
+def _image_set(name: str, upload: str | None, per_class: float | None, visitor: visitors.Visitor) -> ImageSet:
     if name == DIGITS:
         return image_sets.digits(size=64, per_class=int(per_class or PER_CLASS))
     if not upload:
@@ -33,7 +33,7 @@ def _image_set(name: str, upload: str | None, per_class: float | None) -> ImageS
     with path.open("rb") as f:
         data = f.read(image_sets.MAX_ZIP_BYTES + 1)
     _check_public_count(data)
-    return image_sets.from_zip(data, name=path.name)
+    return image_sets.from_zip(data, name=path.name, admit=lambda pixels: quotas.decode(visitor, pixels))
 
 
 def _check_public_count(data: bytes) -> None:
@@ -58,8 +58,11 @@ def _targets(text: str) -> list[str]:
 @shows_errors
 def zero_shot(name, upload, per_class, targets, request: gr.Request | None = None):
     """Accuracy per target on the set, with confusion tables."""
-    image_set = _image_set(name, upload, per_class)
-    rows = image_eval.zero_shot(image_set, _targets(targets), visitors.current(request))
+    visitor = visitors.current(request)
+    names = image_eval.check_first(_targets(targets), visitor)  # before the set is read or decoded
+    with heavy.slot(visitor, "image evaluation"):
+        image_set = _image_set(name, upload, per_class, visitor)
+        rows = image_eval.zero_shot(image_set, names, visitor)
     tables = []
     for row in rows:
         if row.error or not row.confusion:
@@ -76,9 +79,11 @@ def zero_shot(name, upload, per_class, targets, request: gr.Request | None = Non
 @shows_errors
 def probe(name, upload, per_class, target, repeats, request: gr.Request | None = None):
     """The probe's accuracy per shots per class, next to zero-shot from the same vectors."""
-    image_set = _image_set(name, upload, per_class)
-    first = (_targets(target) or ["local"])[0]
-    curve, cost = image_eval.probe(image_set, first, repeats=int(repeats or 3), visitor=visitors.current(request))
+    visitor = visitors.current(request)
+    first = image_eval.check_first((_targets(target) or ["local"])[:1], visitor)[0]
+    with heavy.slot(visitor, "image evaluation"):
+        image_set = _image_set(name, upload, per_class, visitor)
+        curve, cost = image_eval.probe(image_set, first, repeats=int(repeats or 3), visitor=visitor)
     points = _plot(curve)
     notes = " ".join(curve.notes)
     summary = (

@@ -57,6 +57,25 @@ def zero_shot(
     return [_zero_shot_one(image_set, Target.parse(t), visitor, api_key) for t in targets]
 
 
+def check_first(targets: Sequence[str], visitor: Visitor, api_key: str | None = None) -> list[str]:
+    """The cheap checks, before an image set is read or decoded: 1 to 6 targets, each a model the
+    visitor may call (the trust boundary), and a hosted call left in the visitor's quota. A target
+    that cannot run is left to fail in its own row; when none can, the request is refused here."""
+    names = check_targets(targets)
+    reasons = []
+    for name in names:
+        target = Target.parse(name)
+        try:
+            access.check(visitor, access.adapter(Task.ZERO_SHOT, target.provider, target.model, api_key))
+        except LimitReached:
+            raise
+        except FMError as err:
+            reasons.append(f"{target.name}: {err}")
+    if len(reasons) == len(names):
+        raise BadInput(f"None of the targets can run, so nothing was read: {reasons[0]}")
+    return names
+
+
 def _zero_shot_one(image_set: ImageSet, target: Target, visitor: Visitor, api_key: str | None) -> ZeroShotRow:
     labels = list(image_set.label_names)
     predicted: list[str | None] = []

@@ -10,6 +10,7 @@ A zip is read in memory and never extracted.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import warnings
@@ -35,6 +36,7 @@ MAX_ZIP_BYTES = MAX_TOTAL_BYTES  # the upload itself
 MAX_LABELS_FILE_BYTES = 5 * 2**20
 MAX_SIDE = 384  # images are kept at most this large: CLIP-like models see 224-384 pixels
 MAX_TOTAL_PIXELS = 300_000_000  # kept over the whole set, about 900 MB of RGB
+Admit = Callable[[int], None]  # told the pixels a set's images declare; raises to refuse them
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGITS_PROMPT = "a photo of the handwritten digit {label}."
 DEFAULT_PROMPT = "a photo of a {label}."  # the CLIP paper's default template
@@ -106,9 +108,10 @@ def from_folder(path: str | os.PathLike) -> ImageSet:
     return _assemble(root.name or str(root), entries, folder=True)
 
 
-def from_zip(data: bytes, name: str = "uploaded set") -> ImageSet:
+def from_zip(data: bytes, name: str = "uploaded set", admit: Admit | None = None) -> ImageSet:
     """A set from an uploaded zip, read in memory: one folder per class, or a labels.csv
-    (filename,label) at its root. Bounded in members, bytes per member and bytes in all."""
+    (filename,label) at its root. Bounded in members, bytes per member and bytes in all; `admit`
+    is given the pixels the images' headers declare, before any is decoded, and may refuse them."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise BadInput("Expected the zip file's contents: upload a .zip file.")
     if len(data) > MAX_ZIP_BYTES:
@@ -132,14 +135,17 @@ def from_zip(data: bytes, name: str = "uploaded set") -> ImageSet:
             if rel in entries:
                 raise BadInput(f"The zip holds '{rel}' twice: remove the duplicate and upload it again.")
             entries[rel] = _member_reader(archive, info, rel, budget)
-        return _assemble(name, entries, folder=False)
+        return _assemble(name, entries, folder=False, admit=admit)
 
 
 # --- assembling a set from named entries (shared by folders and zips) -----------------------------
 
 
-def _assemble(name: str, entries: dict[str, Callable[[], Any]], *, folder: bool) -> ImageSet:
-    """Labels from labels.csv or from class folders, then every labelled image decoded."""
+def _assemble(
+    name: str, entries: dict[str, Callable[[], Any]], *, folder: bool, admit: Admit | None = None
+) -> ImageSet:
+    """Labels from labels.csv or from class folders, then every labelled image decoded, once
+    `admit` has accepted the pixels their headers declare."""
     where = "folder" if folder else "zip"
     entries = _strip_common_folder(entries)
     if LABELS_FILE in entries:
@@ -162,9 +168,12 @@ def _assemble(name: str, entries: dict[str, Callable[[], Any]], *, folder: bool)
     if len(label_names) > MAX_LABELS:
         raise BadInput(f"The {where} has {len(label_names)} classes; the limit is {MAX_LABELS}.")
 
+    sources = {rel: entries[rel]() for rel, _ in labelled}  # each read once (bytes, or a folder's path)
+    if admit is not None:  # the caller's pixel budget, from the headers alone: nothing decoded yet
+        admit(sum(_declared_pixels(source) for source in sources.values()))
     images, labels, pixels = [], [], 0
     for rel, label in labelled:
-        image = _decoded(rel, entries[rel])
+        image = _decoded(rel, functools.partial(sources.pop, rel))
         pixels += image.size[0] * image.size[1]
         if pixels > MAX_TOTAL_PIXELS:
             raise BadInput(
@@ -251,6 +260,18 @@ def _label(text: str, where: str) -> str:
     if len(label) > MAX_LABEL_CHARS:
         raise BadInput(f"The label '{label[:40]}...' ({where}) is longer than {MAX_LABEL_CHARS} characters.")
     return label
+
+
+def _declared_pixels(source: Any) -> int:
+    """Width x height from an image's header (nothing decoded); 0 when it has none we can read
+    (decoding then says what is wrong with it)."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            return int(image.size[0]) * int(image.size[1])
+    except (OSError, SyntaxError, ValueError, EOFError, PILImage.DecompressionBombError):
+        return 0
 
 
 def _decoded(rel: str, read: Callable[[], Any]) -> Image:
