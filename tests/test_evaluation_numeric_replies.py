@@ -157,6 +157,7 @@ CUT_OFF = [
     ("Step 1: 12 + 7 = 19\nStep 2: 19 x 2 =", "19", False, True),
     ("\\boxed{38}\n\nHere is the working: first the 3", "38", True, True),
     ("So far 3 + 4 = 7, and the answer is 1", "15", False, True),  # the number may be the start of 15
+    ("Adding the two crates, the answer is 1", "1", False, True),  # it may have gone on to 15: not credited
     ("12 is the answer, because 6 + 6 = 12, and", "12", True, True),
     ("The train leaves at 9 and arrives at 11, a", "2", False, True),
     ("The answer is **56**. Working: 7 rows of 8 seats and", "56", True, True),

@@ -394,16 +394,16 @@ class Evaluation:
     def _pick(self, variant: Variant, item: Item, texts: list[str], tally: _Tally) -> tuple[str, str | None]:
         """The reply that counts and the answer scored: the first, the majority, or the best verified."""
         if variant.pick == "majority":
-            answers = [scoring.extract_answer(t) for t in texts]
+            answers = [scoring.extract_answer(t, cut_off=t in tally.cut) for t in texts]
             answer, share = scoring.majority(answers)
             tally.extra["votes"] = f"{share:.0%} of {len(texts)}"
             chosen = next((t for t, a in zip(texts, answers, strict=True) if a == answer), texts[0])
             return chosen, answer
         if variant.pick == "best_of":
             chosen = self._best(variant, item, texts, tally)
-            return chosen, scoring.extract_answer(chosen)
+            return chosen, scoring.extract_answer(chosen, cut_off=chosen in tally.cut)
         text = texts[0]
-        return text, scoring.extract_answer(text) if variant.extracts_answer else text
+        return text, scoring.extract_answer(text, cut_off=text in tally.cut) if variant.extracts_answer else text
 
     def _best(self, variant: Variant, item: Item, texts: list[str], tally: _Tally) -> str:
         """Best-of-n: the first sample the verifier accepts (the judge: the highest graded)."""
@@ -422,6 +422,9 @@ class Evaluation:
     ) -> Cell:
         name = self.spec.scorer_name
         scored_text = answer if answer is not None else output
+        cut_off = output in tally.cut  # stopped by max_tokens: scored from an answer stated before the cut
+        if cut_off:
+            tally.extra["cut_off"] = True
         if name == "injection":
             marker = str(item.meta.get("marker", ""))
             attacked = bool(marker) and scoring.injection_succeeded(output, marker)
@@ -443,7 +446,9 @@ class Evaluation:
         reference = item.reference
         if reference is None:
             return tally.cell(item, target, variant, output, answer, None, "no reference to score against")
-        result = scoring.score(name, scored_text, reference, **self.spec.scorer_options)
+        result = scoring.score(
+            name, scored_text, reference, cut_off=cut_off and scored_text == output, **self.spec.scorer_options
+        )
         return tally.cell(item, target, variant, output, answer, result.value, result.why)
 
     def _judge(self, item: Item, output: str, tally: _Tally) -> scoring.Score:
@@ -495,8 +500,11 @@ class Evaluation:
             usage.output_tokens if usage else None,
             result.cost_usd,
         )
-        if not result.cut:
+        stopped = bool(result.cut) or result.finish_reason == "length"  # max_tokens, or a broken stream
+        if not stopped:  # the cache keeps no finish reason, so a cut-off reply is not cached
             store.cache(key, reply)
+        else:
+            tally.cut.add(reply.text)
         with self._lock:
             self.calls += 1
             self.spent_usd += result.cost_usd or 0.0
@@ -582,6 +590,7 @@ class _Tally:
         self.calls = 0
         self.cached = 0
         self.extra: dict[str, Any] = {}
+        self.cut: set[str] = set()  # texts of the replies stopped by max_tokens (or a broken stream)
         self.started = time.perf_counter()
 
     def add(self, reply: Reply, cached: bool) -> None:

@@ -25,6 +25,7 @@ MATRIX_COLUMNS = [
     "95% CI",
     "n",
     "errors",
+    "cut off",
     "attack success",
     "mean latency s",
     "p95 latency s",
@@ -57,6 +58,7 @@ class Row:
     usd_per_correct: float | None
     cache_hits: int
     calls: int
+    cut_off: int = 0  # cells whose reply was stopped by max_tokens
 
 
 def matrix(cells: Sequence[Cell], seed: int = 0) -> list[Row]:
@@ -92,7 +94,13 @@ def _row(variant: str, target: str, group: list[Cell], seed: int) -> Row:
         usd_per_correct=(cost / correct) if cost is not None and correct else None,
         cache_hits=sum(c.cached for c in group),
         calls=sum(c.calls for c in group),
+        cut_off=sum(cut_off(c) for c in group),
     )
+
+
+def cut_off(cell: Cell) -> bool:
+    """Whether the cell's reply was stopped by max_tokens (a column once the store has one, else in `extra`)."""
+    return bool(getattr(cell, "cut_off", False) or (cell.extra or {}).get("cut_off"))
 
 
 def confusion(
@@ -126,6 +134,7 @@ def table(rows: Sequence[Row]) -> list[list]:
             f"{_num(r.low, 2)}-{_num(r.high, 2)}" if r.n else "",
             r.n,
             r.errors,
+            r.cut_off,
             "" if r.attack_rate is None else f"{r.attack_rate:.0%}",
             _num(r.mean_latency_s, 3),
             _num(r.p95_latency_s, 3),
@@ -144,7 +153,11 @@ def drill_down(cells: Sequence[Cell], limit: int = 500) -> list[list]:
     rows = []
     for c in cells[:limit]:
         why = c.error or c.why
-        extra = "; ".join(f"{k} {v}" for k, v in (c.extra or {}).items() if k != "attack")
+        extra = "; ".join(
+            "cut off at max_tokens" if k == "cut_off" else f"{k} {v}"
+            for k, v in (c.extra or {}).items()
+            if k != "attack"
+        )
         rows.append(
             [
                 c.item,

@@ -172,6 +172,8 @@ def _options(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(v, str | int | float | bool) for v in value.values()):
         raise BadInput('scorer_options must be an object of plain values, e.g. {"rel_tol": 0.01}.')
+    if "cut_off" in value:
+        raise BadInput("cut_off is not a scorer option: it comes from the provider, when a reply hits max_tokens.")
     return {str(k): v for k, v in value.items()}
 
 
