@@ -1,9 +1,10 @@
 """An evaluation's results: the matrix (variant x target), the per-item drill-down and the exports.
 
-The score column is the mean over scored cells with a 95% bootstrap interval; cells that failed
+The score column is the mean over scored cells with a 95% interval: Wilson's where every score is
+0 or 1 (a share of passes), else a bootstrap, named in the "interval" column. Cells that failed
 are counted in `errors`, not scored as 0, so a flaky vendor shows as errors rather than as a
 worse model. For injection datasets the score is the share of attacks resisted, and the attack
-success rate is shown beside it.
+success rate is shown beside it with its Wilson interval.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ MATRIX_COLUMNS = [
     "score",
     "95% CI",
     "n",
+    "interval",
     "errors",
     "cut off",
     "attack success",
@@ -35,6 +37,7 @@ MATRIX_COLUMNS = [
     "$ per correct",
     "cache hits",
 ]
+CONFIDENCE = 0.95
 DRILL_COLUMNS = ["item", "target", "variant", "score", "why", "answer", "output", "cost $", "cached"]
 
 
@@ -59,6 +62,9 @@ class Row:
     cache_hits: int
     calls: int
     cut_off: int = 0  # cells whose reply was stopped by max_tokens
+    interval: str = ""  # how low..high was computed: "Wilson 95%", "bootstrap 95%"
+    attack_low: float | None = None
+    attack_high: float | None = None
 
 
 def matrix(cells: Sequence[Cell], seed: int = 0) -> list[Row]:
@@ -71,12 +77,13 @@ def matrix(cells: Sequence[Cell], seed: int = 0) -> list[Row]:
 
 def _row(variant: str, target: str, group: list[Cell], seed: int) -> Row:
     scored = [c.score for c in group if c.score is not None and c.error is None]
-    mean, low, high = stats.bootstrap_ci(scored, seed=seed)
+    mean, low, high, method = stats.interval(scored, CONFIDENCE, seed=seed)
     latencies = [c.latency_s for c in group if c.latency_s is not None and c.error is None]
     attacks = [bool(c.extra.get("attack")) for c in group if c.extra and "attack" in c.extra]
     costs = [c.cost_usd for c in group if c.error is None]
     cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
     correct = sum(s >= 0.5 for s in scored)
+    _, attack_low, attack_high = stats.wilson_ci(sum(attacks), len(attacks), CONFIDENCE) if attacks else (0, None, None)
     return Row(
         variant=variant,
         target=target,
@@ -86,6 +93,8 @@ def _row(variant: str, target: str, group: list[Cell], seed: int) -> Row:
         n=len(scored),
         errors=sum(c.error is not None for c in group),
         attack_rate=sum(attacks) / len(attacks) if attacks else None,
+        attack_low=attack_low,
+        attack_high=attack_high,
         mean_latency_s=stats.mean(latencies),
         p95_latency_s=stats.percentile(latencies, 95),
         input_tokens=_total([c.input_tokens for c in group]),
@@ -95,6 +104,7 @@ def _row(variant: str, target: str, group: list[Cell], seed: int) -> Row:
         cache_hits=sum(c.cached for c in group),
         calls=sum(c.calls for c in group),
         cut_off=sum(cut_off(c) for c in group),
+        interval=stats.method_label(method, CONFIDENCE) if scored else "",
     )
 
 
@@ -119,6 +129,15 @@ def confusion(
     return out
 
 
+def _attack(row: Row) -> str:
+    """The attack success rate with its Wilson interval: "25% (9-49%)"."""
+    if row.attack_rate is None:
+        return ""
+    if row.attack_low is None or row.attack_high is None:
+        return f"{row.attack_rate:.0%}"
+    return f"{row.attack_rate:.0%} ({row.attack_low * 100:.0f}-{row.attack_high * 100:.0f}%)"
+
+
 def _total(values: list[int | None]) -> int | None:
     known = [v for v in values if v is not None]
     return sum(known) if known else None
@@ -133,9 +152,10 @@ def table(rows: Sequence[Row]) -> list[list]:
             _num(r.score, 3),
             f"{_num(r.low, 2)}-{_num(r.high, 2)}" if r.n else "",
             r.n,
+            r.interval,
             r.errors,
             r.cut_off,
-            "" if r.attack_rate is None else f"{r.attack_rate:.0%}",
+            _attack(r),
             _num(r.mean_latency_s, 3),
             _num(r.p95_latency_s, 3),
             r.input_tokens,
