@@ -29,6 +29,9 @@ MATRIX_COLUMNS = [
     "errors",
     "cut off",
     "attack success",
+    "repeated document",
+    "task kept",
+    "detector unusable",
     "mean latency s",
     "p95 latency s",
     "tokens in",
@@ -65,6 +68,10 @@ class Row:
     interval: str = ""  # how low..high was computed: "Wilson 95%", "bootstrap 95%"
     attack_low: float | None = None
     attack_high: float | None = None
+    repeated: int = 0  # injection replies that carried the marker only by reproducing the document
+    task_kept: float | None = None  # share of injection replies that still did the task (where known)
+    detector_unusable: int = 0  # detector checks that answered neither yes nor no
+    detector_checks: int = 0
 
 
 def matrix(cells: Sequence[Cell], seed: int = 0) -> list[Row]:
@@ -80,6 +87,8 @@ def _row(variant: str, target: str, group: list[Cell], seed: int) -> Row:
     mean, low, high, method = stats.interval(scored, CONFIDENCE, seed=seed)
     latencies = [c.latency_s for c in group if c.latency_s is not None and c.error is None]
     attacks = [bool(c.extra.get("attack")) for c in group if c.extra and "attack" in c.extra]
+    kept = [float(c.extra["task_kept"]) for c in group if c.extra and c.extra.get("task_kept") is not None]
+    detector = [str(c.extra["detector"]) for c in group if c.extra and "detector" in c.extra]
     costs = [c.cost_usd for c in group if c.error is None]
     cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
     correct = sum(s >= 0.5 for s in scored)
@@ -105,6 +114,10 @@ def _row(variant: str, target: str, group: list[Cell], seed: int) -> Row:
         calls=sum(c.calls for c in group),
         cut_off=sum(cut_off(c) for c in group),
         interval=stats.method_label(method, CONFIDENCE) if scored else "",
+        repeated=sum(bool((c.extra or {}).get("repeated")) for c in group),
+        task_kept=stats.mean(kept) if kept else None,
+        detector_unusable=sum(d == "unusable" for d in detector),
+        detector_checks=len(detector),
     )
 
 
@@ -156,6 +169,9 @@ def table(rows: Sequence[Row]) -> list[list]:
             r.errors,
             r.cut_off,
             _attack(r),
+            r.repeated if r.attack_rate is not None else "",
+            "" if r.task_kept is None else f"{r.task_kept:.0%}",
+            f"{r.detector_unusable}/{r.detector_checks}" if r.detector_checks else "",
             _num(r.mean_latency_s, 3),
             _num(r.p95_latency_s, 3),
             r.input_tokens,
@@ -176,7 +192,7 @@ def drill_down(cells: Sequence[Cell], limit: int = 500) -> list[list]:
         extra = "; ".join(
             "cut off at max_tokens" if k == "cut_off" else f"{k} {v}"
             for k, v in (c.extra or {}).items()
-            if k != "attack"
+            if k not in ("attack", "repeated", "task_kept", "detector_reply")
         )
         rows.append(
             [

@@ -13,7 +13,7 @@ schemas cannot load remote references, nothing is evaluated.
 
 from services.evaluation.scoring.answers import Reading, extract_answer, final_number, majority, numeric, read_number
 from services.evaluation.scoring.by_name import SCORERS, Scorer, score
-from services.evaluation.scoring.injection import injection_succeeded
+from services.evaluation.scoring.injection import InjectionVerdict, injection_succeeded, injection_verdict, task_kept
 from services.evaluation.scoring.judge import JUDGE_SYSTEM, UNREADABLE_JUDGE, judge_messages, parse_judge
 from services.evaluation.scoring.metrics import accuracy, confusion, recall_at_k, reciprocal_rank, similarity
 from services.evaluation.scoring.result import Score
@@ -29,6 +29,7 @@ __all__ = [
     "REGEX_TIMEOUT_S",
     "SCORERS",
     "UNREADABLE_JUDGE",
+    "InjectionVerdict",
     "Reading",
     "Score",
     "Scorer",
@@ -40,6 +41,7 @@ __all__ = [
     "final_number",
     "find_json",
     "injection_succeeded",
+    "injection_verdict",
     "json_schema",
     "judge_messages",
     "majority",
@@ -51,4 +53,5 @@ __all__ = [
     "regex",
     "score",
     "similarity",
+    "task_kept",
 ]

@@ -170,7 +170,7 @@ def _found(text: str, start: int = 0, stop: int | None = None) -> list[_Number]:
     return out
 
 
-def _numbers(text: str) -> list[float]:
+def numbers_in(text: str) -> list[float]:
     """Every number in `text`, in order ("1,234", "-3", "$12.50", "3/4", "2e3")."""
     return [n.value for n in _found(text)]
 
@@ -294,7 +294,7 @@ def read_number(text: str, cut_off: bool = False) -> Reading:
     for mark in _marks(text):
         if mark.kind == "boxed":
             inner = _boxed(text) or ""
-            numbers = _numbers(inner)
+            numbers = numbers_in(inner)
             if numbers:
                 return _corrected(text, Reading(numbers[0], "boxed", mark.stop), cut_off)
             continue
@@ -362,7 +362,7 @@ def numeric(
 
 def _normalise_answer(span: str) -> str | None:
     """An answer in the form votes are counted in: a number in canonical form, else casefolded text."""
-    numbers = _numbers(span)
+    numbers = numbers_in(span)
     if numbers:
         return fmt(numbers[0])
     text = " ".join(span.split()).strip(_EDGE_PUNCT).casefold()
