@@ -111,6 +111,7 @@ class Spec:
         if self.scorer_name not in (*scoring.SCORERS, *EXTRA_SCORERS):
             names = ", ".join([*scoring.SCORERS, *EXTRA_SCORERS[:2]])
             raise BadInput(f"There is no scorer {self.scorer_name!r}: choose one of {names}.")
+        self.dataset.require_references(self.scorer_name)  # all missing: refused, naming the accepted columns
         if self.cost_cap_usd is not None and not self.cost_cap_usd >= 0:
             raise BadInput("The cost cap must be a number of dollars, 0 or more.")
         if not 1 <= self.concurrency <= 32:

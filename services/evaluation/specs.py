@@ -119,14 +119,16 @@ def dataset_from(data: Any) -> Dataset:
     if kind not in datasets.KINDS:
         raise BadInput(f"dataset.kind must be one of {', '.join(datasets.KINDS)}.")
     built = []
-    for n, row in enumerate(items, 1):
+    for n, raw in enumerate(items, 1):
+        row = datasets.aliased(raw) if isinstance(raw, Mapping) else raw  # "answer" is the reference, ...
         if not isinstance(row, Mapping) or not isinstance(row.get("input"), str) or not row["input"].strip():
-            raise BadInput(f"dataset item {n} needs an 'input' text.")
+            raise BadInput(f"dataset item {n} needs an 'input' text (or one of {', '.join(datasets.INPUT_COLUMNS)}).")
         if len(row["input"]) > datasets.MAX_INPUT_CHARS:
             raise BadInput(f"dataset item {n} is longer than {datasets.MAX_INPUT_CHARS} characters.")
         meta = row.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise BadInput(f"dataset item {n}: meta must be an object.")
+        meta = {**{k: row[k] for k in ("document", "marker") if k in row}, **meta}
         built.append(
             Item(
                 id=str(row.get("id") or n),
