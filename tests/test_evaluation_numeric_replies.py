@@ -8,6 +8,8 @@ that must fail as well as pass, so a rule that reads the wrong number is caught 
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.evaluation import scoring
@@ -226,3 +228,20 @@ def test_the_verdict_names_the_rule_that_found_the_answer():
 )
 def test_extract_answer_reads_numbers_the_same_way(reply, answer, cut_off):
     assert scoring.extract_answer(reply, cut_off=cut_off) == answer
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "12" + "a" * 5000,  # a word after a number that backtracking regexes split every way
+        "answer: " * 5000,  # thousands of markers with no number
+        " ".join(str(i) for i in range(20000)),  # one sentence of numbers
+        "1, with " * 5000 + "2",  # a detail after every number
+        "not " * 5000 + "12",
+    ],
+)
+def test_a_reply_built_to_be_slow_is_read_quickly(reply):
+    started = time.perf_counter()
+    scoring.numeric(reply, "12")
+    scoring.extract_answer(reply)
+    assert time.perf_counter() - started < 10  # about 1 s on a busy 2-core machine; minutes without the bounds

@@ -71,14 +71,14 @@ _EXPRESSION = re.compile(
     re.IGNORECASE,
 )
 _DETAIL = re.compile(
-    r"\s*(?:[A-Za-z%]+\s*){0,3}[*_]*(?:,|;|\s[-\u2013\u2014]|\()\s*(?:after|before|including|excluding|not counting|"
+    r"\s*(?:[A-Za-z%]++\s*){0,3}[*_]*(?:,|;|\s[-\u2013\u2014]|\()\s*(?:after|before|including|excluding|not counting|"
     r"counting|with|without|once|given|from|for|at|per|which|since|because|as|i\.e\.|that is|based on|assuming|"
     r"using|when|if|"
     r"plus tax|minus the)\b",
     re.IGNORECASE,
 )
 _EXPLAINS = re.compile(
-    r"\s*(?:[A-Za-z%]+\s*){0,3}(?:[.,;:)\]]|\s[-\u2013\u2014]|\n)\s*(?:because|since|as|explanation|reasoning|reason|working|"
+    r"\s*(?:[A-Za-z%]++\s*){0,3}(?:[.,;:)\]]|\s[-\u2013\u2014]|\n)\s*(?:because|since|as|explanation|reasoning|reason|working|"
     r"here'?s how|here is how|to see why|this is because|check|first|step 1|calculation|proof|why)\b",
     re.IGNORECASE,
 )
@@ -113,6 +113,18 @@ _HOW = {
     "last number": "the last number",
     "correction": "the corrected answer",
 }
+
+
+MAX_SPAN = 400  # characters after a marker, or after a number, read as its sentence
+MAX_READ_CHARS = 20_000  # of a longer reply, its first and last halves of this are read
+
+
+def _bounded(text: str) -> str:
+    """The reply, or of a very long one its start and its end (where answers are stated)."""
+    if len(text) <= MAX_READ_CHARS:
+        return text
+    half = MAX_READ_CHARS // 2
+    return text[:half] + "\n\n" + text[-half:]
 
 
 @dataclass(frozen=True)
@@ -182,8 +194,10 @@ def _negated(text: str, number: _Number) -> bool:
 
 
 def _sentence_end(text: str, start: int) -> int:
-    end = _SENTENCE_END.search(text, start)
-    return end.start() if end else len(text)
+    """Where the sentence that `start` is in ends (looking at most `MAX_SPAN` characters ahead)."""
+    stop = min(len(text), start + MAX_SPAN)
+    end = _SENTENCE_END.search(text, start, stop)
+    return end.start() if end else stop
 
 
 def _boxed_span(text: str) -> tuple[int, int] | None:
@@ -269,28 +283,29 @@ def _last_number(text: str, numbers: list[_Number]) -> _Number | None:
     kept = [n for n in numbers if not _negated(text, n)]
     if not kept:
         return None
-    sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, 0, kept[-1].start)), default=0)
+    window = max(0, kept[-1].start - MAX_SPAN)
+    sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, window, kept[-1].start)), default=window)
     sentence = [n for n in kept if n.start >= sentence_start]
-    free = [n for n in sentence if not _bracketed(text, sentence_start, n)]
-    stop = _sentence_end(text, kept[-1].start)
+    free, depth, at = [], 0, sentence_start
+    for n in sentence:  # outside brackets: "28 (14 x 2)" has one free number
+        depth += text.count("(", at, n.start) - text.count(")", at, n.start)
+        at = n.start
+        if depth <= 0:
+            free.append(n)
     for n in free[:-1]:
         if _TOTAL_AFTER.match(text, n.end):
             return n
         detail = _DETAIL.match(text, n.end)
-        if detail and not _CONCLUSION.search(text, detail.end(), stop):
+        if detail and not _CONCLUSION.search(text, detail.end(), _sentence_end(text, detail.end())):
             return n
     return free[-1] if free else kept[-1]
-
-
-def _bracketed(text: str, start: int, number: _Number) -> bool:
-    before = text[start : number.start]
-    return before.count("(") > before.count(")")
 
 
 def read_number(text: str, cut_off: bool = False) -> Reading:
     """The number `text` gives as its answer and how it was found (see the module docstring).
 
     With `cut_off`, only an explicit answer complete before the cut counts."""
+    text = _bounded(text)
     for mark in _marks(text):
         if mark.kind == "boxed":
             inner = _boxed(text) or ""
@@ -376,6 +391,7 @@ def extract_answer(text: str | None, cut_off: bool = False) -> str | None:
     answer is", else the last line. A cut-off reply answers only where it stated its answer."""
     if not text or not text.strip():
         return None
+    text = _bounded(text)
     reading = read_number(text, cut_off)
     if reading.value is not None and reading.explicit:
         return fmt(reading.value)
