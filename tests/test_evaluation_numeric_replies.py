@@ -113,7 +113,14 @@ ANSWER_FIRST = [
     ("That is 7 days, as 49 / 7 = 7 with 0 left.", "7", True),
     ("$16, because 2 tickets at $8 each.", "16", True),
     ("150 km. First 90 km, then 60 km.", "150", True),
-    ("3 apples. Then she buys 4 more, so 7.", "7", True),  # not answer-first: the working goes on to a result
+    ("3 apples. Then she buys 4 more, so 7.", "7", True),
+    ("The total number of marbles is 45.\n\nStep-by-step:\n1. 20 red\n2. 25 blue", "45", True),
+    ("She needs 14 tiles.\n\n**Explanation:** 2 rows of 7 tiles, and the 3 spare tiles are not needed.", "14", True),
+    (
+        "Lisa has 15 stickers. First she gives 4 away, then 3 more, so 8 are left.",
+        "8",
+        True,
+    ),  # not answer-first: the working goes on to a result
     ("20, because 4 x 5 = 20.", "25", False),
 ]
 

@@ -82,6 +82,11 @@ _EXPLAINS = re.compile(
     r"here'?s how|here is how|to see why|this is because|check|first|step 1|calculation|proof|why)\b",
     re.IGNORECASE,
 )
+_WORKING_FOLLOWS = re.compile(  # after a first sentence that states the answer: the working, announced
+    r"\s*(?:[A-Za-z%]++\s*){0,3}[.:;]\s*(?:#+\s*|\*\*)?(?:step[- ]by[- ]step|explanation|reasoning|working|"
+    r"here'?s how|here is how|to see why|how i got (?:it|this|there))\b",
+    re.IGNORECASE,
+)
 _LEADING = re.compile(
     r"\s*(?:\*\*)?(?:(?:it(?:'s| is| will be| would be)|that(?:'s| is)|there (?:are|is|were)|total:?|"
     r"result:?|about|exactly|approximately)\s+)?(?=[-\u2212+$€£]?\d)",
@@ -277,6 +282,16 @@ def _answer_first(text: str) -> _Number | None:
     return None
 
 
+def _stated_first(text: str) -> _Number | None:
+    """The last number of a first sentence that the working then follows ("The total is 45.
+    Step-by-step: ...")."""
+    end = _sentence_end(text, 0)
+    numbers = [n for n in _found(text, 0, end) if not _negated(text, n)]
+    if numbers and _WORKING_FOLLOWS.match(text, numbers[-1].end):
+        return numbers[-1]
+    return None
+
+
 def _last_number(text: str, numbers: list[_Number]) -> _Number | None:
     """The last number that is not negated, bracketed beside a free number, or in a trailing detail
     (or listed after a total) of its sentence."""
@@ -318,7 +333,7 @@ def read_number(text: str, cut_off: bool = False) -> Reading:
             return _corrected(text, Reading(number.value, mark.kind, number.end), cut_off)
     if cut_off:
         return Reading(None, "cut off")
-    first = _answer_first(text)
+    first = _answer_first(text) or _stated_first(text)
     if first is not None:
         return Reading(first.value, "answer first", first.end)
     last = _last_number(text, _found(text))
