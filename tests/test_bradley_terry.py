@@ -119,6 +119,18 @@ def test_intervals_contain_the_estimate_and_narrow_with_more_votes():
         assert widths[1][name] < 0.6 * widths[0][name], name  # 15x the votes: about 1/sqrt(15) = 0.26 as wide
 
 
+def test_interval_width_matches_the_sampling_error_of_all_the_votes():
+    """Each resample draws as many votes as there are: one that drew half of them would give
+    intervals sqrt(2) too wide, which the relative checks above (narrowing, containment) miss."""
+    n, wins = 400, 240
+    votes: list[bt.Vote] = [(["a", "b"], "a")] * wins + [(["a", "b"], "b")] * (n - wins)
+    low, high = bt.bootstrap(votes, resamples=1000, seed=1)["a"]
+    p = wins / n
+    # a's rating is half the fitted gap; the gap's standard error is 1 / sqrt(n p (1 - p)) logits
+    expected = 2 * 1.96 * bt.SCALE * (1 / math.sqrt(n * p * (1 - p))) / 2
+    assert (high - low) / expected == pytest.approx(1.0, abs=0.15)
+
+
 def test_bootstrap_is_seeded():
     votes = simulate(100, seed=6)
     assert bt.bootstrap(votes, resamples=40, seed=1) == bt.bootstrap(votes, resamples=40, seed=1)

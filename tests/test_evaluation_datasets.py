@@ -188,9 +188,10 @@ def test_upload_errors_say_what_to_fix(name, data, message):
 
 def test_a_missing_input_column_names_what_was_found_and_what_is_accepted():
     with pytest.raises(BadInput) as err:
-        from_upload("x.csv", b"Query,Reply\nhi,there\n")
+        from_upload("x.csv", b"Frage,Reply\nhi,there\n")
     assert str(err.value) == (
-        "'x.csv' has no input column (columns found: Query, Reply): name one of input, question, prompt, text."
+        "'x.csv' has no input column (columns found: Frage, Reply): "
+        "name one of input, question, prompt, text, query, task, instruction."
     )
 
 

@@ -61,7 +61,7 @@ def test_every_cell_says_why_it_scored_as_it_did():
     done = run(Spec(SMALL, (Target("oracle", "wrong"),)))
     cell = store.cells(done.id)[0]
     item = SMALL.items[0]
-    assert cell.why == f"expected {item.reference}, got {int(item.reference) + 1}"
+    assert cell.why == f"expected {item.reference}, got {int(item.reference) + 1} (the stated answer)"
     drill = report.drill_down(store.cells(done.id))
     assert drill[0][0] == item.id and "expected" in drill[0][4]
 

@@ -139,7 +139,7 @@ def test_final_number_without_a_number(text):
 
 def test_numeric_says_expected_and_got():
     assert scoring.numeric("So she has 41 left.", "42") == Score(0.0, "expected 42, got 41")
-    assert scoring.numeric("#### 42", "42") == Score(1.0, "expected 42, got 42")
+    assert scoring.numeric("#### 42", "42") == Score(1.0, "expected 42, got 42 (after ####)")
     assert scoring.numeric("I am not sure.", "42") == Score(0.0, "no number in the answer")
     assert scoring.numeric("", "42") == Score(0.0, "no number in the answer")
 

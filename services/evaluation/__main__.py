@@ -4,8 +4,10 @@
 
 SPEC.json is the same JSON the `/evaluate` endpoint takes (`services.evaluation.specs`), e.g.
 {"dataset": "arithmetic", "targets": ["local"], "variants": [{"name": "cot", "chain_of_thought": true}]}.
-`--resume ID` continues a stopped run. The exit status is 1 when any row scores below --min-score,
-2 when the spec is refused, so a CI job can gate on it.
+The evaluation's id is printed (to stderr) before the first call, so a run that is killed can be
+continued with `--resume ID`. The exit status is 1 when the run did not finish or, under
+--min-score, when any row scores below it, had errors, or scored no item at all (n = 0); 2 when
+the spec is refused, so a CI job can gate on it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", metavar="ID", help="continue the stored evaluation ID")
     parser.add_argument("--jsonl", type=Path, help="write every cell to this JSONL file")
     parser.add_argument("--csv", type=Path, help="write every cell to this CSV file")
-    parser.add_argument("--min-score", type=float, help="exit 1 if any row's mean score is below this")
+    parser.add_argument(
+        "--min-score", type=float, help="exit 1 if any row's mean score is below this, or it had errors or no score"
+    )
     args = parser.parse_args(argv)
     try:
         if args.resume:
@@ -44,7 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         unpriced = ", ".join(worst.unpriced)
         cost = f"unknown (no list price for {unpriced})" if unpriced else report.usd(worst.usd)
         print(f"{worst.calls} calls at most; worst-case cost {cost or '$0'}", file=sys.stderr)
-        done = engine.Evaluation(spec, evaluation_id=evaluation_id, on_progress=_progress).run()
+        evaluation = engine.Evaluation(spec, evaluation_id=evaluation_id, on_progress=_progress)
+        print(f"evaluation {evaluation.id} (continue it with --resume {evaluation.id})", file=sys.stderr, flush=True)
+        done = evaluation.run()
     except (FMError, json.JSONDecodeError, OSError) as err:
         print(f"\n{err}", file=sys.stderr)
         return 2
@@ -58,9 +64,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.jsonl.write_text(report.to_jsonl(cells), encoding="utf-8")
     if args.csv:
         args.csv.write_text(report.to_csv(cells), encoding="utf-8")
-    if args.min_score is not None and any(r.n and r.score < args.min_score for r in rows):
-        return 1
+    if args.min_score is not None:
+        failing = below(rows, args.min_score)
+        if failing:
+            print(f"--min-score {args.min_score:g} failed: {'; '.join(failing)}", file=sys.stderr)
+            return 1
     return 0 if done.status == "done" else 1
+
+
+def below(rows: Sequence[report.Row], min_score: float) -> list[str]:
+    """Why each failing row fails the gate: a score under `min_score`, errors, or nothing scored."""
+    if not rows:
+        return ["no cell was run"]
+    out = []
+    for r in rows:
+        name = f"{r.variant} x {r.target}"
+        if r.errors:
+            out.append(f"{name} had {r.errors} error{'s' * (r.errors != 1)}")
+        elif r.n == 0:
+            out.append(f"{name} scored no item")
+        elif r.score < min_score:
+            out.append(f"{name} scored {r.score:.3f}")
+    return out
 
 
 def _progress(evaluation: engine.Evaluation) -> None:

@@ -27,10 +27,31 @@ MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 MAX_ITEMS = 2000
 MAX_INPUT_CHARS = 20_000
 
-INPUT_COLUMNS = ("input", "question", "prompt", "text")
-REFERENCE_COLUMNS = ("reference", "answer", "expected", "target")
-LABEL_COLUMNS = ("label",)
-ID_COLUMNS = ("id",)
+# One set of column names, for uploads and for a spec's items alike: each field, then the names
+# it is also accepted under (any case), in order of preference.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "id": ("id", "item_id", "key"),
+    "input": ("input", "question", "prompt", "text", "query", "task", "instruction"),
+    "reference": (
+        "reference",
+        "answer",
+        "solution",
+        "target",
+        "expected",
+        "expected_output",
+        "ideal",
+        "ground_truth",
+        "gold",
+    ),
+    "label": ("label", "class", "category"),
+    "document": ("document", "doc", "context", "passage"),
+    "marker": ("marker", "canary"),
+}
+INPUT_COLUMNS = ALIASES["input"]
+REFERENCE_COLUMNS = ALIASES["reference"]
+LABEL_COLUMNS = ALIASES["label"]
+ID_COLUMNS = ALIASES["id"]
+NEEDS_REFERENCE = ("exact", "contains", "regex", "numeric", "json_schema", "similarity")
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,14 @@ class Dataset:
     scorer: str | None  # the default scorer's name in scoring.SCORERS, None where the kind has its own metric
     labels: tuple[str, ...] = ()  # classification: the label set, in display order
     passages: tuple[tuple[str, str], ...] = ()  # search: (id, text) of every passage in the corpus
+
+    def require_references(self, scorer: str) -> None:
+        """Refuse a chat dataset none of whose items has a reference when `scorer` compares with one."""
+        if self.kind == "chat" and scorer in NEEDS_REFERENCE and not any(i.reference for i in self.items):
+            raise BadInput(
+                f"No item of '{self.name}' has a reference, and the {scorer} scorer compares the answer with "
+                f"one: name the column (or key) one of {', '.join(REFERENCE_COLUMNS)}."
+            )
 
 
 @dataclass(frozen=True)
@@ -222,6 +251,18 @@ def _pick(columns: list[str], accepted: tuple[str, ...]) -> str | None:
     return next((by_lower[a] for a in accepted if a in by_lower), None)
 
 
+def aliased(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row with each field under its own name ("answer" -> "reference", "task" -> "input", ...):
+    the first alias present wins; other columns keep their names."""
+    out = dict(row)
+    columns = list(row)
+    for name, accepted in ALIASES.items():
+        column = _pick(columns, accepted)
+        if column is not None and column != name:
+            out[name] = out.pop(column)
+    return out
+
+
 def _text(value: Any) -> str | None:
     """A cell as text: strings as they are, numbers written out, empty and null as None."""
     if value is None:
@@ -257,9 +298,10 @@ def from_upload(name: str, data: bytes, kind: str = "chat") -> Dataset:
     id_col = _pick(columns, ID_COLUMNS)
     if kind == "classification" and label_col is None:
         raise BadInput(f"'{name}' has no label column (columns found: {', '.join(columns)}): add a 'label' column.")
-    if kind == "injection" and _pick(columns, ("marker",)) is None:
+    if kind == "injection" and _pick(columns, ALIASES["marker"]) is None:
         raise BadInput(f"'{name}' has no marker column: add the string each document tries to make the model print.")
     used = {input_col, reference_col, label_col, id_col}
+    renamed = {c: field for field in ("document", "marker") if (c := _pick(columns, ALIASES[field])) is not None}
     items: list[Item] = []
     seen: set[str] = set()
     for position, (_, row) in enumerate(rows, 1):
@@ -278,7 +320,11 @@ def from_upload(name: str, data: bytes, kind: str = "chat") -> Dataset:
         label = _text(row.get(label_col)) if label_col else None
         if kind == "classification" and label is None:
             raise BadInput(f"The label of {where} is empty: give every example a label.")
-        meta = {key.strip().lower(): value for key, value in row.items() if key not in used and value not in (None, "")}
+        meta = {
+            renamed.get(key, key.strip().lower()): value
+            for key, value in row.items()
+            if key not in used and value not in (None, "")
+        }
         if kind == "injection" and not _text(meta.get("marker")):
             raise BadInput(f"The marker of {where} is empty: give every example a marker.")
         reference = _text(row.get(reference_col)) if reference_col else None

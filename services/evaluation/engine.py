@@ -111,6 +111,7 @@ class Spec:
         if self.scorer_name not in (*scoring.SCORERS, *EXTRA_SCORERS):
             names = ", ".join([*scoring.SCORERS, *EXTRA_SCORERS[:2]])
             raise BadInput(f"There is no scorer {self.scorer_name!r}: choose one of {names}.")
+        self.dataset.require_references(self.scorer_name)  # all missing: refused, naming the accepted columns
         if self.cost_cap_usd is not None and not self.cost_cap_usd >= 0:
             raise BadInput("The cost cap must be a number of dollars, 0 or more.")
         if not 1 <= self.concurrency <= 32:
@@ -375,6 +376,7 @@ class Evaluation:
         try:
             if variant.guard == "detector" and "document" in item.meta:
                 check = self._ask(target, variants.detector_messages(item), self.spec.params, 0, tally)
+                tally.extra.update(variants.detector_record(check))  # yes / no / unusable, and the raw reply
                 if variants.flagged(check):
                     return self._scored(item, target, variant, variants.BLOCKED, variants.BLOCKED, tally)
             params = self._sampling(variant)
@@ -394,16 +396,16 @@ class Evaluation:
     def _pick(self, variant: Variant, item: Item, texts: list[str], tally: _Tally) -> tuple[str, str | None]:
         """The reply that counts and the answer scored: the first, the majority, or the best verified."""
         if variant.pick == "majority":
-            answers = [scoring.extract_answer(t) for t in texts]
+            answers = [scoring.extract_answer(t, cut_off=t in tally.cut) for t in texts]
             answer, share = scoring.majority(answers)
             tally.extra["votes"] = f"{share:.0%} of {len(texts)}"
             chosen = next((t for t, a in zip(texts, answers, strict=True) if a == answer), texts[0])
             return chosen, answer
         if variant.pick == "best_of":
             chosen = self._best(variant, item, texts, tally)
-            return chosen, scoring.extract_answer(chosen)
+            return chosen, scoring.extract_answer(chosen, cut_off=chosen in tally.cut)
         text = texts[0]
-        return text, scoring.extract_answer(text) if variant.extracts_answer else text
+        return text, scoring.extract_answer(text, cut_off=text in tally.cut) if variant.extracts_answer else text
 
     def _best(self, variant: Variant, item: Item, texts: list[str], tally: _Tally) -> str:
         """Best-of-n: the first sample the verifier accepts (the judge: the highest graded)."""
@@ -422,12 +424,14 @@ class Evaluation:
     ) -> Cell:
         name = self.spec.scorer_name
         scored_text = answer if answer is not None else output
+        cut_off = output in tally.cut  # stopped by max_tokens: scored from an answer stated before the cut
+        if cut_off:
+            tally.extra["cut_off"] = True
         if name == "injection":
-            marker = str(item.meta.get("marker", ""))
-            attacked = bool(marker) and scoring.injection_succeeded(output, marker)
-            tally.extra["attack"] = attacked
-            why = f"the reply printed the marker {marker}" if attacked else "the injection did not work"
-            return tally.cell(item, target, variant, output, answer, 0.0 if attacked else 1.0, why)
+            document = str(item.meta.get("document", ""))
+            obeyed = scoring.injection_verdict(output, str(item.meta.get("marker", "")), document, item.reference)
+            tally.extra.update(obeyed.extra())  # attack, repeated (the document), task_kept
+            return tally.cell(item, target, variant, output, answer, obeyed.score, obeyed.why)
         if name == "judge":
             verdict = self._judge(item, output, tally)
             return tally.cell(item, target, variant, output, answer, verdict.value, verdict.why)
@@ -443,7 +447,9 @@ class Evaluation:
         reference = item.reference
         if reference is None:
             return tally.cell(item, target, variant, output, answer, None, "no reference to score against")
-        result = scoring.score(name, scored_text, reference, **self.spec.scorer_options)
+        result = scoring.score(
+            name, scored_text, reference, cut_off=cut_off and scored_text == output, **self.spec.scorer_options
+        )
         return tally.cell(item, target, variant, output, answer, result.value, result.why)
 
     def _judge(self, item: Item, output: str, tally: _Tally) -> scoring.Score:
@@ -495,8 +501,11 @@ class Evaluation:
             usage.output_tokens if usage else None,
             result.cost_usd,
         )
-        if not result.cut:
+        stopped = bool(result.cut) or result.finish_reason == "length"  # max_tokens, or a broken stream
+        if not stopped:  # the cache keeps no finish reason, so a cut-off reply is not cached
             store.cache(key, reply)
+        else:
+            tally.cut.add(reply.text)
         with self._lock:
             self.calls += 1
             self.spent_usd += result.cost_usd or 0.0
@@ -582,6 +591,7 @@ class _Tally:
         self.calls = 0
         self.cached = 0
         self.extra: dict[str, Any] = {}
+        self.cut: set[str] = set()  # texts of the replies stopped by max_tokens (or a broken stream)
         self.started = time.perf_counter()
 
     def add(self, reply: Reply, cached: bool) -> None:

@@ -45,7 +45,7 @@ class ZeroShotRow:
     error: str | None = None
 
 
-ZERO_SHOT_COLUMNS = ["target", "accuracy", "95% CI", "images", "errors", "mean latency s", "cost $"]
+ZERO_SHOT_COLUMNS = ["target", "accuracy", "Wilson 95% CI", "images", "errors", "mean latency s", "cost $"]
 
 
 def zero_shot(
@@ -100,7 +100,7 @@ def _zero_shot_one(image_set: ImageSet, target: Target, visitor: Visitor, api_ke
         latencies.append(result.latency_s)
         cost = None if cost is None or result.cost_usd is None else cost + result.cost_usd
     hits = [float(p == a) for p, a in zip(predicted, image_set.labels, strict=True) if p is not None]
-    mean, low, high = stats.bootstrap_ci(hits)
+    mean, low, high = stats.wilson_ci(int(sum(hits)), len(hits))  # accuracy is a proportion
     matrix = scoring.confusion(predicted, image_set.labels, labels)
     return ZeroShotRow(
         target=target.name,

@@ -119,14 +119,16 @@ def dataset_from(data: Any) -> Dataset:
     if kind not in datasets.KINDS:
         raise BadInput(f"dataset.kind must be one of {', '.join(datasets.KINDS)}.")
     built = []
-    for n, row in enumerate(items, 1):
+    for n, raw in enumerate(items, 1):
+        row = datasets.aliased(raw) if isinstance(raw, Mapping) else raw  # "answer" is the reference, ...
         if not isinstance(row, Mapping) or not isinstance(row.get("input"), str) or not row["input"].strip():
-            raise BadInput(f"dataset item {n} needs an 'input' text.")
+            raise BadInput(f"dataset item {n} needs an 'input' text (or one of {', '.join(datasets.INPUT_COLUMNS)}).")
         if len(row["input"]) > datasets.MAX_INPUT_CHARS:
             raise BadInput(f"dataset item {n} is longer than {datasets.MAX_INPUT_CHARS} characters.")
         meta = row.get("meta") or {}
         if not isinstance(meta, Mapping):
             raise BadInput(f"dataset item {n}: meta must be an object.")
+        meta = {**{k: row[k] for k in ("document", "marker") if k in row}, **meta}
         built.append(
             Item(
                 id=str(row.get("id") or n),
@@ -172,6 +174,8 @@ def _options(value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(v, str | int | float | bool) for v in value.values()):
         raise BadInput('scorer_options must be an object of plain values, e.g. {"rel_tol": 0.01}.')
+    if "cut_off" in value:
+        raise BadInput("cut_off is not a scorer option: it comes from the provider, when a reply hits max_tokens.")
     return {str(k): v for k, v in value.items()}
 
 
