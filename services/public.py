@@ -52,6 +52,7 @@ class Limits:
     admins: str = ""  # Hugging Face user names (comma separated) who see every run, besides the Space's owner
     decode_megapixels: int = 400  # pixels one request may have decoded (image sets, from their headers first)
     decode_megapixels_per_minute: int = 800  # and one visitor per minute
+    scoring_seconds: int = 30  # the scorer's own time (patterns, schemas) for one whole evaluation
     heavy_jobs: int = 2  # image sets, collections and evaluations running at once, one per visitor
     upload_mb_per_hour: int = 200  # bytes a visitor may upload per hour (files wait an hour in the temp folder)
     temp_folder_mb: int = 4096  # uploads are refused while Gradio's upload folder holds this much

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
@@ -24,9 +25,10 @@ from typing import Any
 from adapters import inputs
 from adapters.errors import BadInput, FMError
 from adapters.types import CompletionParams, Message, Task
-from services import access, boundary
+from services import access, boundary, public
 from services.evaluation import scoring, store, variants
 from services.evaluation.datasets import Dataset, Item
+from services.evaluation.scoring import budget
 from services.evaluation.store import Cell, Reply
 from services.evaluation.variants import Variant
 from services.quotas import LimitReached, Work, estimate_usd
@@ -237,6 +239,8 @@ class Evaluation:
         self._gates: dict[str, threading.Semaphore] = {}
         self._adapters: dict[tuple[Target, Task], Any] = {}
         self._thread: threading.Thread | None = None
+        # scorer time for the whole evaluation (public mode: `scoring_seconds`), cached cells included
+        self._scoring = budget.Meter(public.limits().scoring_seconds if public.enabled() else math.inf)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -382,8 +386,9 @@ class Evaluation:
             params = self._sampling(variant)
             messages = variants.messages(variant, item)
             texts = [self._ask(target, messages, params, n, tally) for n in range(variant.samples)]
-            output, answer = self._pick(variant, item, texts, tally)
-            return self._scored(item, target, variant, output, answer, tally)
+            with budget.metered(budget.CELL_S, self._scoring):  # every pattern and schema step of this cell
+                output, answer = self._pick(variant, item, texts, tally)
+                return self._scored(item, target, variant, output, answer, tally)
         except LimitReached as exc:
             raise _Stop("stopped", f"Stopped: {exc}") from None
         except FMError as exc:

@@ -11,11 +11,13 @@ from functools import lru_cache
 from typing import Any
 
 from adapters.errors import BadInput
+from services.evaluation.scoring import budget
 from services.evaluation.scoring.result import Score, clip
 from services.evaluation.scoring.text import search
 
 MAX_SCHEMA_CHARS = 20_000
 MAX_SCHEMA_STEPS = 50_000  # schema keywords evaluated for one answer before giving up
+CLOCK_EVERY = 64  # steps between two looks at the clock (the scorer budget's deadline)
 MAX_JSON_SCAN_CHARS = 100_000  # characters of an output searched for a JSON value
 MAX_JSON_STARTS = 200  # "{" / "[" positions tried before giving up on finding JSON
 
@@ -58,7 +60,7 @@ def _counted(keyword: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[An
 
     def counted(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
         _steps.left -= 1
-        if _steps.left < 0:
+        if _steps.left < 0 or (_steps.left % CLOCK_EVERY == 0 and budget.left() <= 0):
             raise _TooLong
         yield from keyword(validator, value, instance, schema)
 
@@ -160,7 +162,8 @@ def json_schema(output: str, reference: str | Mapping[str, Any]) -> Score:
     validator = _safe_validator(base)(schema, registry=Registry())  # an empty registry: no remote $ref is fetched
     _steps.left = MAX_SCHEMA_STEPS
     try:
-        error = exceptions.best_match(validator.iter_errors(value))
+        with budget.charged():
+            error = exceptions.best_match(validator.iter_errors(value))
     except _TooLong:
         return Score(0.0, "the JSON took too long to check against the schema")
     except Unresolvable as err:

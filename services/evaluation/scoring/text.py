@@ -13,6 +13,7 @@ from typing import Any
 import regex as regex_lib
 
 from adapters.errors import BadInput
+from services.evaluation.scoring import budget
 from services.evaluation.scoring.result import Score, clip, squash
 
 MAX_PATTERN_CHARS = 500
@@ -117,8 +118,12 @@ def _compile(pattern: str, flags: int) -> Any:
 def search(pattern: str, text: str, ignore_case: bool = False) -> bool | None:
     """Whether `pattern` matches in the first MAX_SCAN_CHARS of `text`; None when it ran out of time."""
     compiled = _compile(pattern, regex_lib.IGNORECASE if ignore_case else 0)
+    allowed = min(REGEX_TIMEOUT_S, budget.left())  # and no more than the cell's scorer budget has left
+    if allowed <= 0:
+        return None
     try:
-        return compiled.search(text[:MAX_SCAN_CHARS], timeout=REGEX_TIMEOUT_S) is not None
+        with budget.charged():
+            return compiled.search(text[:MAX_SCAN_CHARS], timeout=allowed) is not None
     except TimeoutError:
         return None
 
