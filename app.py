@@ -8,6 +8,16 @@ background thread once the page is built (`adapters.registry.warm_up`), others o
 
 from __future__ import annotations
 
+import sys
+
+MAX_UPLOAD = "25mb"  # per request: Gradio's max_file_size, and nginx's body cap under `--workers`
+
+if __name__ == "__main__":  # `--workers N`: the launcher, which serves nothing itself, skips Gradio's import
+    from launcher import cli
+
+    if cli.workers_wanted(sys.argv[1:]) is not None:
+        sys.exit(cli.main(sys.argv[1:], MAX_UPLOAD))
+
 import logging
 import os
 
@@ -42,7 +52,6 @@ TABS: tuple[Tab, ...] = (  # type: ignore[assignment]
     compare,
     evaluate,
 )  # type: ignore[assignment]
-MAX_UPLOAD = "25mb"
 MAX_THREADS = 64  # Gradio's default 40 worker threads would cap concurrent streams below the chat limit
 PUBLIC_SESSIONS = 1000
 DELETE_CACHE = (900, 3600)  # every 15 minutes, remove uploads and outputs older than an hour
@@ -105,7 +114,13 @@ def launch_options() -> dict:
     return options
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from launcher import cli
+
+    argv = sys.argv[1:] if argv is None else argv
+    cli.parser().parse_args(argv)  # --help; unknown arguments refused
+    if cli.workers_wanted(argv) is not None:  # `--workers N`: N of these processes behind nginx
+        sys.exit(cli.main(argv, MAX_UPLOAD))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
     demo.launch(**launch_options())
