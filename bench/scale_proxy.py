@@ -24,6 +24,7 @@ started by the launcher's own pieces: `launcher.ports`, `launcher.supervisor.Chi
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import tempfile
@@ -120,10 +121,11 @@ def _wait(url: str, children: list[Child], timeout: float = 180) -> None:
 def streaming(sessions: int, tokens: int, rounds: int) -> tuple[list[dict], list[dict]]:
     """(a): one process direct, nginx + 1 worker, nginx + 2 workers, interleaved over rounds."""
 
-    def proxied(workers: int):
-        return lambda flags, t, r: ProxiedApp(flags, t, r, workers=workers, limits=STREAMING_LIMITS)
-
-    configs = {"1 process, direct": app_streaming.Server, "nginx, 1 worker": proxied(1), "nginx, 2 workers": proxied(2)}
+    configs = {
+        "1 process, direct": app_streaming.Server,
+        "nginx, 1 worker": functools.partial(ProxiedApp, workers=1, limits=STREAMING_LIMITS),
+        "nginx, 2 workers": functools.partial(ProxiedApp, workers=2, limits=STREAMING_LIMITS),
+    }
     names = list(configs)
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for r in range(rounds):

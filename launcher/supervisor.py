@@ -71,7 +71,7 @@ class Child:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: signals reach its children too
-            preexec_fn=_die_with(os.getpid()),  # noqa: PLW1509 - started from the main thread only
+            preexec_fn=_die_with(os.getpid()),
         )
         self.started = time.monotonic()
         assert self.proc.stdout is not None
@@ -91,8 +91,10 @@ class Child:
         if self.due == 0.0:
             self.signal(signal.SIGKILL)  # whatever it started dies with it
             ran = now - self.started
-            self.failures = 0 if ran >= STABLE_S else self.failures + 1
+            if ran >= STABLE_S:
+                self.failures = 0
             wait = BACKOFF_S[min(self.failures, len(BACKOFF_S) - 1)]
+            self.failures += 1
             self.due = now + wait
             log.warning(
                 "%s (pid %d) exited with %s after %.0f s; restarting in %g s",

@@ -4,6 +4,7 @@ read line by line so a test can find the children's pids and the workers' ports.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -73,7 +74,8 @@ class Stack:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         line = self.wait_for(SERVING, timeout=240)
         self.worker_ports = [int(p) for p in line[1].split(",")]
 
@@ -120,9 +122,10 @@ class Stack:
     def kill_everything(self) -> None:
         """After a failed test: nothing of this stack may outlive the test run."""
         self.stop(signal.SIGKILL, timeout=5)
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None and not self._reader.is_alive():
+            self.proc.stdout.close()
         for name, pid in self.pids().items():
             if name:
-                try:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass

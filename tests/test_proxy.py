@@ -7,8 +7,12 @@ fake OpenAI vendor streams each chat word by word. Skipped where nginx is missin
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -85,12 +89,17 @@ def raw_chat(http: httpx.Client, url: str, text: str) -> list[str]:
     posted = http.post(f"{url}gradio_api/call/chat", json={"data": chat_args(text)})
     posted.raise_for_status()
     events = []
-    with http.stream("GET", f"{url}gradio_api/call/chat/{posted.json()['event_id']}") as stream:
-        if stream.status_code != 200:
-            return [f"http {stream.status_code}"]
-        for line in stream.iter_lines():
-            if line.startswith("event:"):
-                events.append(line.split(":", 1)[1].strip())
+    try:
+        with http.stream("GET", f"{url}gradio_api/call/chat/{posted.json()['event_id']}") as stream:
+            if stream.status_code != 200:
+                return [f"http {stream.status_code}"]
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    events.append(line.split(":", 1)[1].strip())
+                elif line.startswith("data:") and events and events[-1] == "error":
+                    events.append(line)
+    except httpx.RemoteProtocolError:  # a worker that does not know the event cuts the stream short
+        events.append("cut")
     return events
 
 
@@ -115,6 +124,7 @@ def nginx_with(config: str, tmp: Path) -> Iterator[None]:
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+        proc.stderr.close()  # type: ignore[union-attr]
 
 
 # --- the proxy's own rules, against an upstream that echoes what it got --------------------------
@@ -152,6 +162,8 @@ def test_the_proxy_replaces_a_visitors_forwarded_for_and_sets_a_route_cookie(tmp
             assert "set-cookie" not in again.headers  # the browser's cookie is kept as it is
             bare = httpx.get(f"http://127.0.0.1:{port}/gradio_api/info")  # a client without cookies
             assert bare.cookies["fmg_route"] == "127.0.0.1"  # its address: where it was routed anyway
+            config = httpx.get(f"http://127.0.0.1:{port}/config")  # gradio_client's first request
+            assert len(config.cookies["fmg_route"]) == 32 and config.cookies["fmg_route"] != route
     finally:
         echo.shutdown()
 
@@ -184,7 +196,7 @@ def test_plain_app_stays_one_process_and_a_worker_never_launches(monkeypatch):
 
 
 def test_gradio_client_and_raw_http_stream_a_chat_through_the_proxy(stack):
-    frames, reply = client_chat(stack.url, WORDS)
+    frames, reply = client_chat(stack.url, WORDS)  # it keeps the route cookie of its first request
     assert frames >= 5 and reply.endswith("word29")
     with httpx.Client(timeout=60) as http:  # keeps cookies: its first request is the POST
         events = raw_chat(http, stack.url, WORDS)
@@ -197,6 +209,23 @@ def test_gradio_client_and_raw_http_stream_a_chat_through_the_proxy(stack):
         assert events[-1] == "complete", events
 
 
+def rr_client_chat(url: str) -> object:
+    """A gradio_client chat: its (frames, reply), its error, or "no answer" after 8 s (it waits
+    forever for events that went to the other worker)."""
+    outcome: list[object] = []
+
+    def session() -> None:
+        try:
+            outcome.append(client_chat(url, "hello"))
+        except Exception as err:  # noqa: BLE001 - whichever way the client reports it
+            outcome.append(f"{type(err).__name__}: {err}")
+
+    attempt = threading.Thread(target=session, daemon=True)
+    attempt.start()
+    attempt.join(timeout=8)
+    return outcome[0] if outcome else "no answer in 8 s"
+
+
 def test_round_robin_loses_sessions_and_the_sticky_proxy_keeps_them(stack, tmp_path):
     """Gradio keeps an event in the worker that took it: plain round robin sends the stream's GET
     to the other worker, which has never heard of it."""
@@ -205,9 +234,15 @@ def test_round_robin_loses_sessions_and_the_sticky_proxy_keeps_them(stack, tmp_p
     with nginx_with(config, tmp_path):
         with httpx.Client(timeout=60) as http:
             lost = [raw_chat(http, f"http://127.0.0.1:{port}/", "hello") for _ in range(4)]
+        print("round robin, raw:", lost)
         assert sum(events[-1] != "complete" for events in lost) >= 2, lost
-        with pytest.raises(Exception, match="(?i)session not found|event|not found|404"):
-            client_chat(f"http://127.0.0.1:{port}/", "hello")
+        # gradio_client: whether its join and its event stream meet depends on how many requests
+        # it made before (round robin alternates), so two sessions, one request apart
+        outcomes = [rr_client_chat(f"http://127.0.0.1:{port}/")]
+        httpx.get(f"http://127.0.0.1:{port}/config")
+        outcomes.append(rr_client_chat(f"http://127.0.0.1:{port}/"))
+        print("round robin, gradio_client:", outcomes)
+        assert any(not isinstance(o, tuple) for o in outcomes), outcomes
     with httpx.Client(timeout=60) as http:
         kept = [raw_chat(http, stack.url, "hello") for _ in range(4)]
     assert all(events[-1] == "complete" for events in kept), kept
@@ -254,9 +289,9 @@ def test_a_killed_worker_is_restarted_and_new_sessions_keep_working(stack):
     os.kill(before["w1"], signal.SIGKILL)
     # new sessions on many routes (cookies): some hash to the dead worker, and nginx moves them
     for i in range(6):
-        frames, reply = client_chat(stack.url, "still there?", headers={"Cookie": f"fmg_route={i:032x}"})
+        _frames, reply = client_chat(stack.url, "still there?", headers={"Cookie": f"fmg_route={i:032x}"})
         assert reply.endswith("there?"), reply
-    stack.wait_for(__import__("re").compile(r"w1 started \(pid (\d+)\)"), timeout=120, after=seen)
+    stack.wait_for(re.compile(r"w1 started \(pid (\d+)\)"), timeout=120, after=seen)
     assert stack.pids()["w1"] != before["w1"]
     deadline = time.monotonic() + 120
     while True:
@@ -268,12 +303,52 @@ def test_a_killed_worker_is_restarted_and_new_sessions_keep_working(stack):
             time.sleep(0.5)
 
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(
+    not CHROMIUM or importlib.util.find_spec("playwright") is None,
+    reason="needs Debian's chromium and the playwright package",
+)
+def test_chromium_streams_a_chat_and_shows_the_proxys_429_as_an_error(stack):
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.test_browser import FLAGS
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(stack.url)
+            assert any(c["name"] == "fmg_route" for c in page.context.cookies())
+            provider = page.get_by_label("Provider").locator("visible=true").first
+            provider.click()
+            page.get_by_role("option", name=re.compile("^OpenAI")).locator("visible=true").first.click()
+            chat = page.get_by_placeholder("Ask something…")
+            chat.fill(WORDS)
+            chat.press("Enter")
+            replies = page.locator(".message.bot, [data-testid='bot']")
+            expect(replies.last).to_contain_text("word29", timeout=60_000)
+
+            # this address spends its queue joins elsewhere; the page's next join gets nginx's 429
+            with httpx.Client(timeout=30) as http:
+                codes = [http.post(f"{stack.url}gradio_api/call/chat", json={"data": []}).status_code for _ in range(40)]
+            assert 429 in codes
+            chat.fill("one more")
+            chat.press("Enter")
+            expect(page.get_by_text(TOO_MANY).first).to_be_visible(timeout=15_000)
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()
+
+
 def test_sigterm_stops_the_proxy_and_every_worker_and_leaves_nothing(stack):
     """Last: it stops the module's stack."""
     children = stack.pids()
     assert {"w1", "w2", "proxy"} <= set(children)
-    with open(f"/proc/{children['proxy']}/cmdline", "rb") as f:
-        folder = Path(f.read().split(b"\0")[2].decode())  # nginx -p <folder>
+    with open(f"/proc/{children['proxy']}/cmdline", "rb") as f:  # "nginx: master process nginx -p <folder> ..."
+        folder = Path(re.search(r"-p (\S+)", f.read().replace(b"\0", b" ").decode())[1])
     assert (folder / "nginx.conf").exists()
     took = stack.stop(signal.SIGTERM)
     assert stack.proc.returncode == 0 and took < 10, (stack.proc.returncode, took)
@@ -311,25 +386,24 @@ def test_a_sigkilled_launcher_takes_its_children_down():
             time.sleep(0.05)
     finally:
         parent.kill()
-        with __import__("contextlib").suppress(ProcessLookupError):
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(parent.pid, signal.SIGKILL)
 
 
 def test_a_dead_child_is_restarted_after_a_growing_backoff(monkeypatch):
     from launcher import supervisor
 
-    monkeypatch.setattr(supervisor, "BACKOFF_S", (0.1, 0.3))
+    monkeypatch.setattr(supervisor, "BACKOFF_S", (0.2, 1.0))
     out = open(os.devnull, "w")  # noqa: SIM115
     child = supervisor.Child("x", [sys.executable, "-c", "raise SystemExit(3)"])
     child.start(out)
     starts = [time.monotonic()]
-    while len(starts) < 4 and time.monotonic() - starts[0] < 20:
+    while len(starts) < 4 and time.monotonic() - starts[0] < 30:
         child.check(out)
         if child.restarts == len(starts):
             starts.append(time.monotonic())
         time.sleep(0.01)
     out.close()
     assert child.restarts >= 3
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
-    assert gaps[0] >= 0.1 and gaps[1] >= 0.3 and gaps[2] >= 0.3, gaps
-    assert shutil.which("true")  # nothing else to clean up: the child is dead
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps[0] >= 0.2 and gaps[1] >= 1.0 and gaps[2] >= 1.0, gaps  # 0.2 s, then 1 s (the last step, kept)
