@@ -53,7 +53,9 @@ def from_env(environ: dict[str, str] | None = None, **given: object) -> Settings
     settings = Settings(**values)  # type: ignore[arg-type]
     for name in ("rate", "join_rate", "upload_rate"):
         if not RATE.match(getattr(settings, name)):
-            raise ValueError(f"{settings.env_name(name)} must look like 20r/s or 30r/m, not {getattr(settings, name)!r}.")
+            raise ValueError(
+                f"{settings.env_name(name)} must look like 20r/s or 30r/m, not {getattr(settings, name)!r}."
+            )
     if settings.workers < 1:
         raise ValueError(f"--workers (or FMG_WORKERS) must be at least 1, not {settings.workers}.")
     return settings
