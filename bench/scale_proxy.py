@@ -46,7 +46,7 @@ class ProxiedApp:
     binds = True  # bench.abuse: visitors connect from their own loopback addresses
 
     def __init__(self, flags: list[str], tokens: int, rate: float, workers: int = 2, limits: dict | None = None):
-        self.tmp = tempfile.TemporaryDirectory(prefix="fmg-bench-proxy-")
+        self.tmp = tempfile.TemporaryDirectory(prefix="fmg-bench-proxy-", dir=nginx.temp_parent())
         folder = Path(self.tmp.name)
         env = dict(
             os.environ,
@@ -69,6 +69,7 @@ class ProxiedApp:
         config = dataclasses.replace(settings.from_env({}), port=public, **(limits or {}))
         proxy_dir = folder / "nginx"
         proxy_dir.mkdir()
+        folder.chmod(0o711)  # as root, nginx's workers (nobody) reach their temp folders
         self.children.append(Child("proxy", nginx.write(config, proxy_dir, worker_ports, MAX_UPLOAD)))
         try:
             for port in worker_ports:

@@ -74,7 +74,7 @@ def main(argv: list[str], max_upload: str) -> int:
     stopping: list[int] = []
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda s, _frame: stopping.append(s))
-    with tempfile.TemporaryDirectory(prefix="fmg-proxy-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="fmg-proxy-", dir=nginx.temp_parent()) as tmp:
         children: list[Child] = []
         try:
             return _serve(config, Path(tmp), max_upload, children, stopping)

@@ -13,6 +13,7 @@ import os
 import pwd
 import re
 import shutil
+import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -77,6 +78,18 @@ def write(settings: Settings, tmp: Path, ports: list[int], max_upload: str, stic
     if nginx is None:
         raise FileNotFoundError(MISSING)
     return [nginx, "-p", str(tmp), "-c", str(path), "-e", str(tmp / "error.log")]
+
+
+def temp_parent() -> str | None:
+    """Where nginx's temp folder goes: the usual temp folder, except as root when one of its
+    parents is closed to others (a TMPDIR of 0700): nginx's workers run as nobody and write
+    request bodies there, so then /tmp."""
+    if os.geteuid() != 0:
+        return None
+    folder = Path(tempfile.gettempdir()).resolve()
+    if all(p.stat().st_mode & 0o001 for p in [folder, *folder.parents]):
+        return None
+    return "/tmp"
 
 
 def _user_line() -> str:
