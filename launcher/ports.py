@@ -14,11 +14,3 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
             s.bind((host, 0))
         return [s.getsockname()[1] for s in sockets]
 
-
-def answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
-    """Whether something accepts connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
