@@ -8,6 +8,25 @@ background thread once the page is built (`adapters.registry.warm_up`), others o
 
 from __future__ import annotations
 
+import sys
+
+from demos.widgets.body_limit import MB, BodyLimit, body_caps
+
+MAX_FILE_MB = 25  # per uploaded file: Gradio's max_file_size (checked as the file streams in)
+MAX_UPLOAD = f"{MAX_FILE_MB}mb"
+
+
+def largest_body() -> str:
+    """The largest request body the app accepts (an upload of several files): nginx's cap too."""
+    return f"{body_caps(MAX_FILE_MB).upload // MB}mb"
+
+
+if __name__ == "__main__":  # `--workers N`: the launcher, which serves nothing itself, skips Gradio's import
+    from launcher import cli
+
+    if cli.workers_wanted(sys.argv[1:]) is not None:
+        sys.exit(cli.main(sys.argv[1:], largest_body()))
+
 import logging
 import os
 
@@ -30,7 +49,6 @@ from demos import (
     zero_shot,
 )
 from demos.widgets import guard
-from demos.widgets.body_limit import BodyLimit, body_caps
 from demos.widgets.standalone import Tab
 from demos.widgets.unknown_sessions import UnknownSessions
 from demos.widgets.upload_budget import UploadBudget
@@ -48,8 +66,6 @@ TABS: tuple[Tab, ...] = (  # type: ignore[assignment]
     compare,
     evaluate,
 )  # type: ignore[assignment]
-MAX_FILE_MB = 25  # per uploaded file (Gradio checks it as the file streams in)
-MAX_UPLOAD = f"{MAX_FILE_MB}mb"
 MAX_THREADS = 64  # Gradio's default 40 worker threads would cap concurrent streams below the chat limit
 PUBLIC_SESSIONS = 1000
 DELETE_CACHE = (900, 3600)  # every 15 minutes, remove uploads and outputs older than an hour
@@ -121,7 +137,13 @@ def launch_options() -> dict:
     return options
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    from launcher import cli
+
+    argv = sys.argv[1:] if argv is None else argv
+    cli.parser().parse_args(argv)  # --help; unknown arguments refused
+    if cli.workers_wanted(argv) is not None:  # `--workers N`: N of these processes behind nginx
+        sys.exit(cli.main(argv, largest_body()))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     install_log_redaction()
     demo.launch(**launch_options())

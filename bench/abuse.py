@@ -282,9 +282,10 @@ class Vendor:
 
 
 @contextlib.contextmanager
-def public_app(vendor: Vendor, workdir: str) -> Iterator[Server]:
+def public_app(vendor: Vendor, workdir: str, serve=Server) -> Iterator[Server]:
     """The app in public mode as `python app.py` serves it (bench.app_launcher), its OpenAI
-    pointed at the fake vendor. `Server` copies this process's environment when it starts."""
+    pointed at the fake vendor. `serve` (`Server`, or bench.scale_proxy's app behind nginx) copies
+    this process's environment when it starts."""
     config = Path(workdir) / "fm-gallery.toml"
     config.write_text(FMG_CONFIG)
     uploads = tempfile.mkdtemp(prefix="gradio-", dir=workdir)
@@ -304,7 +305,7 @@ def public_app(vendor: Vendor, workdir: str) -> Iterator[Server]:
     saved = {name: os.environ.get(name) for name in settings}
     os.environ.update(settings)
     try:
-        server = Server([], 10, 100.0)
+        server = serve([], 10, 100.0)
     finally:
         for name, value in saved.items():
             if value is None:
@@ -423,6 +424,8 @@ async def _run_event(
     if joined.status_code == 503:
         kind = "refused: visitor's events" if "already have" in joined.text else "refused: queue full"
         return kind, time.perf_counter() - started, None
+    if joined.status_code == 429:  # the proxy's own limit (bench.scale_proxy)
+        return "refused: proxy", time.perf_counter() - started, None
     if joined.status_code != 200:
         return f"http {joined.status_code}", time.perf_counter() - started, None
     async with client.stream(
@@ -539,13 +542,33 @@ async def hammer(plan: dict, stop: asyncio.Event) -> dict:
     seconds: dict[str, list[float]] = defaultdict(list)
     deadline = time.perf_counter() + plan["duration_s"]
     limits = httpx.Limits(max_connections=1000, max_keepalive_connections=400)
-    async with httpx.AsyncClient(timeout=EVENT_TIMEOUT_S, limits=limits) as client:
+    async with contextlib.AsyncExitStack() as clients:
+        shared = await clients.enter_async_context(httpx.AsyncClient(timeout=EVENT_TIMEOUT_S, limits=limits))
+        own: dict[str, httpx.AsyncClient] = {}
+
+        async def client_for(address: str) -> httpx.AsyncClient:
+            """Behind a proxy (plan "bind") each visitor connects from its own loopback address."""
+            if not plan.get("bind"):
+                return shared
+            if address not in own:
+                transport = httpx.AsyncHTTPTransport(local_address=address, limits=limits)
+                own[address] = await clients.enter_async_context(
+                    httpx.AsyncClient(timeout=EVENT_TIMEOUT_S, transport=transport)
+                )
+            return own[address]
 
         async def loop(visitor: int, address: str, endpoint: str) -> None:
             session = secrets.token_hex(8) if plan.get("sessions", "per_event") == "per_loop" else None
+            address = loopback(address) if plan.get("bind") else address
+            client = await client_for(address)
             small_path = None
-            if endpoint in ("classify", "caption"):
-                small_path = await upload(client, url, address, "small.png", images["small"])
+            while endpoint in ("classify", "caption") and small_path is None:
+                if stop.is_set() or time.perf_counter() >= deadline:
+                    return
+                try:
+                    small_path = await upload(client, url, address, "small.png", images["small"])
+                except httpx.HTTPError:  # refused by the proxy's upload limit: try again shortly
+                    await asyncio.sleep(0.2)
             for n in range(plan.get("max_events", MAX_EVENTS_PER_LOOP)):
                 if stop.is_set() or time.perf_counter() >= deadline:
                     return
@@ -568,7 +591,7 @@ async def hammer(plan: dict, stop: asyncio.Event) -> dict:
                                 outcomes[endpoint]["target " + outcome_of({"output": {"error": t["error"]}})] += 1
                     else:
                         admitted[visitor] += 1
-                elif outcome.startswith(("refused: visitor", "refused: queue", "client")):
+                elif outcome.startswith(("refused: visitor", "refused: queue", "refused: proxy", "client")):
                     await asyncio.sleep(JOIN_BACKOFF_S)
 
         await asyncio.gather(
@@ -583,7 +606,7 @@ async def hammer(plan: dict, stop: asyncio.Event) -> dict:
         n
         for counts in outcomes.values()
         for k, n in counts.items()
-        if not k.startswith(("refused: visitor", "refused: queue", "client", "http", "target "))
+        if not k.startswith(("refused: visitor", "refused: queue", "refused: proxy", "client", "http", "target "))
     )
     return {
         "outcomes": {k: dict(v) for k, v in outcomes.items()},
@@ -792,7 +815,12 @@ def memory_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> dic
     }
 
 
-def fair_chats(url: str, fn_index: int, n: int, budget_s: float) -> dict:
+def loopback(address: str) -> str:
+    """198.18.a.b as 127.18.a.b: an address this machine can connect from (all of 127/8 is local)."""
+    return "127." + address.split(".", 1)[1]
+
+
+def fair_chats(url: str, fn_index: int, n: int, budget_s: float, bind: bool = False) -> dict:
     """A well-behaved visitor: one chat at a time, 0.1 s apart, a new address (and page session)
     every 5 chats, so it stays within its own quota. `seconds`: from the join request to the
     completed event; `waits`: to the queue's process_starts."""
@@ -801,13 +829,20 @@ def fair_chats(url: str, fn_index: int, n: int, budget_s: float) -> dict:
     async def go() -> dict:
         out = {"seconds": [], "waits": [], "outcomes": Counter()}
         deadline = time.perf_counter() + budget_s
-        async with httpx.AsyncClient(timeout=EVENT_TIMEOUT_S) as client:
+        client = None
+        try:
             address = session = None
             for i in range(n):
                 if time.perf_counter() >= deadline:
                     break
                 if i % 5 == 0:
                     address, session = visitors(1)[0]["address"], secrets.token_hex(8)
+                    if bind or client is None:  # behind a proxy: connect from the visitor's own address
+                        if client is not None:
+                            await client.aclose()
+                        address = loopback(address) if bind else address
+                        transport = httpx.AsyncHTTPTransport(local_address=address) if bind else None
+                        client = httpx.AsyncClient(timeout=EVENT_TIMEOUT_S, transport=transport)
                 data = [f"Hello, how are you? ({i})", [], "openai", "", "", 64, 0.7, 1.0, -1]
                 marks: dict = {}
                 outcome, seconds, _ = await run_event(client, url, fn_index, data, address, session, marks)
@@ -816,22 +851,26 @@ def fair_chats(url: str, fn_index: int, n: int, budget_s: float) -> dict:
                     out["seconds"].append(seconds)
                     out["waits"].append(marks.get("starts", seconds))
                 await asyncio.sleep(0.1)
+        finally:
+            if client is not None:
+                await client.aclose()
         return out
 
     return asyncio.run(go())
 
 
-def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> dict:
+def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool, serve=Server) -> dict:
     """Phase 3: the fair visitor's chats on the idle server, while 5 abusive visitors loop every
     endpoint and bomb (first as browser tabs, one session per loop; then as a script, a new
     session per event), and idle again. The server's RSS around the second load says what each
     new session costs it."""
     n, budget_s = (8, 8.0) if quick else (25, 20.0)
     ms = lambda values, p: round(timing.percentile(values, p) * 1000, 1) if values else None  # noqa: E731
-    with public_app(vendor, workdir) as server:
+    with public_app(vendor, workdir, serve) as server:
         fns, pid = api_ids(server.url), server.proc.pid
-        fair_chats(server.url, fns["chat"], 3, 30)  # warm-up
-        idle = fair_chats(server.url, fns["chat"], n, 60)
+        bind = getattr(server, "binds", False)  # behind nginx: each visitor's own source address
+        fair_chats(server.url, fns["chat"], 3, 30, bind)  # warm-up
+        idle = fair_chats(server.url, fns["chat"], n, 60, bind)
         loads = {}
         for sessions in ("per_loop", "per_event"):
             rss_before = memory_kb(pid)["VmRSS"]
@@ -843,11 +882,12 @@ def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> di
                 "duration_s": budget_s + 30,
                 "images": images,
                 "sessions": sessions,
+                "bind": bind,
             }
             cpu0 = server.cpu_s()
             hammer_ = Hammer(workdir, plan)
             time.sleep(1.0)  # the abusers are joined and running
-            fair = fair_chats(server.url, fns["chat"], n, budget_s)
+            fair = fair_chats(server.url, fns["chat"], n, budget_s, bind)
             load = hammer_.stop()
             cpu = server.cpu_s() - cpu0
             time.sleep(1.0)
@@ -862,7 +902,7 @@ def latency_phase(vendor: Vendor, workdir: str, images: dict, quick: bool) -> di
                 "rss_growth_mb": round((rss_after - rss_before) / 1024, 1),
                 "kb_per_joined_event": round((rss_after - rss_before) / max(1, load["joined"]), 1),
             }
-        after = fair_chats(server.url, fns["chat"], n, 60)
+        after = fair_chats(server.url, fns["chat"], n, 60, bind)
     idle_s = idle["seconds"] + after["seconds"]
     if not idle_s or not all(v["fair"]["seconds"] for v in loads.values()):
         raise RuntimeError(

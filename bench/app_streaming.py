@@ -144,14 +144,22 @@ class Server:
         self.tmp.cleanup()
 
 
-def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_sessions: bool) -> dict:
+def run_once(flags: list[str], sessions: int, tokens: int, rate: float, open_sessions: bool, serve=Server) -> dict:
+    """One measured run on a fresh server made by `serve(flags, tokens, rate)` (bench.scale_proxy
+    passes the app behind nginx: it offers each session headers of its own, as each browser has)."""
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    server = Server(flags, tokens, rate)
+    server = serve(flags, tokens, rate)
+    headers = getattr(server, "client_headers", lambda i: None)
     try:
         with ThreadPoolExecutor(8) as pool:  # plain HTTP: ssl_verify=False spares each request a CA bundle load
-            clients = list(pool.map(lambda _: Client(server.url, verbose=False, ssl_verify=False), range(sessions + 1)))
+            clients = list(
+                pool.map(
+                    lambda i: Client(server.url, verbose=False, ssl_verify=False, headers=headers(i)),
+                    range(sessions + 1),
+                )
+            )
         warm = clients.pop()  # first-call costs (imports, the run log's table) are not what is measured
         warm.submit("Warm up.", [], "benchstream", "", "", 256, 0.7, 1.0, -1, api_name="/chat").result(timeout=120)
         warm.close()

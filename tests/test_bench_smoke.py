@@ -503,3 +503,75 @@ def test_abuse_bomb_is_small_on_the_wire_and_a_real_png():
     with Image.open(io.BytesIO(abuse.one_bit_png(100))) as small:  # the same writer, small enough to decode
         small.load()
         assert small.size == (100, 100) and small.mode == "1"
+
+
+@pytest.mark.skipif(
+    __import__("shutil").which("nginx", path="/usr/sbin:/usr/bin:/sbin") is None,
+    reason="needs Debian's nginx package",
+)
+def test_scale_proxy_quick_run_exits_cleanly_with_a_json_line():
+    """Issue 17's proxy rows: the app behind the launcher's nginx config, 1 and 2 workers."""
+    test_quick_run_exits_cleanly_with_a_json_line("scale_proxy")
+
+
+def test_scale_proxy_judges_two_workers_and_the_abusers(monkeypatch, capsys):
+    """(a) only the 2-worker row is judged (50 tokens at 100/s: ideal 0.5 s; first token less the
+    provider's 10 ms); (b) each load's polite p95 against idle."""
+    from bench import abuse, app_streaming, scale_proxy
+
+    made = {"1 process": 0.9, "1 worker": 0.7, "2 workers": 0.56}  # p95 done: 1.8x, 1.4x, 1.12x the ideal
+
+    def run_once(flags, sessions, tokens, rate, open_sessions, serve=None):
+        workers = 0 if serve is app_streaming.Server else serve.keywords["workers"]
+        name = {0: "1 process", 1: "1 worker", 2: "2 workers"}[workers]
+        return {
+            "ttft_join": [0.05] * 19 + [0.12],  # p95 0.0535 s: 43.5 ms over the provider's 10 ms
+            "done": [made[name]] * 20,
+            "server_cores": 1.0,
+            "client_cores": 1.0,
+        }
+
+    monkeypatch.setattr(app_streaming, "run_once", run_once)
+
+    def latency_phase(vendor, workdir, images, quick, serve=None):
+        assert serve is scale_proxy.ProxiedApp
+        loaded = {"n": 20, "p50_ms": 1, "p95_ms": 1, "max_ms": 1, "queue_wait_p95_ms": 1, "outcomes": {}}
+        return {
+            "_idle": [0.1] * 20,
+            "idle_n": 20,
+            "idle_p50_ms": 100,
+            "idle_p95_ms": 100,
+            "idle_queue_wait_p95_ms": 1,
+            "idle_outcomes": {},
+            "abusers": 5,
+            "per_loop": {**loaded, "_seconds": [0.14] * 20, "abuser_events": {}, "server_cores": 1, "client_cores": 1},
+            "per_event": {
+                **loaded,
+                "_seconds": [0.16] * 20,
+                "abuser_events": {},
+                "server_cores": 1,
+                "client_cores": 1,
+                "rss_growth_mb": 1,
+                "abuser_events_joined": 1,
+                "kb_per_joined_event": 1,
+            },
+        }
+
+    class NoVendor:
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(abuse, "latency_phase", latency_phase)
+    monkeypatch.setattr(abuse, "Vendor", NoVendor)
+    monkeypatch.setattr(abuse, "one_bit_png", lambda side: b"")
+    scale_proxy.main(["--quick"])
+    assert verdicts(capsys) == {
+        "p95 completion / ideal, nginx + 2 workers (x)": (1.12, "≤ 1.15x", True),
+        "first token added, p95, nginx + 2 workers (ms)": (43.5, "≤ 100 ms", True),
+        "fair visitor chat p95, nginx + 2 workers, abusers with one session per loop / idle (x)": (1.4, "≤ 1.5x", True),
+        "fair visitor chat p95, nginx + 2 workers, abusers with a new session per event / idle (x)": (
+            1.6,
+            "≤ 1.5x",
+            False,
+        ),
+    }

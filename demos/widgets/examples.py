@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
 from pathlib import Path
 
@@ -37,7 +38,8 @@ def images() -> list[tuple[str, str]]:
                 array = getattr(data, loader)()
             except Exception:  # noqa: BLE001 - a sample that needs a download is skipped, never fetched
                 continue
-            tmp = path.with_suffix(".tmp.png")
+            # a temp name of this process's own: `--workers` starts several processes at once
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.png")
             Image.fromarray(array).save(tmp)
             tmp.replace(path)
         out.append((str(path), labels))

@@ -1,0 +1,1 @@
+"""`python app.py --workers N`: N Gradio worker processes behind nginx, supervised (see cli.py)."""
