@@ -185,10 +185,10 @@ def main() -> None:
     n_queries = 200 if args.quick else 1000
     per_file = 2_000 if args.quick else 20_000  # corpus.chunk takes 20,000 passages a file at most
 
-    from services.collections import store
+    from services.collections import embedded, store
 
     if args.quick:
-        store.APPROX_THRESHOLD = 5_000
+        embedded.APPROX_THRESHOLD = 5_000
     with tempfile.TemporaryDirectory(prefix="fmg-bench-collections-") as tmp:
         work = Path(tmp)
         os.environ["FMG_COLLECTIONS"] = str(work / "collections")

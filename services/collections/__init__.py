@@ -31,7 +31,8 @@ import numpy as np
 from adapters.errors import BadInput
 from services import boundary
 from services.collections import reader, sources, store
-from services.collections.store import APPROX_THRESHOLD, KINDS, MAX_NAME_CHARS, root
+from services.collections.embedded import APPROX_THRESHOLD
+from services.collections.layout import KINDS, MAX_NAME_CHARS, root
 
 __all__ = [
     "APPROX_THRESHOLD",

@@ -20,7 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from services.collections import store
+from services.collections import embedded, files, qdrant
+from services.collections.layout import folder
+from services.collections.metadata import QDRANT, State, connect, dead_rows, read_state
 from services.search.vector_index import ExactIndex
 
 MAX_LOADED = 8  # collections kept loaded in this process
@@ -32,7 +34,7 @@ LOAD_ATTEMPTS = 5  # a writer may delete the files of the version just read: rea
 class Snapshot:
     """One committed version of a collection, ready to search."""
 
-    state: store.State
+    state: State
     vectors: np.ndarray  # (rows, dim), memory-mapped
     dead: np.ndarray  # bool per row: removed, skipped
     index: Any  # faiss index over rows [0, state.index_rows), or None
@@ -75,7 +77,7 @@ class Snapshot:
         import faiss
 
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))  # type: ignore[call-arg]
-        with store.one_faiss_thread():
+        with embedded.one_faiss_thread():
             scores, ids = self.index.search(query[None, :], max(1, fetch), params=params)
         rows = ids[0]
         keep = rows >= 0
@@ -87,9 +89,12 @@ _loaded: OrderedDict[str, Snapshot] = OrderedDict()
 _lock = threading.Lock()
 
 
-def snapshot(path: Path, conn: sqlite3.Connection, state: store.State) -> Snapshot:
+def snapshot(path: Path, conn: sqlite3.Connection, state: State) -> Snapshot | qdrant.Snapshot:
     """The loaded form of `state` (read in `conn`'s open read transaction), reusing what this
-    process loaded before where the files are the same."""
+    process loaded before where the files are the same. A Qdrant collection loads nothing: its
+    snapshot is the committed row count and the removed rows, which its searches filter by."""
+    if state.backend == QDRANT:
+        return qdrant.Snapshot(state, frozenset(dead_rows(conn)))
     key = str(path)
     with _lock:
         known = _loaded.get(key)
@@ -113,10 +118,10 @@ def forget(path: Path) -> None:
         _loaded.pop(str(path), None)
 
 
-def _load(path: Path, conn: sqlite3.Connection, state: store.State, index: Any) -> Snapshot:
+def _load(path: Path, conn: sqlite3.Connection, state: State, index: Any) -> Snapshot:
     """Raises FileNotFoundError where a writer deleted this version's files meanwhile."""
     dim = state.dim or 0
-    vectors = store.map_vectors(path / state.vectors_file, state.rows, dim)
+    vectors = files.map_vectors(path / state.vectors_file, state.rows, dim)
     if index is None and state.index_file is not None:
         index = _read_index(path / state.index_file)
     dead = np.zeros(state.rows, dtype=bool)
@@ -147,15 +152,15 @@ def _read_index(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def reading(name: str) -> Iterator[tuple[sqlite3.Connection, store.State, Snapshot]]:
+def reading(name: str) -> Iterator[tuple[sqlite3.Connection, State, Snapshot | qdrant.Snapshot]]:
     """A read transaction on the collection, its state and the snapshot of that state: the items
     looked up inside it belong to the same version as the vectors searched."""
-    path = store.folder(name)
+    path = folder(name)
     for attempt in range(LOAD_ATTEMPTS):
-        conn = store.connect(path, name)
+        conn = connect(path, name)
         try:
             conn.execute("BEGIN")
-            state = store.read_state(conn)
+            state = read_state(conn)
             try:
                 loaded = snapshot(path, conn, state)
             except FileNotFoundError:
