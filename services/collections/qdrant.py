@@ -7,8 +7,8 @@ collection created while it is set keeps its vectors there for good (`metadata.S
 
 Each item's vector is the point whose id is the item's row, with the row in its payload too.
 Commits keep the embedded store's order: the points are upserted (and acknowledged, `wait=True`)
-before the metadata transaction that makes their rows committed. Searches only look at rows below
-the committed count and skip rows removed, so the points of a killed writer are never returned;
+before the metadata transaction that makes their rows committed. Searches keep only rows below
+the committed count and not removed, so the points of a killed writer are never returned;
 the next writer overwrites them (rows start at the committed count again) and `sweep` deletes the
 rest. Removed items' points are deleted after the commit that removed them.
 """
@@ -31,6 +31,7 @@ KEY_ENV = "FMG_VECTOR_API_KEY"
 PREFIX = "fmg-"  # + the collection's uid
 BATCH = 1024  # points per upsert
 HNSW_EF = 128  # candidates an approximate (HNSW) search keeps; Qdrant's default is 100
+OVERFETCH = 10  # points fetched past k + the removed rows, for points of uncommitted rows
 TIMEOUT_S = 60
 
 _clients: dict[str, Any] = {}
@@ -158,31 +159,29 @@ class Snapshot:
     dead: frozenset[int]
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, rows) of the best k live committed rows, best first."""
+        """(scores, rows) of the best k live committed rows, best first. Points past the committed
+        rows (a writer's in flight, or a killed one's) and removed rows' points are dropped here,
+        fetching more until k are left or none remain: a filter would cost every query a payload
+        check per point (seconds in local mode), for points that are rarely there."""
         from qdrant_client import models
 
         state = self.state
         if state.dim is None or state.rows == 0:
             return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
-        committed = models.Filter(
-            must=[models.FieldCondition(key="row", range=models.Range(lt=state.rows))],
-            must_not=[models.HasIdCondition(has_id=sorted(self.dead))] if self.dead else None,
-        )
-        exact = state.index_note == "exact"
         params: models.SearchParams | None = models.SearchParams(exact=True)
-        if not exact:
+        if state.index_note != "exact":
             params = models.SearchParams(hnsw_ef=max(HNSW_EF, k))
         if _local(client()):
             params = None  # local mode always searches exactly (and warns about parameters)
-        found = _call(
-            "query_points",
-            state.backend_name,
-            query=np.asarray(query, dtype=np.float32).tolist(),
-            limit=k,
-            query_filter=committed,
-            search_params=params,
-            with_payload=False,
-        ).points
-        scores = np.array([p.score for p in found], dtype=np.float32)
-        rows = np.array([int(p.id) for p in found], dtype=np.int64)
-        return scores, rows
+        vector = np.asarray(query, dtype=np.float32).tolist()
+        limit = k + len(self.dead) + OVERFETCH
+        while True:
+            found = _call(
+                "query_points", state.backend_name, query=vector, limit=limit, search_params=params, with_payload=False
+            ).points
+            kept = [(p.score, int(p.id)) for p in found if int(p.id) < state.rows and int(p.id) not in self.dead]
+            if len(kept) >= k or len(found) < limit:
+                break
+            limit *= 2
+        kept = kept[:k]
+        return np.array([s for s, _ in kept], dtype=np.float32), np.array([r for _, r in kept], dtype=np.int64)
