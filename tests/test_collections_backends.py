@@ -258,3 +258,24 @@ def test_a_zip_over_its_total_limit_is_refused(tmp_path, monkeypatch):
     scratch.mkdir()
     with pytest.raises(BadInput, match="more than its limits allow"):
         archives.expand([zipped(tmp_path, [1000, 1000, 1000])], "text", scratch)
+
+
+def test_a_qdrant_removal_killed_before_its_points_are_deleted_never_returns_them(tmp_path, monkeypatch):
+    use_qdrant(monkeypatch, tmp_path)
+    collections.create("qd", "text", TARGET)
+    collections.add("qd", [numbered(tmp_path, "a.txt", 0, 100), numbered(tmp_path, "b.txt", 100, 200)], by_number)
+    original = qdrant.maintain
+
+    def dying(*args):
+        raise KeyboardInterrupt  # killed after the removal's commit, before its points were deleted
+
+    monkeypatch.setattr(qdrant, "maintain", dying)
+    with pytest.raises(KeyboardInterrupt):
+        collections.remove("qd", ["a.txt"])
+    monkeypatch.setattr(qdrant, "maintain", original)
+    assert points("qd") == 200 and collections.open("qd").items == 100
+    hits = collections.search("qd", VECTORS[50], 10, TARGET)
+    assert len(hits) == 10 and all(n >= 100 for n in numbers(hits))
+    collections.add("qd", [numbered(tmp_path, "c.txt", 200, 210)], by_number)  # the next write deletes them
+    assert points("qd") == 110
+    _assert_consistent("qd")
