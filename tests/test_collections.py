@@ -16,12 +16,13 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from adapters.errors import BadInput
 from adapters.tasks import ZeroShotClassifier
 from services import collections
-from services.collections import embedded, files, reader, store
+from services.collections import embedded, files, metadata, reader, store, tables
 from tests.fakes import providers as fake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def reopen() -> None:
 # --- text: built, reopened, searched --------------------------------------------------------------
 
 
-def test_a_text_collection_is_built_reopened_and_searched(tmp_path, data_folder):
+def test_a_text_collection_is_built_reopened_and_searched(tmp_path, data_folder, db_url):
     info = collections.create("Pets", "text", TARGET)
     assert (info.name, info.kind, info.embedder, info.dim, info.items) == ("Pets", "text", TARGET, None, 0)
     embed, steps = Counting(), []
@@ -98,9 +99,10 @@ def test_a_text_collection_is_built_reopened_and_searched(tmp_path, data_folder)
     assert hits[0].text == "Kittens chase a ball of red wool." and hits[0].source == "cats.md"
     assert hits[0].score == pytest.approx(float(query("kittens chase wool") @ query(hits[0].text)), abs=1e-5)
     assert hits[0].score >= hits[1].score and hits[0].image is None
-    assert (data_folder / "Pets" / "collection.sqlite3").is_file()
+    assert (data_folder / "Pets" / "collection.sqlite3").is_file() == (db_url is None)  # else: in PostgreSQL
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_fresh_process_finds_what_this_one_stored(tmp_path, data_folder):
     collections.create("docs", "text", TARGET)
     collections.add("docs", [write(tmp_path, "bread.txt", BREAD)], Counting())
@@ -137,6 +139,7 @@ def test_an_unchanged_file_added_again_is_a_no_op(tmp_path):
     assert _state("docs").version == version and collections.open("docs") == before
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_changed_file_replaces_its_items_and_a_removed_one_leaves(tmp_path):
     collections.create("docs", "text", TARGET)
     collections.add("docs", [write(tmp_path, "pets.txt", DOGS), write(tmp_path, "bread.txt", BREAD)], Counting())
@@ -163,6 +166,7 @@ def test_a_changed_file_replaces_its_items_and_a_removed_one_leaves(tmp_path):
     }
 
 
+@pytest.mark.usefixtures("db_url")
 def test_removed_rows_are_compacted_away_and_search_stays_right(tmp_path, data_folder):
     collections.create("docs", "text", TARGET)
     files = [write(tmp_path, f"part-{i}.txt", f"alpha{i} beta{i}\n\ngamma{i} delta{i}") for i in range(10)]
@@ -217,6 +221,7 @@ def picture(folder: Path, name: str, colour: tuple[int, int, int]) -> str:
     return str(path)
 
 
+@pytest.mark.usefixtures("db_url")
 def test_an_image_collection_is_built_reopened_and_searched(tmp_path):
     embedder = ColourEmbedder("colours", "mean-rgb")
     target = "colours:mean-rgb"
@@ -278,6 +283,7 @@ def test_bad_names_are_refused(name, data_folder):
     assert not data_folder.exists() or [p.name for p in data_folder.iterdir() if not p.name.startswith(".")] == []
 
 
+@pytest.mark.usefixtures("db_url")
 def test_names_kinds_and_existence_are_checked(tmp_path):
     collections.create("My notes 2.0_v1-a", "text", TARGET)  # letters, digits, space, '.', '_' and '-'
     with pytest.raises(BadInput, match="exists already"):
@@ -329,6 +335,7 @@ def numbers(hits: list[collections.Hit]) -> list[int]:
     return [int(h.text.split()[1]) for h in hits if h.text]
 
 
+@pytest.mark.usefixtures("db_url")
 def test_search_turns_approximate_at_the_threshold_and_back(tmp_path, monkeypatch, data_folder):
     monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     collections.create("big", "text", "bench:clustered")
@@ -362,6 +369,7 @@ def test_search_turns_approximate_at_the_threshold_and_back(tmp_path, monkeypatc
     assert all(n >= 900 for n in numbers(collections.search("big", VECTORS[5], 10, "bench:clustered")))
 
 
+@pytest.mark.usefixtures("db_url")
 def test_rows_removed_from_an_approximate_index_are_never_returned(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     collections.create("big", "text", "bench:clustered")
@@ -436,6 +444,7 @@ def _child() -> None:
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.usefixtures("db_url")
 def test_a_killed_indexing_process_leaves_a_consistent_collection(point, tmp_path, monkeypatch, data_folder):
     monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     monkeypatch.setattr(collections, "TEXT_BATCH", 500)
@@ -507,37 +516,40 @@ def test_a_killed_indexing_process_leaves_a_consistent_collection(point, tmp_pat
     assert leftovers == set()  # the killed writer's files were swept
 
 
+def _read(name: str):
+    """A read transaction on the collection's metadata (its own file, or the shared database)."""
+    return metadata.reading(metadata.engine_for(store.folder(name), name))
+
+
 def _state(name: str) -> store.State:
-    conn = store.connect(store.folder(name), name)
-    try:
-        return store.read_state(conn)
-    finally:
-        conn.close()
+    with _read(name) as conn:
+        return metadata.read_state(conn, name=name)
 
 
 def _contents(name: str) -> dict[str, list[str]]:
-    conn = store.connect(store.folder(name), name)
-    try:
+    items = tables.items
+    with _read(name) as conn:
+        uid = metadata.read_state(conn, name=name).uid
         out: dict[str, list[str]] = {}
-        for source, text in conn.execute("SELECT source, text FROM items ORDER BY row"):
+        query = sa.select(items.c.source, items.c.text).where(items.c.collection == uid).order_by(items.c.row)
+        for source, text in conn.execute(query):
             out.setdefault(source, []).append(text)
         return out
-    finally:
-        conn.close()
 
 
 def _assert_consistent(name: str) -> None:
     """Metadata and files agree, and every stored passage is found as its own nearest neighbour."""
     state = _state(name)
-    conn = store.connect(store.folder(name), name)
-    try:
-        rows = [r for (r,) in conn.execute("SELECT row FROM items")]
-        dead = {r for (r,) in conn.execute("SELECT row FROM dead")}
-        per_source = dict(conn.execute("SELECT source, COUNT(*) FROM items GROUP BY source").fetchall())
-        listed = dict(conn.execute("SELECT name, items FROM sources").fetchall())
-        texts = [t for (t,) in conn.execute("SELECT text FROM items")]
-    finally:
-        conn.close()
+    items, uid = tables.items, state.uid
+    with _read(name) as conn:
+        found = conn.execute(sa.select(items.c.row, items.c.source, items.c.text).where(items.c.collection == uid))
+        records = found.all()
+        rows, item_sources, texts = [r[0] for r in records], [r[1] for r in records], [r[2] for r in records]
+        dead = set(metadata.dead_rows(conn, uid))
+        listed = metadata.source_items(conn, uid)
+    per_source: dict[str, int] = {}
+    for source in item_sources:
+        per_source[source] = per_source.get(source, 0) + 1
     assert per_source == listed
     assert len(set(rows)) == len(rows) and all(0 <= r < state.rows for r in rows) and not set(rows) & dead
     if state.backend == "embedded":
@@ -555,6 +567,7 @@ def _assert_consistent(name: str) -> None:
 # --- concurrent sessions --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("db_url")
 def test_two_sessions_adding_while_a_third_searches_do_not_corrupt_it(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     monkeypatch.setattr(collections, "TEXT_BATCH", 100)
@@ -594,6 +607,7 @@ def test_two_sessions_adding_while_a_third_searches_do_not_corrupt_it(tmp_path, 
     _assert_consistent("big")
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_session_in_another_process_adds_while_this_one_does(tmp_path, monkeypatch, data_folder):
     monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     collections.create("big", "text", "bench:clustered")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import pytest
 
 from adapters.errors import BadInput
 from services import collections
-from services.collections import archives, embedded, qdrant, reader, store
+from services.collections import archives, embedded, metadata, qdrant, reader, store
 from tests.test_collections import (
     VECTORS,
     _assert_consistent,
@@ -92,6 +93,7 @@ def test_approximate_settings_keep_recall_at_10_above_095_on_both(tmp_path, monk
         assert recall >= 0.95, name
 
 
+@pytest.mark.usefixtures("db_url")
 def test_replace_remove_and_delete_behave_the_same_on_qdrant(tmp_path, monkeypatch):
     use_qdrant(monkeypatch, tmp_path)
     collections.create("qd", "text", TARGET)
@@ -118,22 +120,23 @@ def test_replace_remove_and_delete_behave_the_same_on_qdrant(tmp_path, monkeypat
         collections.search("qd", VECTORS[0], 1, TARGET)
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_qdrant_add_killed_before_its_commit_leaves_nothing_visible(tmp_path, monkeypatch):
     use_qdrant(monkeypatch, tmp_path)
     collections.create("qd", "text", TARGET)
     collections.add("qd", [numbered(tmp_path, "a.txt", 0, 100)], by_number)
-    original = store.transaction
+    original = metadata.writing
     events: list[str] = []
 
-    def dying(conn):
+    def dying(engine):
         events.append(f"commit at {points('qd')} points")
         raise KeyboardInterrupt  # the process dies between the upsert and its commit
 
-    monkeypatch.setattr(store, "transaction", dying)
+    monkeypatch.setattr(metadata, "writing", dying)
     with pytest.raises(KeyboardInterrupt):
         collections.add("qd", [numbered(tmp_path, "b.txt", 100, 300)], by_number)
     assert events == ["commit at 300 points"]  # the points were upserted (acknowledged) before the commit
-    monkeypatch.setattr(store, "transaction", original)
+    monkeypatch.setattr(metadata, "writing", original)
 
     assert points("qd") == 300 and _state("qd").rows == 100  # the uncommitted points are there...
     assert numbers(collections.search("qd", VECTORS[250], 5, TARGET))[0] != 250  # ...and never found
@@ -165,21 +168,22 @@ def test_a_collection_is_always_searched_on_the_backend_it_was_built_with(tmp_pa
 # --- durability: vectors before their commit ------------------------------------------------------
 
 
+@pytest.mark.usefixtures("db_url")
 def test_the_vectors_are_fsynced_before_the_commit_that_counts_them(tmp_path, monkeypatch):
     collections.create("emb", "text", TARGET)
     events: list[str] = []
-    real_fsync, original = os.fsync, store.transaction
+    real_fsync, original = os.fsync, metadata.writing
 
     def fsync(fd):
         events.append(f"fsync {Path(os.readlink(f'/proc/self/fd/{fd}')).name}")
         real_fsync(fd)
 
-    def transaction(conn):
+    def transaction(engine):
         events.append("commit")
-        return original(conn)
+        return original(engine)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(store, "transaction", transaction)
+    monkeypatch.setattr(metadata, "writing", transaction)
     collections.add("emb", [numbered(tmp_path, "a.txt", 0, 100)], by_number)
     vectors = _state("emb").vectors_file
     assert f"fsync {vectors}" in events and "commit" in events
@@ -201,6 +205,7 @@ collections.add("shared", json.loads(sys.argv[2]), by_number)
 """
 
 
+@pytest.mark.usefixtures("db_url")
 def test_two_processes_adding_to_one_collection_at_once_lose_nothing(tmp_path, data_folder):
     collections.create("shared", "text", TARGET)
     go = tmp_path / "go"
@@ -279,3 +284,87 @@ def test_a_qdrant_removal_killed_before_its_points_are_deleted_never_returns_the
     collections.add("qd", [numbered(tmp_path, "c.txt", 200, 210)], by_number)  # the next write deletes them
     assert points("qd") == 110
     _assert_consistent("qd")
+
+
+# --- the metadata's home: a collection's own file (old layouts converted), or the shared database -
+
+
+LEGACY_SCHEMA = """
+CREATE TABLE collection (id INTEGER PRIMARY KEY CHECK (id = 1), uid TEXT NOT NULL, name TEXT NOT NULL,
+    kind TEXT NOT NULL, provider TEXT NOT NULL, model TEXT NOT NULL, dim INTEGER, created TEXT NOT NULL,
+    updated TEXT NOT NULL, version INTEGER NOT NULL, vectors_file TEXT NOT NULL, rows INTEGER NOT NULL,
+    index_file TEXT, index_rows INTEGER NOT NULL, trained_rows INTEGER NOT NULL, nlist INTEGER, nprobe INTEGER,
+    rerank INTEGER, index_note TEXT NOT NULL);
+CREATE TABLE sources (name TEXT PRIMARY KEY, hash TEXT NOT NULL, items INTEGER NOT NULL, added TEXT NOT NULL);
+CREATE TABLE items (id INTEGER PRIMARY KEY, source TEXT NOT NULL, hash TEXT NOT NULL, text TEXT, image TEXT,
+    row INTEGER NOT NULL);
+CREATE TABLE dead (row INTEGER PRIMARY KEY);
+INSERT INTO collection VALUES (1, 'abc', 'old', 'text', 'bench', 'clustered', 32, '2026-01-01T00:00:00+00:00',
+    '2026-01-01T00:00:00+00:00', 4, 'vectors-2.f32', 3, NULL, 0, 0, NULL, NULL, NULL, 'exact');
+INSERT INTO sources VALUES ('b.txt', 'hb', 1, '2026-01-01T00:00:00+00:00'),
+    ('a.txt', 'ha', 1, '2026-01-01T00:00:00+00:00');
+INSERT INTO items VALUES (7, 'b.txt', 'hb', 'passage 2', NULL, 2), (9, 'a.txt', 'ha', 'passage 0', NULL, 0);
+INSERT INTO dead VALUES (1);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_collection_file_from_before_sqlalchemy_is_converted_on_first_open(data_folder):
+    folder = data_folder / "old"
+    folder.mkdir(parents=True)
+    conn = sqlite3.connect(folder / store.DB)
+    conn.executescript(LEGACY_SCHEMA)
+    conn.close()
+    VECTORS[:3].astype("<f4").tofile(folder / "vectors-2.f32")
+    (folder / store.LOCK).touch()
+
+    info = collections.open("old")
+    assert (info.items, info.sources, info.dim, info.search) == (2, ("b.txt", "a.txt"), 32, "exact")
+    assert _state("old").backend == "embedded" and _state("old").version == 4
+    hits = collections.search("old", VECTORS[1], 3, TARGET)
+    assert numbers(hits) == [0, 2] and [h.item for h in hits] == [9, 7]  # row 1 was removed; ids kept
+    conn = sqlite3.connect(folder / store.DB)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == metadata.SCHEMA_VERSION
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        conn.close()
+    assert names == {"collections", "collection_sources", "collection_items", "collection_dead"}
+    collections.add("old", [numbered(data_folder.parent, "c.txt", 10, 20)], by_number)  # writable as before
+    assert collections.open("old").items == 12
+
+
+SEES = """
+import sys
+from services import collections
+from tests.test_collections import VECTORS
+print(collections.names())
+try:
+    collections.search("docs", VECTORS[5], 1, "bench:clustered")
+except Exception as err:
+    print(type(err).__name__, err)
+"""
+
+
+@pytest.mark.usefixtures("db_url")
+def test_with_a_shared_database_every_worker_and_machine_sees_the_same_collections(tmp_path, data_folder, db_url):
+    if db_url is None:
+        pytest.skip("without FMG_DATABASE_URL each machine has its own collections")
+    collections.create("docs", "text", TARGET)
+    collections.add("docs", [numbered(tmp_path, "a.txt", 0, 10)], by_number)
+    elsewhere = tmp_path / "another-machine"
+    done = subprocess.run(
+        [sys.executable, "-c", SEES],
+        cwd=ROOT,
+        env={**os.environ, "FMG_COLLECTIONS": str(elsewhere)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    listed, error = done.stdout.strip().splitlines()
+    assert listed == "['docs']"  # its metadata is shared...
+    assert error.startswith("BadInput") and "FMG_VECTOR_URL" in error  # ...its embedded vectors are not: said
+    collections.delete("docs")
+    assert collections.names() == []

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
+from services.collections import metadata, tables
 from services.collections.files import append_vectors, map_vectors, replace_with
 from services.collections.layout import DB, IMAGES, LOCK
 from services.collections.lock import Writer
-from services.collections.metadata import State, counts, dead_rows, transaction
+from services.collections.metadata import State
 from services.search.vector_index import APPROX_THRESHOLD as SEARCH_APPROX_THRESHOLD
 from services.search.vector_index import ApproxIndex, build_index
 
@@ -34,7 +36,8 @@ def maintain(writer: Writer, state: State) -> None:
     """After writes: rewrite the vectors without removed rows once they are many, and keep search
     exact below `APPROX_THRESHOLD` live vectors, approximate above it (new rows added to the index,
     which is retrained when the collection has doubled). Commits only when something changed."""
-    _, dead = counts(writer.conn)
+    with writer.read() as c:
+        _, dead = metadata.counts(c, state.uid)
     changes: dict[str, Any] = {}
     vectors_file, rows, remap = state.vectors_file, state.rows, None
     if dead and dead >= COMPACT_FRACTION * state.rows:
@@ -54,29 +57,28 @@ def maintain(writer: Writer, state: State) -> None:
         vectors = map_vectors(writer.path / vectors_file, rows, state.dim or 0)
         changes.update(_extended(writer, state, vectors))
     if changes:
-        _commit(writer, changes, remap)
+        _commit(writer, state.uid, changes, remap)
 
 
-def _commit(writer: Writer, changes: dict[str, Any], remap: np.ndarray | None) -> None:
-    conn = writer.conn
-    with transaction(conn):
+def _commit(writer: Writer, uid: str, changes: dict[str, Any], remap: np.ndarray | None) -> None:
+    items, row = tables.items, tables.collections
+    with writer.transaction() as c:
         if remap is not None:  # live rows keep their order: row remap[i] becomes row i
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS remap (old INTEGER PRIMARY KEY, new INTEGER NOT NULL)")
-            conn.execute("DELETE FROM remap")
-            conn.executemany("INSERT INTO remap VALUES (?, ?)", zip(remap.tolist(), range(len(remap)), strict=True))
-            conn.execute("UPDATE items SET row = (SELECT new FROM remap WHERE old = items.row)")
-            conn.execute("DELETE FROM dead")
-            conn.execute("DROP TABLE remap")
-        columns = ", ".join(f"{column} = ?" for column in changes)
-        conn.execute(
-            f"UPDATE collection SET {columns}, version = version + 1 WHERE id = 1",
-            tuple(changes.values()),
-        )
+            # ascending: an item moves down to a row no item holds any more (old rows below it moved first)
+            moves = [{"old": old, "new": new} for new, old in enumerate(remap.tolist()) if old != new]
+            if moves:
+                moved = items.c.row == sa.bindparam("old")
+                c.execute(
+                    sa.update(items).where(items.c.collection == uid, moved).values(row=sa.bindparam("new")), moves
+                )
+            c.execute(sa.delete(tables.dead).where(tables.dead.c.collection == uid))
+        c.execute(sa.update(row).where(row.c.uid == uid).values(**changes, version=row.c.version + 1))
 
 
 def _compacted(writer: Writer, state: State) -> tuple[str, np.ndarray]:
     """A new vectors file holding only the live rows, in order: (its name, the old row of each new row)."""
-    dead = np.array(dead_rows(writer.conn), dtype=np.int64)
+    with writer.read() as c:
+        dead = np.array(metadata.dead_rows(c, state.uid), dtype=np.int64)
     keep = np.setdiff1d(np.arange(state.rows, dtype=np.int64), dead, assume_unique=True)
     vectors = map_vectors(writer.path / state.vectors_file, state.rows, state.dim or 0)
     name = f"vectors-{state.version + 1}.f32"
@@ -156,5 +158,5 @@ def sweep(writer: Writer, state: State) -> None:
             entry.unlink(missing_ok=True)
     vectors = writer.path / state.vectors_file
     committed = state.rows * (state.dim or 0) * 4
-    if vectors.stat().st_size > committed:
+    if vectors.is_file() and vectors.stat().st_size > committed:  # (none: a Qdrant collection made elsewhere)
         os.truncate(vectors, committed)

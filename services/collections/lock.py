@@ -1,11 +1,12 @@
-"""The writer lock: one writer at a time per collection, across threads and processes.
+"""The writer lock: one writer at a time per collection, across threads, processes and machines.
 
 `writer.lock` in the collection's folder is locked with `flock`, which belongs to an open file
 description: each `writing` opens the file anew, so two threads of one process wait for each other
 as two processes (the app's workers on one machine, sharing the data folder) do. The kernel drops
-the lock when its holder dies, so a killed writer never leaves the collection locked. Readers take
-no lock. (`flock` is local to a machine: across machines, the vectors go to Qdrant and the folder
-is not shared.)
+the lock when its holder dies, so a killed writer never leaves the collection locked. `flock` is
+local to a machine: with the metadata in a shared PostgreSQL (`FMG_DATABASE_URL`), the writer also
+holds a session advisory lock there, which PostgreSQL drops when the writer's connection ends.
+Readers take no lock.
 """
 
 from __future__ import annotations
@@ -13,25 +14,44 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+from sqlalchemy import Connection, Engine
+
+from services import db
+from services.collections import metadata
 from services.collections.layout import LOCK, check_name, folder, missing
-from services.collections.metadata import State, connect, read_state
+from services.collections.metadata import State
+from services.db.engines import lock_key
 
 
 @dataclass
 class Writer:
-    """A collection held for writing: its folder and a connection; one at a time per collection."""
+    """A collection held for writing: its name, folder, uid and metadata engine; one at a time."""
 
     name: str
     path: Path
-    conn: sqlite3.Connection
+    uid: str
+    engine: Engine
 
     def state(self) -> State:
-        return read_state(self.conn)
+        with self.engine.connect() as conn:
+            return metadata.read_state(conn, uid=self.uid, name=self.name)
+
+    def read(self) -> contextlib.AbstractContextManager[Connection]:
+        return metadata.reading(self.engine)
+
+    def transaction(self) -> contextlib.AbstractContextManager[Connection]:
+        return metadata.writing(self.engine)
+
+
+def ensure_folder(path: Path) -> None:
+    """A shared database's collection made elsewhere gets its folder here (lock, images, vectors)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (path / LOCK).touch(exist_ok=True)
 
 
 @contextlib.contextmanager
@@ -39,6 +59,11 @@ def writing(name: str) -> Iterator[Writer]:
     """Hold the collection's writer lock (waiting for another writer to finish)."""
     name = check_name(name)
     path = folder(name)
+    engine = metadata.engine_for(path, name)
+    if metadata.shared() is not None:
+        with engine.connect() as conn:
+            metadata.read_state(conn, name=name)  # missing: said before any folder is made for it
+        ensure_folder(path)
     try:
         fd = os.open(path / LOCK, os.O_RDWR)
     except FileNotFoundError:
@@ -51,10 +76,26 @@ def writing(name: str) -> Iterator[Writer]:
             current = False
         if not current:
             raise missing(name)
-        conn = connect(path, name)
-        try:
-            yield Writer(name, path, conn)
-        finally:
-            conn.close()
+        with _database_lock(engine, name) as uid:
+            yield Writer(name, path, uid, engine)
     finally:
         os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _database_lock(engine: Engine, name: str) -> Iterator[str]:
+    """PostgreSQL: a session advisory lock on the collection's name, for writers on other machines;
+    SQLite needs none (one machine: `flock` is enough). The collection's uid, read under the lock."""
+    if db.is_sqlite(engine):
+        with engine.connect() as conn:
+            uid = metadata.read_state(conn, name=name).uid
+        yield uid
+        return
+    key = lock_key(f"fm-gallery:collection:{name}")
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.execute(sa.select(sa.func.pg_advisory_lock(key)))
+        try:
+            yield metadata.read_state(conn, name=name).uid
+        finally:
+            conn.execute(sa.select(sa.func.pg_advisory_unlock(key)))

@@ -18,47 +18,26 @@ that loses that race loads again (see `reader`).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import shutil
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import sqlalchemy as sa
 
 from adapters.errors import BadInput
-from services.collections import embedded, qdrant
+from services.collections import embedded, metadata, qdrant, tables
 from services.collections.files import file_hash, store_image
-from services.collections.layout import (
-    DB,
-    IMAGES,
-    KINDS,
-    LOCK,
-    MAX_NAME_CHARS,
-    STALE_S,
-    check_name,
-    folder,
-    missing,
-    now,
-    root,
-)
-from services.collections.lock import Writer, writing
-from services.collections.metadata import (
-    EMBEDDED,
-    QDRANT,
-    SCHEMA,
-    SCHEMA_VERSION,
-    CollectionError,
-    State,
-    connect,
-    counts,
-    dead_rows,
-    read_state,
-    source_hashes,
-    transaction,
-)
+from services.collections.layout import DB, IMAGES, KINDS, LOCK, MAX_NAME_CHARS, STALE_S, check_name, folder, now, root
+from services.collections.lock import Writer, ensure_folder, writing
+from services.collections.metadata import EMBEDDED, QDRANT, CollectionError, State
 from services.sqlite_wal import open_wal
 
 __all__ = [
@@ -73,63 +52,94 @@ __all__ = [
     "Writer",
     "check_name",
     "commit_source",
-    "connect",
-    "counts",
     "create",
     "delete",
     "file_hash",
     "folder",
     "maintain",
-    "missing",
-    "read_state",
     "remove_sources",
     "root",
-    "source_hashes",
     "writing",
 ]
 
+CREATING_LOCK = ".creating.lock"  # in the root: one creation at a time per machine (shared database)
+
 
 def create(name: str, kind: str, provider: str, model: str) -> State:
-    """A new empty collection, made in a hidden folder and renamed into place whole. Its vectors go
-    to Qdrant where `FMG_VECTOR_URL` is set now, else into its folder; for good either way."""
+    """A new empty collection. Its vectors go to Qdrant where `FMG_VECTOR_URL` is set now, else
+    into its folder; for good either way. Its metadata goes to the shared database, or to its own
+    file, made in a hidden folder and renamed into place whole."""
     name = check_name(name)
     base = root()
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     _clear_leftovers(base)
-    target = base / name
-    if target.exists():
-        raise BadInput(f"A collection named '{name}' exists already: pick another name, or add files to it.")
     uid = uuid.uuid4().hex
     backend, backend_name = (QDRANT, qdrant.point_collection(uid)) if qdrant.configured() else (EMBEDDED, None)
+    stamp = now()
+    state = State(
+        uid, name, kind, provider, model, None, stamp, stamp, 1, "vectors-1.f32", 0, None, 0, 0, None, None, None,
+        "exact", backend, backend_name,
+    )  # fmt: skip
+    if metadata.shared() is not None:
+        _create_shared(base, state)
+        return state
+    target = base / name
+    if target.exists():
+        raise _exists(name)
     staging = base / f".creating-{uuid.uuid4().hex}"
     staging.mkdir(mode=0o700)
     try:
-        conn, _mode = open_wal(staging / DB, 10.0)
-        try:
-            conn.executescript(SCHEMA)
-            stamp = now()
-            conn.execute(
-                "INSERT INTO collection (id, uid, name, kind, provider, model, dim, created, updated, version,"
-                " vectors_file, rows, index_file, index_rows, trained_rows, index_note, backend, backend_name)"
-                " VALUES (1, ?, ?, ?, ?, ?, NULL, ?, ?, 1, 'vectors-1.f32', 0, NULL, 0, 0, 'exact', ?, ?)",
-                (uid, name, kind, provider, model, stamp, stamp, backend, backend_name),
-            )
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            state = read_state(conn)
-        finally:
-            conn.close()
-        (staging / "vectors-1.f32").touch()
+        conn, _mode = open_wal(staging / DB, metadata.BUSY_TIMEOUT_S)
+        conn.close()
+        engine = metadata.new_file_engine(staging / DB, name)
+        with metadata.writing(engine) as c:
+            c.execute(sa.insert(tables.collections).values(**vars(state)))
+        engine.dispose()
+        (staging / state.vectors_file).touch()
         (staging / LOCK).touch()
         try:
             staging.rename(target)  # fails when another session created it meanwhile
         except OSError:
-            raise BadInput(
-                f"A collection named '{name}' exists already: pick another name, or add files to it."
-            ) from None
+            raise _exists(name) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return state
+
+
+def _exists(name: str) -> BadInput:
+    return BadInput(f"A collection named '{name}' exists already: pick another name, or add files to it.")
+
+
+def _create_shared(base: Path, state: State) -> None:
+    """The collection's row in the shared database, then its folder here. A folder of that name
+    found here first belongs to a collection deleted on another machine: it is cleared."""
+    target = base / state.name
+    engine = metadata.engine_for(target, state.name)
+    with _creating(base):
+        with metadata.reading(engine) as c:
+            taken = c.execute(sa.select(tables.collections.c.uid).where(tables.collections.c.name == state.name))
+            if taken.first() is not None:
+                raise _exists(state.name)
+        if target.exists():
+            target.rename(base / f".deleted-{uuid.uuid4().hex}")
+        try:
+            with metadata.writing(engine) as c:
+                c.execute(sa.insert(tables.collections).values(**vars(state)))
+        except sa.exc.IntegrityError:  # created on another machine meanwhile
+            raise _exists(state.name) from None
+        ensure_folder(target)
+        (target / state.vectors_file).touch()
+
+
+@contextlib.contextmanager
+def _creating(base: Path) -> Iterator[None]:
+    fd = os.open(base / CREATING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _clear_leftovers(base: Path) -> None:
@@ -137,33 +147,46 @@ def _clear_leftovers(base: Path) -> None:
     for entry in base.iterdir():
         young = entry.name.startswith(".creating-") and time.time() - entry.stat().st_mtime < STALE_S
         if entry.name.startswith((".creating-", ".deleted-")) and not young:
-            if entry.name.startswith(".deleted-"):
-                _drop_vectors(entry)
+            if entry.name.startswith(".deleted-") and metadata.shared() is None:
+                _drop_vectors(_own_state(entry))
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _drop_vectors(path: Path) -> None:
-    """The Qdrant collection of a deleted collection's folder, if it has one and Qdrant is reachable."""
+def _own_state(path: Path) -> State | None:
+    """The collection row in a folder's own metadata file, if it has a readable one."""
+    if not (path / DB).is_file():
+        return None
+    engine = metadata.new_file_engine(path / DB, path.name)
     try:
-        conn = connect(path, path.name)
-        try:
-            state = read_state(conn)
-        finally:
-            conn.close()
-    except (BadInput, CollectionError, sqlite3.Error):
-        return
-    if state.backend == QDRANT:
+        with metadata.reading(engine) as c:
+            return metadata.all_states(c)[0]
+    except (BadInput, IndexError, sa.exc.SQLAlchemyError, sqlite3.Error):
+        return None
+    finally:
+        engine.dispose()
+
+
+def _drop_vectors(state: State | None) -> None:
+    """The Qdrant collection of a deleted collection, if it has one and Qdrant is reachable."""
+    if state is not None and state.backend == QDRANT:
         with contextlib.suppress(BadInput):  # FMG_VECTOR_URL unset here: the points stay in Qdrant
             qdrant.drop(state.backend_name)
 
 
 def delete(name: str) -> None:
-    """Remove a collection: renamed away under the writer lock (readers then find it gone), its
-    Qdrant collection dropped, then its folder erased (a killed delete is finished by the next create)."""
+    """Remove a collection under the writer lock: its rows deleted from the shared database, or its
+    folder renamed away (readers then find it gone); then its Qdrant collection dropped and its
+    folder erased (a delete killed after that commit is finished by the next create)."""
     with writing(name) as writer:
+        state = writer.state()
+        if metadata.shared() is not None:
+            with writer.transaction() as c:
+                for table in (tables.dead, tables.items, tables.sources):
+                    c.execute(sa.delete(table).where(table.c.collection == state.uid))
+                c.execute(sa.delete(tables.collections).where(tables.collections.c.uid == state.uid))
         trash = writer.path.with_name(f".deleted-{uuid.uuid4().hex}")
         writer.path.rename(trash)
-    _drop_vectors(trash)
+    _drop_vectors(state)
     shutil.rmtree(trash, ignore_errors=True)
 
 
@@ -188,10 +211,11 @@ class Prepared:
 def commit_source(writer: Writer, source: Prepared, vectors: np.ndarray) -> str:
     """Store one file's items and vectors in one transaction, replacing an older version of it:
     "added", "replaced", or "unchanged" where another session stored the same content meanwhile."""
-    conn = writer.conn
     state = writer.state()
-    stored = conn.execute("SELECT hash FROM sources WHERE name = ?", (source.name,)).fetchone()
-    if stored is not None and stored[0] == source.hash:
+    uid, s, i, d = state.uid, tables.sources, tables.items, tables.dead
+    with writer.read() as c:
+        stored = c.execute(sa.select(s.c.hash).where(s.c.collection == uid, s.c.name == source.name)).scalar()
+    if stored is not None and stored == source.hash:
         return "unchanged"
     if state.dim is not None and vectors.shape[1] != state.dim:
         raise BadInput(
@@ -208,31 +232,38 @@ def commit_source(writer: Writer, source: Prepared, vectors: np.ndarray) -> str:
         qdrant.upsert(state, vectors)
     else:
         embedded.append(writer, state, vectors)
-    with transaction(conn):
+    with writer.transaction() as c:
         if stored is not None:
-            conn.execute("INSERT OR IGNORE INTO dead SELECT row FROM items WHERE source = ?", (source.name,))
-            conn.execute("DELETE FROM items WHERE source = ?", (source.name,))
-        conn.executemany(
-            "INSERT INTO items (source, hash, text, image, row) VALUES (?, ?, ?, ?, ?)",
-            [(source.name, source.hash, text, image, state.rows + i) for i, (text, image) in enumerate(rows)],
-        )
+            mine = (i.c.collection == uid) & (i.c.source == source.name)
+            c.execute(sa.insert(d).from_select(["collection", "row"], sa.select(i.c.collection, i.c.row).where(mine)))
+            c.execute(sa.delete(i).where(mine))
+            c.execute(sa.delete(s).where(s.c.collection == uid, s.c.name == source.name))
+        c.execute(
+            sa.insert(i),
+            [
+                {"collection": uid, "source": source.name, "hash": source.hash, "text": text, "image": image,
+                 "row": state.rows + n}
+                for n, (text, image) in enumerate(rows)
+            ],
+        )  # fmt: skip
         stamp = now()
-        conn.execute(
-            "INSERT OR REPLACE INTO sources (name, hash, items, added) VALUES (?, ?, ?, ?)",
-            (source.name, source.hash, len(rows), stamp),
-        )
-        conn.execute(
-            "UPDATE collection SET rows = rows + ?, dim = ?, version = version + 1, updated = ? WHERE id = 1",
-            (len(rows), vectors.shape[1], stamp),
-        )
+        c.execute(sa.insert(s).values(collection=uid, name=source.name, hash=source.hash, items=len(rows), added=stamp))
+        _bump(c, uid, rows=tables.collections.c.rows + len(rows), dim=int(vectors.shape[1]), updated=stamp)
     return "replaced" if stored is not None else "added"
+
+
+def _bump(c: Any, uid: str, **changes: Any) -> None:
+    """Change the collection row, as a new committed version."""
+    row = tables.collections
+    c.execute(sa.update(row).where(row.c.uid == uid).values(**changes, version=row.c.version + 1))
 
 
 def remove_sources(writer: Writer, names: Sequence[str]) -> int:
     """Drop the named files' items (their rows wait as dead for compaction); the items removed."""
-    conn = writer.conn
     wanted = sorted(set(names))
-    stored = {row[0]: row[1] for row in conn.execute("SELECT name, items FROM sources")}
+    uid, s, i, d = writer.uid, tables.sources, tables.items, tables.dead
+    with writer.read() as c:
+        stored = metadata.source_items(c, uid)
     unknown = [n for n in wanted if n not in stored]
     if unknown:
         raise BadInput(
@@ -241,12 +272,12 @@ def remove_sources(writer: Writer, names: Sequence[str]) -> int:
         )
     if not wanted:
         return 0
-    marks = ",".join("?" * len(wanted))
-    with transaction(conn):
-        conn.execute(f"INSERT OR IGNORE INTO dead SELECT row FROM items WHERE source IN ({marks})", wanted)
-        conn.execute(f"DELETE FROM items WHERE source IN ({marks})", wanted)
-        conn.execute(f"DELETE FROM sources WHERE name IN ({marks})", wanted)
-        conn.execute("UPDATE collection SET version = version + 1, updated = ? WHERE id = 1", (now(),))
+    with writer.transaction() as c:
+        mine = (i.c.collection == uid) & i.c.source.in_(wanted)
+        c.execute(sa.insert(d).from_select(["collection", "row"], sa.select(i.c.collection, i.c.row).where(mine)))
+        c.execute(sa.delete(i).where(mine))
+        c.execute(sa.delete(s).where(s.c.collection == uid, s.c.name.in_(wanted)))
+        _bump(c, uid, updated=now())
     return sum(stored[n] for n in wanted)
 
 
@@ -259,14 +290,14 @@ def maintain(writer: Writer) -> None:
     below `embedded.APPROX_THRESHOLD` live vectors and approximate above it; then `sweep`."""
     state = writer.state()
     if state.backend == QDRANT:
-        items, _ = counts(writer.conn)
-        changes = qdrant.maintain(state, dead_rows(writer.conn), embedded.APPROX_THRESHOLD, items)
+        with writer.read() as c:
+            (items, _), dead = metadata.counts(c, state.uid), metadata.dead_rows(c, state.uid)
+        changes = qdrant.maintain(state, dead, embedded.APPROX_THRESHOLD, items)
         if changes:
-            with transaction(writer.conn):
+            with writer.transaction() as c:
                 if changes.pop("dead", False):
-                    writer.conn.execute("DELETE FROM dead")
-                note = changes.get("index_note", state.index_note)
-                writer.conn.execute("UPDATE collection SET index_note = ?, version = version + 1 WHERE id = 1", (note,))
+                    c.execute(sa.delete(tables.dead).where(tables.dead.c.collection == state.uid))
+                _bump(c, state.uid, index_note=changes.get("index_note", state.index_note))
     else:
         embedded.maintain(writer, state)
     sweep(writer)
@@ -282,7 +313,8 @@ def sweep(writer: Writer) -> None:
         qdrant.sweep(state)
     images = writer.path / IMAGES
     if images.is_dir():
-        used = {row[0] for row in writer.conn.execute("SELECT DISTINCT image FROM items WHERE image IS NOT NULL")}
+        with writer.read() as c:
+            used = metadata.used_images(c, state.uid)
         for entry in images.iterdir():
             if f"{IMAGES}/{entry.name}" not in used:
                 entry.unlink(missing_ok=True)
