@@ -368,3 +368,32 @@ def test_with_a_shared_database_every_worker_and_machine_sees_the_same_collectio
     assert error.startswith("BadInput") and "FMG_VECTOR_URL" in error  # ...its embedded vectors are not: said
     collections.delete("docs")
     assert collections.names() == []
+
+
+HOLDER = """
+import sys, time
+from services.collections import store
+with store.writing("docs"):
+    print(time.time(), flush=True)
+"""
+
+
+@pytest.mark.usefixtures("db_url")
+def test_with_postgresql_a_writer_on_another_machine_waits_for_this_one(tmp_path, data_folder, db_url):
+    if db_url is None or not db_url.startswith("postgresql"):
+        pytest.skip("machines share a collection's writer lock through PostgreSQL only")
+    collections.create("docs", "text", TARGET)
+    with store.writing("docs"):
+        other = subprocess.Popen(  # another machine: its own data folder, so no flock in common
+            [sys.executable, "-c", HOLDER],
+            cwd=ROOT,
+            env={**os.environ, "FMG_COLLECTIONS": str(tmp_path / "another-machine")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3.0)  # it has imported and is waiting (or, with no lock, has long printed)
+        released = time.time()
+    out, err = other.communicate(timeout=120)
+    assert other.returncode == 0, err[-2000:]
+    assert float(out.strip()) >= released
