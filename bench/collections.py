@@ -186,7 +186,7 @@ def compare_backends(args: argparse.Namespace) -> None:
 
     warnings.filterwarnings("ignore", module="qdrant_client")  # local mode warns past 20,000 points
     n, dim = args.n or (4_000 if args.quick else 100_000), args.dim
-    n_queries = 50 if args.quick else 500
+    n_queries = args.queries or (50 if args.quick else 500)
     if args.quick:
         embedded.APPROX_THRESHOLD = 1_000
     vectors, queries = search.clustered(n, 1, dim=dim), search.clustered(n_queries, 2, dim=dim)
@@ -246,9 +246,12 @@ def compare_backends(args: argparse.Namespace) -> None:
 
 def main() -> None:
     p = timing.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=None, help="vectors (default 1,000,000; --quick 20,000)")
+    p.add_argument(
+        "--n", type=int, default=None, help="vectors (default 1,000,000, --backends 100,000; --quick 20,000 / 4,000)"
+    )
     p.add_argument("--backends", action="store_true", help="embedded vs Qdrant local mode on the same vectors")
     p.add_argument("--dim", type=int, default=384, help="dimensions, with --backends (default 384)")
+    p.add_argument("--queries", type=int, default=None, help="queries, with --backends (default 500; --quick 50)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:

@@ -649,3 +649,19 @@ def test_the_benchmark_quick_run_ends_with_its_json_line():
     assert line["bench"] == "collections" and line["quick"] is True and len(line["targets"]) == 3
     assert line["figures"]["search"].startswith("approximate")
     assert (results.read_bytes() if results.exists() else None) == before  # only --save writes there
+
+
+def test_the_backends_benchmark_quick_run_compares_both_on_the_same_vectors():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.collections", "--backends", "--quick", "--n", "1500", "--queries", "10"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert line["bench"] == "collections-backends" and line["figures"]["n"] == 1500
+    assert all(target["met"] for target in line["targets"])  # recall@10 >= 0.95 on both

@@ -372,7 +372,10 @@ def test_with_a_shared_database_every_worker_and_machine_sees_the_same_collectio
 
 HOLDER = """
 import sys, time
+from services import collections
 from services.collections import store
+collections.names()  # imported and connected: what is left is the lock
+print("ready", flush=True)
 with store.writing("docs"):
     print(time.time(), flush=True)
 """
@@ -392,7 +395,9 @@ def test_with_postgresql_a_writer_on_another_machine_waits_for_this_one(tmp_path
             stderr=subprocess.PIPE,
             text=True,
         )
-        time.sleep(3.0)  # it has imported and is waiting (or, with no lock, has long printed)
+        assert other.stdout is not None
+        assert other.stdout.readline().strip() == "ready", other.stderr.read() if other.poll() is not None else ""
+        time.sleep(3.0)  # without the lock it would have written its time by now
         released = time.time()
     out, err = other.communicate(timeout=120)
     assert other.returncode == 0, err[-2000:]
