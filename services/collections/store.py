@@ -1,7 +1,8 @@
 """Writing a collection: creating and deleting it, committing a source file's items and vectors,
 removing sources, and the upkeep after writes. Where the parts live: `layout` (folders and names),
-`metadata` (the SQLite database), `files` (the vectors file and stored images), `lock` (the
-writer lock), and the vector backends, `embedded` (the folder's own files) and `qdrant`.
+`metadata` and `tables` (the collection's own SQLite file, or the shared database), `files` (the
+vectors file and stored images), `lock` (the writer lock), and the vector backends, `embedded`
+(the folder's own files) and `qdrant`.
 
 A commit is one metadata transaction; every vector and file it points at is durable before it runs:
 - vectors are written past the committed `rows` (appended to the vectors file and fsynced, or
@@ -10,8 +11,8 @@ A commit is one metadata transaction; every vector and file it points at is dura
   writer overwrites or sweeps;
 - a rewritten file (compacted vectors, a new index, a stored image) goes to a temporary name, is
   fsynced and `os.replace`d to a name no committed version uses yet, then committed.
-Writers take the writer lock in turn (`lock`); readers never wait (WAL snapshots of files that are
-never changed in place below `rows`). Superseded files are deleted after the commit, so a reader
+Writers take the writer lock in turn (`lock`); readers never wait (read transactions over files
+that are never changed in place below `rows`). Superseded files are deleted after the commit, so a reader
 that loses that race loads again (see `reader`).
 """
 
