@@ -31,6 +31,7 @@ from services.errors import StorageError
 log = logging.getLogger("fm_gallery.db")
 
 BUSY_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: an unreachable server is an error after this, not a hang
 _WRITE = "fmg_write"  # execution option: begin with SQLite's write lock
 
 _engines: dict[str, Engine] = {}
@@ -108,7 +109,9 @@ def _create(url: str) -> Engine:
     if path is None and url.startswith("sqlite"):
         raise StorageError("An in-memory SQLite database cannot be shared: name a file.")
     if path is None:
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+        )
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # prompts are private: the folder is the owner's
     made = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 
