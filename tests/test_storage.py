@@ -81,6 +81,7 @@ def test_a_batch_of_runs_is_one_transaction_whole_or_none(db_url, caplog):
     assert run_log.query(limit=None) == []
     writing._insert(schema.store(path), rows[:3])
     assert len(run_log.query(limit=None)) == 3
+    assert all(type(key) is str for key in run_log.query()[0])  # plain keys: Gradio's JSON encoder refuses others
 
 
 # --- blind comparisons waiting for their vote, on both engines ------------------------------------

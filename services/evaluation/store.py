@@ -150,7 +150,7 @@ def evaluation(evaluation_id: str, visitor: str | None) -> dict[str, Any] | None
     found = _read(select(evaluations_table).where(evaluations_table.c.id == evaluation_id))
     if not found or (visitor is not None and found[0]["visitor"] != visitor):
         return None
-    row = dict(found[0])
+    row = db.as_dict(found[0])
     return {**row, "spec": json.loads(row["spec"])}
 
 
@@ -160,7 +160,7 @@ def evaluations(visitor: str | None, limit: int = 50) -> list[dict[str, Any]]:
     statement = select(t.c.id, t.c.created, t.c.status, t.c.note).order_by(t.c.created.desc()).limit(limit)
     if visitor is not None:
         statement = statement.where(t.c.visitor == visitor)
-    return [dict(r) for r in _read(statement)]
+    return [db.as_dict(r) for r in _read(statement)]
 
 
 _CELL_COLUMNS = [f.name for f in fields(Cell)]

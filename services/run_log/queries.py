@@ -128,7 +128,7 @@ def _reading() -> Iterator[Engine | None]:
 
 
 def decoded(row) -> dict[str, Any]:
-    out = dict(row)
+    out = db.as_dict(row)
     for column in JSON_COLUMNS:
         if out[column] is not None:
             out[column] = json.loads(out[column])
