@@ -503,3 +503,13 @@ def test_abuse_bomb_is_small_on_the_wire_and_a_real_png():
     with Image.open(io.BytesIO(abuse.one_bit_png(100))) as small:  # the same writer, small enough to decode
         small.load()
         assert small.size == (100, 100) and small.mode == "1"
+
+
+def test_storage_benchmark_quick_run_exits_cleanly_with_a_json_line():
+    """Issue 17's run-log writes/s with 2 writer processes, PostgreSQL against SQLite (bench.scale_storage):
+    same checks; it starts its own PostgreSQL, so it skips where Debian's binaries are absent."""
+    from tests.fixtures import postgres
+
+    if not postgres.available():
+        pytest.skip(postgres.SKIP_REASON.format(bin=postgres.BIN))
+    test_quick_run_exits_cleanly_with_a_json_line("scale_storage")

@@ -109,8 +109,34 @@ def test_processes_migrating_at_once_all_succeed(db_url, tmp_path):
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(4)
+        for _ in range(3)
     ]
     outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [err[-800:] for _, err in outs]
+    assert [p.returncode for p in procs] == [0] * 3, [err[-800:] for _, err in outs]
     assert {h.split("_0")[0] for h in db.current(url)} == set(db.all_branches())
+
+
+def test_the_operators_command_upgrades_and_says_where(db_url, tmp_path, capsys, monkeypatch):
+    from services.db.__main__ import main
+
+    url = db_url or db.sqlite_url(tmp_path / "cli.sqlite3")
+    assert main(["upgrade", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "run_log_0003" in out and "leaderboard_0001" in out
+    monkeypatch.delenv("FMG_DATABASE_URL", raising=False)
+    assert main(["current"]) == 2 and "FMG_DATABASE_URL is not set" in capsys.readouterr().err
+
+
+def test_engines_beyond_the_limit_are_closed_and_reopen_on_use(tmp_path, monkeypatch):
+    from services.db import engines
+
+    monkeypatch.setattr(engines, "MAX_ENGINES", 2)
+    urls = [db.sqlite_url(tmp_path / f"{i}.sqlite3") for i in range(3)]
+    first = db.ready(urls[0], "run_log")
+    for url in urls[1:]:
+        db.ready(url, "run_log")
+    assert urls[0] not in engines._engines and len(engines._engines) == 2
+    with first.connect() as conn:  # a caller still holding the closed one can go on
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 0
+    with db.ready(urls[0], "run_log").connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM runs")).scalar() == 0

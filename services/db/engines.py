@@ -20,7 +20,9 @@ import logging
 import os
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, exc, text
 
@@ -31,18 +33,27 @@ from services.errors import StorageError
 log = logging.getLogger("fm_gallery.db")
 
 BUSY_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 10  # PostgreSQL: an unreachable server is an error after this, not a hang
 _WRITE = "fmg_write"  # execution option: begin with SQLite's write lock
 
-_engines: dict[str, Engine] = {}
+MAX_ENGINES = 32  # SQLite files each hold a pool: past this many, the least recently used is closed
+
+_engines: OrderedDict[str, Engine] = OrderedDict()
 _lock = threading.Lock()
 
 
 def engine(url: str) -> Engine:
-    """This process's engine for `url` (made on first use; a SQLite file's folder is made owner-only)."""
+    """This process's engine for `url` (made on first use; a SQLite file's folder is made owner-only).
+    Only the `MAX_ENGINES` most recently used keep their pools open (a process that moves between
+    many files, as tests do, would otherwise hold every file open); a closed one reopens on use."""
     with _lock:
         made = _engines.get(url)
         if made is None:
             made = _engines[url] = _create(url)
+        _engines.move_to_end(url)
+        while len(_engines) > MAX_ENGINES:
+            _, oldest = _engines.popitem(last=False)
+            oldest.dispose()  # connections still checked out close when they are returned
         return made
 
 
@@ -85,6 +96,12 @@ def storage_errors(what: str, error: type[Exception] = StorageError) -> Iterator
         raise error(f"{what}: {type(err).__name__}: {err}") from err
 
 
+def as_dict(row: Any) -> dict[str, Any]:
+    """A result row (`.mappings()`) as a plain dict with plain `str` keys: SQLAlchemy's column
+    names are a `str` subclass, which some JSON encoders (orjson, in Gradio) refuse as keys."""
+    return {str(key): value for key, value in row.items()}
+
+
 def dispose_all() -> None:
     """Forget every engine and its pool (e.g. before deleting the databases they point at)."""
     with _lock:
@@ -108,7 +125,9 @@ def _create(url: str) -> Engine:
     if path is None and url.startswith("sqlite"):
         raise StorageError("An in-memory SQLite database cannot be shared: name a file.")
     if path is None:
-        return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}
+        )
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # prompts are private: the folder is the owner's
     made = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
 

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
@@ -134,12 +134,25 @@ def _upgrade(made: Engine, branches: Sequence[str]) -> None:
             _refuse_unknown(have, where)
             for branch in branches:
                 _adopt(conn, context, branch, have)
-            config = _config(conn)
             for branch in branches:
-                command.upgrade(config, f"{branch}@head")
+                _run_upgrade(conn, f"{branch}@head")
             if is_sqlite(conn):
                 conn.exec_driver_sql(f"PRAGMA user_version = {SQLITE_USER_VERSION}")
     log.info("database %s: %s at their head", where, ", ".join(branches))
+
+
+def _run_upgrade(conn: Connection, destination: str) -> None:
+    """What `alembic upgrade <destination>` does, on this connection, with the parsed scripts kept
+    from earlier calls (`command.upgrade` would read every revision file again)."""
+    script = _script()
+
+    def steps(revision, _context):
+        return script._upgrade_revs(destination, revision)
+
+    with EnvironmentContext(_config(conn), script, fn=steps, destination_rev=destination) as env:
+        env.configure(connection=conn, target_metadata=None)
+        with env.begin_transaction():
+            env.run_migrations()
 
 
 def _refuse_unknown(have: Sequence[str], where: str) -> None:
