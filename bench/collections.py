@@ -184,7 +184,7 @@ def compare_backends(args: argparse.Namespace) -> None:
     from services.collections import embedded, qdrant
     from services.search.vector_index import exact_top_k
 
-    warnings.filterwarnings("ignore", module="qdrant_client")  # local mode warns past 20,000 points
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")  # past 20,000 points
     n, dim = args.n or (4_000 if args.quick else 100_000), args.dim
     n_queries = args.queries or (50 if args.quick else 500)
     if args.quick:
