@@ -245,3 +245,19 @@ def test_a_run_returns_while_another_transaction_blocks_the_table(db_url):
         holder.rollback()
         holder.close()
     assert run_log.get(blocked) is not None
+
+
+def test_each_visitor_reads_only_their_own_runs(db_url):
+    from adapters.types import Caption
+
+    ids = {}
+    for who in (ALICE, BOB):
+        with run_log.run(tab="captioning", task="captioning", provider=f"p-{who.id}") as run:
+            run.by(who)
+            run.done(Caption(text="c", provider=f"p-{who.id}", model="m", latency_s=0.0), output=who.id)
+        ids[who.id] = run.id
+    alice = run_log.Scope(visitor=ALICE.key)
+    assert [r["output"] for r in run_log.query(scope=alice)] == [ALICE.id]
+    assert run_log.get(ids[BOB.id], alice) is None and run_log.get(ids[ALICE.id], alice) is not None
+    assert run_log.distinct("provider", alice) == [f"p-{ALICE.id}"]
+    assert len(run_log.query()) == 2  # the owner sees both

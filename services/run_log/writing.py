@@ -10,7 +10,9 @@ Why it survives concurrent runs and a killed process, on both engines:
   file; readers never block the writer), `BEGIN IMMEDIATE` with a busy timeout so writers in
   other processes queue instead of failing with "database is locked", `synchronous=NORMAL` (a
   *power cut*, not a killed process, may lose the last few runs). PostgreSQL: the server commits
-  or discards the transaction whole when its client dies; workers on any machine append at once.
+  or discards the transaction whole when its client dies; workers on any machine append at once;
+  the same trade as SQLite's (`synchronous_commit = off` for these transactions): a crash of the
+  server itself may lose its last fraction of a second of runs, a killed worker loses nothing.
 - image files are written first, to a temporary name and renamed (`services.run_log.files`), so
   the row that points at an image is committed after the image exists.
 
@@ -245,7 +247,10 @@ def to_json(value: Any) -> str:
 def _insert(where: Store, rows: list[dict[str, Any]]) -> None:
     """Write `rows` in one transaction (on the writer's thread); a failure is logged, not raised."""
     try:
-        with db.storage_errors("the run log could not be written", RunLogError), db.writing(engine(where)) as conn:
+        with (
+            db.storage_errors("the run log could not be written", RunLogError),
+            db.writing(engine(where), flush_to_disk=False) as conn,
+        ):
             conn.execute(insert(runs), rows)
     except Exception as err:  # noqa: BLE001 - the users' runs matter more than their log entries
         ids = ", ".join(row["id"] for row in rows)
