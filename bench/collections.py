@@ -2,6 +2,7 @@
 
     python -m bench.collections            # 1,000,000 vectors (several minutes, ~7 GB of memory, ~2.2 GB of disk)
     python -m bench.collections --quick    # 20,000 vectors, approximate search from 5,000
+    python -m bench.collections --backends [--n 100000 --dim 384]  # embedded vs Qdrant, same vectors
 
 The collection is built through `services.collections.add` from text files (one passage per
 vector; the embedding function looks each passage's vector up, so nothing but the store is
@@ -173,22 +174,100 @@ def build(work: Path, n: int, n_queries: int, per_file: int) -> dict:
     }
 
 
+def compare_backends(args: argparse.Namespace) -> None:
+    """`--backends`: the same vectors in an embedded collection and in a Qdrant one (qdrant-client's
+    local mode, in memory: `FMG_VECTOR_URL=:memory:`), built through `collections.add` and searched
+    through `collections.search` in this process, each query on both in alternating order."""
+    import warnings
+
+    from services import collections
+    from services.collections import embedded, qdrant
+    from services.search.vector_index import exact_top_k
+
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")  # past 20,000 points
+    n, dim = args.n or (4_000 if args.quick else 100_000), args.dim
+    n_queries = args.queries or (50 if args.quick else 500)
+    if args.quick:
+        embedded.APPROX_THRESHOLD = 1_000
+    vectors, queries = search.clustered(n, 1, dim=dim), search.clustered(n_queries, 2, dim=dim)
+    truth = exact_top_k(vectors, queries, K)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return vectors[np.fromiter((int(t.rsplit(" ", 1)[1]) for t in texts), dtype=np.int64, count=len(texts))]
+
+    backends = {"embedded": None, "qdrant local": ":memory:"}
+    built: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="fmg-bench-collections-") as tmp:
+        os.environ["FMG_COLLECTIONS"] = str(Path(tmp) / "collections")
+        files = write_files(Path(tmp), n, 2_000 if args.quick else 20_000)
+        for label, url in backends.items():
+            if url is not None:
+                os.environ[qdrant.URL_ENV] = url
+            name = label.replace(" ", "-")
+            collections.create(name, "text", EMBEDDER)
+            started = time.perf_counter()
+            collections.add(name, files, embed)
+            built[label] = {"name": name, "add_s": time.perf_counter() - started, "latencies": [], "found": []}
+            built[label]["search"] = collections.open(name).search
+        # FMG_VECTOR_URL is set now: the embedded collection is still searched embedded (its backend is recorded)
+        for i, q in enumerate(queries):  # a query on both, in alternating order: same load for each
+            for label in list(built) if i % 2 == 0 else list(reversed(built)):
+                started = time.perf_counter()
+                hits = collections.search(built[label]["name"], q, K, EMBEDDER)
+                built[label]["latencies"].append((time.perf_counter() - started) * 1e3)
+                built[label]["found"].append([int(h.text.rsplit(" ", 1)[1]) for h in hits if h.text])
+        qdrant.close_all()
+    figures: dict = {"n": n, "dim": dim, "queries": n_queries}
+    rows = []
+    for label, run in built.items():
+        lat = run["latencies"]
+        figures[label] = {
+            "search": run["search"],
+            "add_s": round(run["add_s"], 2),
+            "query_ms_p50": round(timing.median(lat), 3),
+            "query_ms_p95": round(timing.percentile(lat, 95), 3),
+            f"recall@{K}": round(recall(truth, run["found"]), 4),
+        }
+        f = figures[label]
+        rows.append([label, f["search"], f["add_s"], f["query_ms_p50"], f["query_ms_p95"], f[f"recall@{K}"]])
+    timing.table(
+        ["backend", "search", "add s", "p50 ms", "p95 ms", "recall@10"],
+        rows,
+        title=f"{n:,} x {dim} in one collection per backend, searched in this process",
+    )
+    targets = [timing.target(f"recall@{K}, {label}", figures[label][f"recall@{K}"], 0.95) for label in built]
+    notes = [
+        "qdrant local = qdrant-client's local mode in memory: the server's API, but exact (brute-force) search "
+        "in Python; a Qdrant server searches its HNSW graph (ef " + str(qdrant.HNSW_EF) + ") instead",
+        "each query ran on both backends, in alternating order; the embedded store searched from memory",
+    ]
+    timing.report("collections-backends", args, targets, figures, notes)
+
+
 def main() -> None:
     p = timing.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=None, help="vectors (default 1,000,000; --quick 20,000)")
+    p.add_argument(
+        "--n", type=int, default=None, help="vectors (default 1,000,000, --backends 100,000; --quick 20,000 / 4,000)"
+    )
+    p.add_argument("--backends", action="store_true", help="embedded vs Qdrant local mode on the same vectors")
+    p.add_argument("--dim", type=int, default=384, help="dimensions, with --backends (default 384)")
+    p.add_argument("--queries", type=int, default=None, help="queries, with --backends (default 500; --quick 50)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child)
         return
+    if args.backends:
+        compare_backends(args)
+        return
     n = args.n or (20_000 if args.quick else 1_000_000)
     n_queries = 200 if args.quick else 1000
     per_file = 2_000 if args.quick else 20_000  # corpus.chunk takes 20,000 passages a file at most
 
-    from services.collections import store
+    from services.collections import embedded, store
 
     if args.quick:
-        store.APPROX_THRESHOLD = 5_000
+        embedded.APPROX_THRESHOLD = 5_000
     with tempfile.TemporaryDirectory(prefix="fmg-bench-collections-") as tmp:
         work = Path(tmp)
         os.environ["FMG_COLLECTIONS"] = str(work / "collections")

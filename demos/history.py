@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import logging
 import shutil
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,7 +44,7 @@ def _readable(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (sqlite3.Error, run_log.RunLogError, OSError) as err:
+        except (run_log.RunLogError, OSError) as err:
             if public.enabled():  # no server path for visitors; the owner finds the reason in the server log
                 log.warning("the run log could not be read: %s", err)
                 raise gr.Error(
@@ -131,7 +130,7 @@ def filter_choices(request: gr.Request | None = None) -> tuple[dict, dict]:
     seen = scope(request)
     try:
         tabs, providers = run_log.distinct("tab", seen), run_log.distinct("provider", seen)
-    except (sqlite3.Error, run_log.RunLogError, OSError):
+    except (run_log.RunLogError, OSError):
         tabs, providers = [], []
     return gr.update(choices=[("all", ""), *tabs]), gr.update(choices=[("all", ""), *providers])
 

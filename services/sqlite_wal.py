@@ -24,12 +24,19 @@ def open_wal(path: Path, busy_timeout_s: float) -> tuple[sqlite3.Connection, str
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
     try:
-        mode = _switch_to_wal(conn, time.monotonic() + busy_timeout_s)
-        conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a killed process loses nothing committed
+        mode = enable_wal(conn, busy_timeout_s)
     except BaseException:
         conn.close()
         raise
     return conn, mode
+
+
+def enable_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> str:
+    """Put an open connection's file in WAL mode (queueing as above) with `synchronous=NORMAL`;
+    the journal mode it ends in. services.db calls it on each new SQLAlchemy connection."""
+    mode = _switch_to_wal(conn, time.monotonic() + busy_timeout_s)
+    conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: a killed process loses nothing committed
+    return mode
 
 
 def _switch_to_wal(conn: sqlite3.Connection, deadline: float) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 from adapters import registry
 from tests.fakes import providers as fake
+from tests.fixtures.postgres import db_url, postgres_server  # noqa: F401 - fixtures for every test module
 
 VENDOR_ENV = (
     "OPENAI_API_KEY",
@@ -30,6 +31,7 @@ def isolated_env(monkeypatch, tmp_path_factory):
     run_log = tmp_path_factory.mktemp("run-log")
     monkeypatch.setenv("FMG_RUN_LOG", str(run_log / "runs.sqlite3"))
     monkeypatch.setenv("FMG_LEADERBOARD", str(run_log / "leaderboard.sqlite3"))
+    monkeypatch.delenv("FMG_DATABASE_URL", raising=False)  # only `db_url` puts a test on PostgreSQL
     for var in [v for v in os.environ if v.startswith("FMG_PUBLIC") or v in ("SPACE_ID", "FMG_RATE_LIMIT_STORAGE")]:
         monkeypatch.delenv(var)
     for var in [v for v in os.environ if v.startswith("FMG_MODEL_")]:

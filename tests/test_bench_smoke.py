@@ -575,3 +575,13 @@ def test_scale_proxy_judges_two_workers_and_the_abusers(monkeypatch, capsys):
             False,
         ),
     }
+
+
+def test_storage_benchmark_quick_run_exits_cleanly_with_a_json_line():
+    """Issue 17's run-log writes/s with 2 writer processes, PostgreSQL against SQLite (bench.scale_storage):
+    same checks; it starts its own PostgreSQL, so it skips where Debian's binaries are absent."""
+    from tests.fixtures import postgres
+
+    if not postgres.available():
+        pytest.skip(postgres.SKIP_REASON.format(bin=postgres.BIN))
+    test_quick_run_exits_cleanly_with_a_json_line("scale_storage")

@@ -16,12 +16,13 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from adapters.errors import BadInput
 from adapters.tasks import ZeroShotClassifier
 from services import collections
-from services.collections import reader, store
+from services.collections import embedded, files, metadata, reader, store, tables
 from tests.fakes import providers as fake
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def reopen() -> None:
 # --- text: built, reopened, searched --------------------------------------------------------------
 
 
-def test_a_text_collection_is_built_reopened_and_searched(tmp_path, data_folder):
+def test_a_text_collection_is_built_reopened_and_searched(tmp_path, data_folder, db_url):
     info = collections.create("Pets", "text", TARGET)
     assert (info.name, info.kind, info.embedder, info.dim, info.items) == ("Pets", "text", TARGET, None, 0)
     embed, steps = Counting(), []
@@ -98,9 +99,10 @@ def test_a_text_collection_is_built_reopened_and_searched(tmp_path, data_folder)
     assert hits[0].text == "Kittens chase a ball of red wool." and hits[0].source == "cats.md"
     assert hits[0].score == pytest.approx(float(query("kittens chase wool") @ query(hits[0].text)), abs=1e-5)
     assert hits[0].score >= hits[1].score and hits[0].image is None
-    assert (data_folder / "Pets" / "collection.sqlite3").is_file()
+    assert (data_folder / "Pets" / "collection.sqlite3").is_file() == (db_url is None)  # else: in PostgreSQL
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_fresh_process_finds_what_this_one_stored(tmp_path, data_folder):
     collections.create("docs", "text", TARGET)
     collections.add("docs", [write(tmp_path, "bread.txt", BREAD)], Counting())
@@ -137,6 +139,7 @@ def test_an_unchanged_file_added_again_is_a_no_op(tmp_path):
     assert _state("docs").version == version and collections.open("docs") == before
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_changed_file_replaces_its_items_and_a_removed_one_leaves(tmp_path):
     collections.create("docs", "text", TARGET)
     collections.add("docs", [write(tmp_path, "pets.txt", DOGS), write(tmp_path, "bread.txt", BREAD)], Counting())
@@ -163,6 +166,7 @@ def test_a_changed_file_replaces_its_items_and_a_removed_one_leaves(tmp_path):
     }
 
 
+@pytest.mark.usefixtures("db_url")
 def test_removed_rows_are_compacted_away_and_search_stays_right(tmp_path, data_folder):
     collections.create("docs", "text", TARGET)
     files = [write(tmp_path, f"part-{i}.txt", f"alpha{i} beta{i}\n\ngamma{i} delta{i}") for i in range(10)]
@@ -217,6 +221,7 @@ def picture(folder: Path, name: str, colour: tuple[int, int, int]) -> str:
     return str(path)
 
 
+@pytest.mark.usefixtures("db_url")
 def test_an_image_collection_is_built_reopened_and_searched(tmp_path):
     embedder = ColourEmbedder("colours", "mean-rgb")
     target = "colours:mean-rgb"
@@ -278,6 +283,7 @@ def test_bad_names_are_refused(name, data_folder):
     assert not data_folder.exists() or [p.name for p in data_folder.iterdir() if not p.name.startswith(".")] == []
 
 
+@pytest.mark.usefixtures("db_url")
 def test_names_kinds_and_existence_are_checked(tmp_path):
     collections.create("My notes 2.0_v1-a", "text", TARGET)  # letters, digits, space, '.', '_' and '-'
     with pytest.raises(BadInput, match="exists already"):
@@ -329,8 +335,9 @@ def numbers(hits: list[collections.Hit]) -> list[int]:
     return [int(h.text.split()[1]) for h in hits if h.text]
 
 
+@pytest.mark.usefixtures("db_url")
 def test_search_turns_approximate_at_the_threshold_and_back(tmp_path, monkeypatch, data_folder):
-    monkeypatch.setattr(store, "APPROX_THRESHOLD", 1000)
+    monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     collections.create("big", "text", "bench:clustered")
     collections.add("big", [numbered(tmp_path, "a.txt", 0, 900)], by_number)
     assert collections.open("big").search == "exact"
@@ -362,8 +369,9 @@ def test_search_turns_approximate_at_the_threshold_and_back(tmp_path, monkeypatc
     assert all(n >= 900 for n in numbers(collections.search("big", VECTORS[5], 10, "bench:clustered")))
 
 
+@pytest.mark.usefixtures("db_url")
 def test_rows_removed_from_an_approximate_index_are_never_returned(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "APPROX_THRESHOLD", 1000)
+    monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     collections.create("big", "text", "bench:clustered")
     files = [numbered(tmp_path, f"{i}.txt", i * 300, (i + 1) * 300) for i in range(8)]
     collections.add("big", files, by_number)
@@ -384,7 +392,7 @@ CHILD = "from tests.test_collections import _child; _child()"
 def _child() -> None:
     """Run in a subprocess: add files (or remove two), and at the kill point, if any, announce it and wait."""
     point, marker = sys.argv[1], Path(sys.argv[2])
-    store.APPROX_THRESHOLD = 1000
+    embedded.APPROX_THRESHOLD = 1000
     collections.TEXT_BATCH = 500  # one file a call
 
     def stop_here() -> None:
@@ -403,32 +411,32 @@ def _child() -> None:
     else:
         embed = by_number
         if point == "vectors written":
-            original_append = store.append_vectors
+            original_append = embedded.append_vectors
 
             def append(*args):
                 original_append(*args)
                 if args[1] >= 2000:  # the second new file's vectors: on disk, not committed
                     stop_here()
 
-            store.append_vectors = append
+            embedded.append_vectors = append
         elif point == "index written":
-            original_write = store._write_index
+            original_write = embedded.write_index
 
             def write_index(*args):
                 done = original_write(*args)
                 stop_here()
                 return done
 
-            store._write_index = write_index
+            embedded.write_index = write_index
         elif point == "compaction written":
-            original_compacted = store._compacted
+            original_compacted = embedded._compacted
 
             def compacted(*args):
                 done = original_compacted(*args)
                 stop_here()
                 return done
 
-            store._compacted = compacted
+            embedded._compacted = compacted
     if point == "compaction written":
         collections.remove("big", ["1.txt", "2.txt"])
     else:
@@ -436,8 +444,9 @@ def _child() -> None:
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
+@pytest.mark.usefixtures("db_url")
 def test_a_killed_indexing_process_leaves_a_consistent_collection(point, tmp_path, monkeypatch, data_folder):
-    monkeypatch.setattr(store, "APPROX_THRESHOLD", 1000)
+    monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     monkeypatch.setattr(collections, "TEXT_BATCH", 500)
     collections.create("big", "text", "bench:clustered")
     first = [numbered(tmp_path, f"{i}.txt", i * 500, (i + 1) * 500) for i in range(3)]
@@ -507,53 +516,60 @@ def test_a_killed_indexing_process_leaves_a_consistent_collection(point, tmp_pat
     assert leftovers == set()  # the killed writer's files were swept
 
 
+def _read(name: str):
+    """A read transaction on the collection's metadata (its own file, or the shared database)."""
+    return metadata.reading(metadata.engine_for(store.folder(name), name))
+
+
 def _state(name: str) -> store.State:
-    conn = store.connect(store.folder(name), name)
-    try:
-        return store.read_state(conn)
-    finally:
-        conn.close()
+    with _read(name) as conn:
+        return metadata.read_state(conn, name=name)
 
 
 def _contents(name: str) -> dict[str, list[str]]:
-    conn = store.connect(store.folder(name), name)
-    try:
+    items = tables.items
+    with _read(name) as conn:
+        uid = metadata.read_state(conn, name=name).uid
         out: dict[str, list[str]] = {}
-        for source, text in conn.execute("SELECT source, text FROM items ORDER BY row"):
+        query = sa.select(items.c.source, items.c.text).where(items.c.collection == uid).order_by(items.c.row)
+        for source, text in conn.execute(query):
             out.setdefault(source, []).append(text)
         return out
-    finally:
-        conn.close()
 
 
 def _assert_consistent(name: str) -> None:
     """Metadata and files agree, and every stored passage is found as its own nearest neighbour."""
     state = _state(name)
-    conn = store.connect(store.folder(name), name)
-    try:
-        rows = [r for (r,) in conn.execute("SELECT row FROM items")]
-        dead = {r for (r,) in conn.execute("SELECT row FROM dead")}
-        per_source = dict(conn.execute("SELECT source, COUNT(*) FROM items GROUP BY source").fetchall())
-        listed = dict(conn.execute("SELECT name, items FROM sources").fetchall())
-        texts = [t for (t,) in conn.execute("SELECT text FROM items")]
-    finally:
-        conn.close()
+    items, uid = tables.items, state.uid
+    with _read(name) as conn:
+        found = conn.execute(sa.select(items.c.row, items.c.source, items.c.text).where(items.c.collection == uid))
+        records = found.all()
+        rows, item_sources, texts = [r[0] for r in records], [r[1] for r in records], [r[2] for r in records]
+        dead = set(metadata.dead_rows(conn, uid))
+        listed = metadata.source_items(conn, uid)
+    per_source: dict[str, int] = {}
+    for source in item_sources:
+        per_source[source] = per_source.get(source, 0) + 1
     assert per_source == listed
     assert len(set(rows)) == len(rows) and all(0 <= r < state.rows for r in rows) and not set(rows) & dead
-    assert (store.folder(name) / state.vectors_file).stat().st_size >= state.rows * (state.dim or 0) * 4
-    assert state.index_rows <= state.rows
-    vectors = store.map_vectors(store.folder(name) / state.vectors_file, state.rows, state.dim or 0)
+    if state.backend == "embedded":
+        assert (store.folder(name) / state.vectors_file).stat().st_size >= state.rows * (state.dim or 0) * 4
+        assert state.index_rows <= state.rows
+        vectors = files.map_vectors(store.folder(name) / state.vectors_file, state.rows, state.dim or 0)
+        for text in texts[:: max(1, len(texts) // 40)]:
+            i = int(text.split()[1])
+            assert np.allclose(vectors[rows[texts.index(text)]], VECTORS[i], atol=1e-6)
     for text in texts[:: max(1, len(texts) // 40)]:
         i = int(text.split()[1])
-        assert np.allclose(vectors[rows[texts.index(text)]], VECTORS[i], atol=1e-6)
         assert numbers(collections.search(name, VECTORS[i], 1, "bench:clustered")) == [i]
 
 
 # --- concurrent sessions --------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("db_url")
 def test_two_sessions_adding_while_a_third_searches_do_not_corrupt_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(store, "APPROX_THRESHOLD", 1000)
+    monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     monkeypatch.setattr(collections, "TEXT_BATCH", 100)
     collections.create("big", "text", "bench:clustered")
     collections.add("big", [numbered(tmp_path, "seed.txt", 0, 200)], by_number)
@@ -591,8 +607,9 @@ def test_two_sessions_adding_while_a_third_searches_do_not_corrupt_it(tmp_path, 
     _assert_consistent("big")
 
 
+@pytest.mark.usefixtures("db_url")
 def test_a_session_in_another_process_adds_while_this_one_does(tmp_path, monkeypatch, data_folder):
-    monkeypatch.setattr(store, "APPROX_THRESHOLD", 1000)
+    monkeypatch.setattr(embedded, "APPROX_THRESHOLD", 1000)
     collections.create("big", "text", "bench:clustered")
     theirs = [numbered(tmp_path, f"{i}.txt", i * 300, (i + 1) * 300) for i in range(4)]
     ours = [numbered(tmp_path, f"{i}.txt", i * 300, (i + 1) * 300) for i in range(4, 8)]
@@ -632,3 +649,19 @@ def test_the_benchmark_quick_run_ends_with_its_json_line():
     assert line["bench"] == "collections" and line["quick"] is True and len(line["targets"]) == 3
     assert line["figures"]["search"].startswith("approximate")
     assert (results.read_bytes() if results.exists() else None) == before  # only --save writes there
+
+
+def test_the_backends_benchmark_quick_run_compares_both_on_the_same_vectors():
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.collections", "--backends", "--quick", "--n", "1500", "--queries", "10"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+    assert line["bench"] == "collections-backends" and line["figures"]["n"] == 1500
+    assert all(target["met"] for target in line["targets"])  # recall@10 >= 0.95 on both

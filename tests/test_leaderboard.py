@@ -1,5 +1,5 @@
 """The blind-vote leaderboard: Elo arithmetic on a known sequence, ties, one vote per comparison,
-per-task tables, and persistence across a restart."""
+per-task tables, and persistence across a restart; each test on SQLite and on PostgreSQL (`db_url`)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ C = Task.COMPLETION
 
 
 @pytest.fixture(autouse=True)
-def db(tmp_path, monkeypatch):
-    path = tmp_path / "votes" / "leaderboard.sqlite3"
+def db(tmp_path, monkeypatch, db_url):
+    path = tmp_path / "votes" / "leaderboard.sqlite3"  # used only when db_url is None (SQLite)
     monkeypatch.setenv("FMG_LEADERBOARD", str(path))
     return path
 
@@ -95,10 +95,12 @@ def test_each_task_has_its_own_table():
     assert leaderboard.standings(Task.EMBEDDINGS) == []
 
 
-def test_it_survives_a_restart(db):
+def test_it_survives_a_restart(db, db_url):
     leaderboard.record_vote(C, "r1", ["local:smol", "openai:gpt-4o-mini"], "openai:gpt-4o-mini")
     importlib.reload(leaderboard)  # a new process would start from the file alone
     assert ratings() == {"openai:gpt-4o-mini": 1016.0, "local:smol": 984.0}
+    if db_url is not None:
+        return  # the SQLite file's own checks below
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT task, comparison_id, winner FROM votes").fetchall() == [
@@ -110,7 +112,7 @@ def test_it_survives_a_restart(db):
 
 
 def test_reading_an_empty_leaderboard_creates_no_file(db):
-    assert leaderboard.standings(C) == [] and not db.exists()
+    assert leaderboard.standings(C) == [] and leaderboard.bt_standings(C) == {} and not db.exists()
 
 
 def test_concurrent_voters_all_count():

@@ -1,5 +1,6 @@
 """The run log: a row for every tab's run, errors, filters, exports, concurrency, the off switch,
-no key ever stored, and a database that survives a SIGKILL mid-write."""
+no key ever stored, and a database that survives a SIGKILL mid-write. The tests that take `db_url`
+run twice: on SQLite (the embedded default) and on a real PostgreSQL (FMG_DATABASE_URL)."""
 
 from __future__ import annotations
 
@@ -79,7 +80,12 @@ def fake_result(i: int = 0) -> Caption:
 
 
 def integrity(path: pathlib.Path) -> str:
+    """SQLite's own integrity check; on PostgreSQL (FMG_DATABASE_URL set) every row must read back whole."""
     run_log.flush()  # the rows of runs that have returned
+    if os.environ.get("FMG_DATABASE_URL"):
+        rows = run_log.query(limit=None)  # JSON columns decoded: a half-written row would fail here
+        whole = all(r["id"] and r["created_at"] and isinstance(r["inputs"], dict) for r in rows)
+        return "ok" if whole else "a run is incomplete"
     with sqlite3.connect(path) as conn:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
@@ -87,7 +93,7 @@ def integrity(path: pathlib.Path) -> str:
 # --- a row for every tab ---------------------------------------------------------------------------
 
 
-def test_every_tab_logs_one_row_with_provider_model_timing_and_output(fake_provider, photo, log_path):
+def test_every_tab_logs_one_row_with_provider_model_timing_and_output(fake_provider, photo, log_path, db_url):
     run_every_tab(photo)
     runs = {r["tab"]: r for r in run_log.query()}
     assert set(runs) == {m.TAB for m in TABS}
@@ -138,7 +144,7 @@ def test_a_long_corpus_is_stored_cut_with_its_size_noted(fake_provider):
 # --- errors ----------------------------------------------------------------------------------------
 
 
-def test_failures_are_logged_with_the_message_the_user_saw(fake_provider, photo):
+def test_failures_are_logged_with_the_message_the_user_saw(fake_provider, photo, db_url):
     with pytest.raises(gr.Error):
         chat("FAIL please")
     with pytest.raises(gr.Error):
@@ -180,7 +186,7 @@ def test_unexpected_exceptions_are_logged_with_their_type(fake_provider, monkeyp
 # --- filters and exports ---------------------------------------------------------------------------
 
 
-def test_query_filters_by_tab_provider_text_and_errors(fake_provider, photo):
+def test_query_filters_by_tab_provider_text_and_errors(fake_provider, photo, db_url):
     run_every_tab(photo)
     with pytest.raises(gr.Error):
         chat("FAIL now")
@@ -197,21 +203,22 @@ def test_query_filters_by_tab_provider_text_and_errors(fake_provider, photo):
 
 
 def read_csv(path: pathlib.Path, db: pathlib.Path) -> list[dict]:
-    """Rows of an exported CSV with their SQL types restored (JSON columns decoded, '' as NULL)."""
-    with sqlite3.connect(db) as conn:
-        types = {name: kind for _, name, kind, *_ in conn.execute("PRAGMA table_info(runs)")}
-    convert = {"REAL": float, "INTEGER": int, "TEXT": str}
+    """Rows of an exported CSV with their SQL types restored (JSON columns decoded, '' as NULL);
+    the types are the table's, as SQLAlchemy declares it for both engines."""
+    from services.run_log.schema import runs
+
+    types = {column.name: column.type.python_type for column in runs.columns}
     with open(path, newline="", encoding="utf-8") as f:
         return [
             {
-                c: None if v == "" else json.loads(v) if c in run_log.JSON_COLUMNS else convert[types[c]](v)
+                c: None if v == "" else json.loads(v) if c in run_log.JSON_COLUMNS else types[c](v)
                 for c, v in row.items()
             }
             for row in csv.DictReader(f)
         ]
 
 
-def test_csv_and_jsonl_exports_round_trip(fake_provider, photo, tmp_path, log_path):
+def test_csv_and_jsonl_exports_round_trip(fake_provider, photo, tmp_path, log_path, db_url):
     run_every_tab(photo)
     with pytest.raises(gr.Error):
         chat('FAIL with "quotes", commas\nand a newline, ünïcode ✓')
@@ -233,7 +240,7 @@ def test_csv_export_defuses_cells_a_spreadsheet_would_run_as_formulas(fake_provi
         rows = list(csv.DictReader(f))
     assert {row["provider"] for row in rows} == {"'" + formula, "fake"}
     assert {row["output"] for row in rows} == {"", json.dumps("echo: -1 is the answer")}  # no formula: as it was
-    assert run_log._csv_cell("-2") == "'-2" and run_log._csv_cell(-2) == -2 and run_log._csv_cell("a=b") == "a=b"
+    assert run_log.csv_cell("-2") == "'-2" and run_log.csv_cell(-2) == -2 and run_log.csv_cell("a=b") == "a=b"
 
 
 def test_export_endpoint_writes_a_file_gradio_may_serve(fake_provider, photo):
@@ -244,7 +251,7 @@ def test_export_endpoint_writes_a_file_gradio_may_serve(fake_provider, photo):
         history.export("XML")
 
 
-def test_history_table_rows_and_previews(fake_provider, photo):
+def test_history_table_rows_and_previews(fake_provider, photo, db_url):
     run_every_tab(photo)
     rows = {r[1]: dict(zip(history.COLUMNS, r, strict=False)) for r in history.history("", "", "", False)}
     assert set(rows) == {m.TAB for m in TABS}
@@ -377,13 +384,15 @@ def test_the_schema_and_journal_mode(log_path):
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA user_version").fetchone()[0] == run_log.SCHEMA_VERSION
         columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
-    assert tuple(columns) == run_log.COLUMNS
+    # `seq` orders the rows (SQLite's rowid before) and `comparison_id` hides blind runs (a JSON
+    # lookup into params before): the table's own, not what a reader or an export gets
+    assert tuple(columns) == ("seq", *run_log.COLUMNS, "comparison_id")
 
 
 # --- concurrency and crashes -----------------------------------------------------------------------
 
 
-def test_concurrent_writers_lose_nothing(log_path):
+def test_concurrent_writers_lose_nothing(log_path, db_url):
     threads, per_thread, failures = 8, 50, []
 
     def write(t: int) -> None:
@@ -472,7 +481,7 @@ while True:
 """
 
 
-def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_path):
+def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_path, db_url):
     committed = []
     for round_ in range(3):  # each round reopens what the previous kill left
         proc = subprocess.Popen(
@@ -498,6 +507,8 @@ def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_pa
         assert proc.returncode == -signal.SIGKILL
 
         assert integrity(log_path) == "ok"
+        # no half-written row: every row the kill left, answered or not, is whole (the writer gives each an output)
+        assert all(r["output"] is not None and r["wall_s"] is not None for r in run_log.query(limit=None))
         for run_id in committed:
             row = run_log.get(run_id)
             assert row is not None, run_id
@@ -506,7 +517,7 @@ def test_a_killed_writer_leaves_a_sound_database_with_every_committed_row(log_pa
     assert len(run_log.query(limit=None)) >= len(committed)
 
 
-def test_writes_from_a_second_process_meanwhile(log_path):
+def test_writes_from_a_second_process_meanwhile(log_path, db_url):
     """Two processes append at once (e.g. two app workers): both see every row."""
     code = (
         "from adapters.types import Caption\nfrom services import run_log\n"

@@ -2,12 +2,16 @@
 searchable from any session and after a restart.
 
 Each collection is a folder in the app's data folder (`FMG_COLLECTIONS`, default `collections/`
-beside the run log; `~/.fm-gallery/collections` when the run log is off): SQLite metadata (the
-collection, its source files, its items) and its vectors (`store`). The caller embeds: `add`
-takes an `embed_fn` (texts or image file paths -> vectors, one call per batch) so a tab charges
-each call through `services.access`; queries come as vectors with the name of their embedder.
+beside the run log; `~/.fm-gallery/collections` when the run log is off), shared by the app's
+workers on one machine (`lock`: the writer lock holds across processes). Its metadata (the
+collection, its source files, its items: `metadata`, `tables`) is in its own SQLite file, or in
+the shared database with `FMG_DATABASE_URL` (every worker and machine then sees the same
+collections). Its vectors are in the folder (`embedded`), or in Qdrant when the collection was
+created with `FMG_VECTOR_URL` set (`qdrant`: for apps on several machines). The caller embeds:
+`add` takes an `embed_fn` (texts or image file paths -> vectors, one call per batch) so a tab
+charges each call through `services.access`; queries come as vectors with the name of their embedder.
 
-Storage choices:
+Storage choices (embedded):
 - vectors in one raw float32 file, memory-mapped: opening costs nothing whatever the size, pages
   are read when searched, and adding a file appends its vectors without rewriting the others;
 - from `APPROX_THRESHOLD` live vectors on, the approximate index (`ApproxIndex`, built by
@@ -30,8 +34,9 @@ import numpy as np
 
 from adapters.errors import BadInput
 from services import boundary
-from services.collections import reader, sources, store
-from services.collections.store import APPROX_THRESHOLD, KINDS, MAX_NAME_CHARS, root
+from services.collections import metadata, reader, sources, store
+from services.collections.embedded import APPROX_THRESHOLD
+from services.collections.layout import KINDS, MAX_NAME_CHARS, root
 
 __all__ = [
     "APPROX_THRESHOLD",
@@ -108,7 +113,12 @@ def open(name: str) -> CollectionInfo:
 
 
 def names() -> builtins.list[str]:
-    """The collections' names, from the folder listing alone (cheap enough for every page load)."""
+    """The collections' names: from the folder listing alone (cheap enough for every page load), or
+    one query to the shared database (`FMG_DATABASE_URL`), where every worker's and machine's are."""
+    shared = metadata.shared_engine()
+    if shared is not None:
+        with metadata.reading(shared) as conn:
+            return sorted((state.name for state in metadata.all_states(conn)), key=str.lower)
     base = root()
     if not base.is_dir():
         return []
@@ -117,7 +127,12 @@ def names() -> builtins.list[str]:
 
 
 def list() -> builtins.list[CollectionInfo]:
-    """Every collection in the data folder, by name."""
+    """Every collection (in the data folder, or in the shared database), by name."""
+    shared = metadata.shared_engine()
+    if shared is not None:
+        with metadata.reading(shared) as conn:
+            found = [_info(conn, state) for state in metadata.all_states(conn)]
+        return sorted(found, key=lambda info: info.name.lower())
     base = root()
     if not base.is_dir():
         return []
@@ -126,13 +141,10 @@ def list() -> builtins.list[CollectionInfo]:
         if entry.name.startswith(".") or not (entry / store.DB).is_file():
             continue
         try:
-            conn = store.connect(entry, entry.name)
+            with metadata.reading(metadata.engine_for(entry, entry.name)) as conn:
+                found.append(_info(conn, metadata.read_state(conn, name=entry.name)))
         except BadInput:
             continue  # deleted meanwhile, or written by a newer version
-        try:
-            found.append(_info(conn, store.read_state(conn)))
-        finally:
-            conn.close()
     return found
 
 
@@ -150,7 +162,7 @@ def add(
     """
     name = store.check_name(name)
     with reader.reading(name) as (conn, state, _):
-        stored = store.source_hashes(conn)
+        stored = metadata.source_hashes(conn, state.uid)
     if embedder_target is not None:
         _check_embedder(state, embedder_target)
     prepared = sources.prepare(state.kind, files)
@@ -231,13 +243,7 @@ def search(name: str, query_vector: Any, k: int, embedder_target: str) -> builti
         scores, rows = loaded.search(query, int(k))
         if not len(rows):
             return []
-        marks = ",".join("?" * len(rows))
-        found = {
-            row: (item, source, text, image)
-            for item, source, text, image, row in conn.execute(
-                f"SELECT id, source, text, image, row FROM items WHERE row IN ({marks})", rows.tolist()
-            )
-        }
+        found = metadata.items_at(conn, state.uid, rows.tolist())
     return [
         Hit(float(score), found[row][1], found[row][2], found[row][3], found[row][0])
         for score, row in zip(scores.tolist(), rows.tolist(), strict=True)
@@ -315,8 +321,8 @@ def _query(value: Any, state: store.State) -> np.ndarray:
 
 
 def _info(conn: Any, state: store.State) -> CollectionInfo:
-    items, _ = store.counts(conn)
-    names = tuple(row[0] for row in conn.execute("SELECT name FROM sources ORDER BY added, rowid"))
+    items, _ = metadata.counts(conn, state.uid)
+    names = metadata.source_names(conn, state.uid)
     return CollectionInfo(
         name=state.name,
         kind=state.kind,

@@ -10,7 +10,6 @@ removed items are skipped until compaction drops them.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -19,8 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection
 
-from services.collections import store
+from adapters.errors import BadInput
+from services.collections import embedded, files, metadata, qdrant
+from services.collections.layout import folder
+from services.collections.metadata import QDRANT, State, dead_rows, read_state
 from services.search.vector_index import ExactIndex
 
 MAX_LOADED = 8  # collections kept loaded in this process
@@ -32,7 +35,7 @@ LOAD_ATTEMPTS = 5  # a writer may delete the files of the version just read: rea
 class Snapshot:
     """One committed version of a collection, ready to search."""
 
-    state: store.State
+    state: State
     vectors: np.ndarray  # (rows, dim), memory-mapped
     dead: np.ndarray  # bool per row: removed, skipped
     index: Any  # faiss index over rows [0, state.index_rows), or None
@@ -75,7 +78,7 @@ class Snapshot:
         import faiss
 
         params = faiss.SearchParametersIVF(nprobe=max(1, nprobe))  # type: ignore[call-arg]
-        with store.one_faiss_thread():
+        with embedded.one_faiss_thread():
             scores, ids = self.index.search(query[None, :], max(1, fetch), params=params)
         rows = ids[0]
         keep = rows >= 0
@@ -87,9 +90,12 @@ _loaded: OrderedDict[str, Snapshot] = OrderedDict()
 _lock = threading.Lock()
 
 
-def snapshot(path: Path, conn: sqlite3.Connection, state: store.State) -> Snapshot:
+def snapshot(path: Path, conn: Connection, state: State) -> Snapshot | qdrant.Snapshot:
     """The loaded form of `state` (read in `conn`'s open read transaction), reusing what this
-    process loaded before where the files are the same."""
+    process loaded before where the files are the same. A Qdrant collection loads nothing: its
+    snapshot is the committed row count and the removed rows, which its searches filter by."""
+    if state.backend == QDRANT:
+        return qdrant.Snapshot(state, frozenset(dead_rows(conn, state.uid)))
     key = str(path)
     with _lock:
         known = _loaded.get(key)
@@ -113,15 +119,15 @@ def forget(path: Path) -> None:
         _loaded.pop(str(path), None)
 
 
-def _load(path: Path, conn: sqlite3.Connection, state: store.State, index: Any) -> Snapshot:
+def _load(path: Path, conn: Connection, state: State, index: Any) -> Snapshot:
     """Raises FileNotFoundError where a writer deleted this version's files meanwhile."""
     dim = state.dim or 0
-    vectors = store.map_vectors(path / state.vectors_file, state.rows, dim)
+    vectors = files.map_vectors(path / state.vectors_file, state.rows, dim)
     if index is None and state.index_file is not None:
         index = _read_index(path / state.index_file)
     dead = np.zeros(state.rows, dtype=bool)
-    dead_rows = np.fromiter((r for (r,) in conn.execute("SELECT row FROM dead")), dtype=np.int64)
-    dead[dead_rows[dead_rows < state.rows]] = True
+    removed = np.array(dead_rows(conn, state.uid), dtype=np.int64)
+    dead[removed[removed < state.rows]] = True
     start = state.index_rows if index is not None else 0
     tail = ExactIndex(vectors[start:]) if start < state.rows else None
     return Snapshot(
@@ -147,25 +153,28 @@ def _read_index(path: Path) -> Any:
 
 
 @contextlib.contextmanager
-def reading(name: str) -> Iterator[tuple[sqlite3.Connection, store.State, Snapshot]]:
+def reading(name: str) -> Iterator[tuple[Connection, State, Snapshot | qdrant.Snapshot]]:
     """A read transaction on the collection, its state and the snapshot of that state: the items
     looked up inside it belong to the same version as the vectors searched."""
-    path = store.folder(name)
+    path = folder(name)
+    engine = metadata.engine_for(path, name)
     for attempt in range(LOAD_ATTEMPTS):
-        conn = store.connect(path, name)
-        try:
-            conn.execute("BEGIN")
-            state = store.read_state(conn)
+        with metadata.reading(engine) as conn:
+            state = read_state(conn, name=name)
             try:
                 loaded = snapshot(path, conn, state)
             except FileNotFoundError:
-                if attempt == LOAD_ATTEMPTS - 1:
-                    raise
-                continue
+                if attempt < LOAD_ATTEMPTS - 1:
+                    continue
+                if metadata.shared() is not None:
+                    raise elsewhere(state.name) from None
+                raise
             yield conn, state, loaded
             return
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-            conn.close()
+
+
+def elsewhere(name: str) -> BadInput:
+    return BadInput(
+        f"The collection '{name}' keeps its vectors on the disk of the machine that built it: build collections "
+        "with FMG_VECTOR_URL (a Qdrant server) to search them from every machine."
+    )

@@ -1,7 +1,8 @@
 """What the Compare tab runs, without Gradio: one task's input checked once, sent to 2-6 targets at
 once (`services.comparisons.fanout`), collected into a `Comparison` that the tab renders as it fills in.
 
-Blind comparisons wait here, in a server-side dict keyed by a random id, for their vote: the page
+Blind comparisons wait for their vote in the leaderboard's database (`services.comparisons.waiting`),
+keyed by a random id, so any worker can take the vote and every worker hides their runs: the page
 and the API only ever see the id and the letters "Model A", "Model B", ..., never which target
 is which, until `vote()` reveals them and records the vote on the leaderboard.
 
@@ -27,7 +28,7 @@ from adapters.prices import FREE_PROVIDERS
 from adapters.tasks import Adapter
 from adapters.types import CompletionParams, EditMode, GeneratedImages, ImageParams, Result, Task
 from services import access, boundary, public, quotas, run_log, visitors
-from services.comparisons import fanout, leaderboard
+from services.comparisons import fanout, leaderboard, waiting
 from services.comparisons.fanout import Emit, Outcome, Target
 from services.search import corpus, corpus_index
 from services.visitors import Visitor
@@ -36,11 +37,8 @@ TAB = "compare"  # the tab's id in the app and in the run log
 MIN_TARGETS, MAX_TARGETS = 2, 6
 LETTERS = "ABCDEF"
 DEFAULT_TIMEOUT_S = 120.0  # local models on CPU take their time; vendors have their own, shorter deadline
-MAX_WAITING_VOTES = 256  # blind comparisons kept for a vote; the oldest are dropped first
-NOT_WAITING = (
-    "This comparison is not waiting for your vote: it was voted on already, was not blind, is too "
-    "old, or was run by someone else. Run a new comparison."
-)
+MAX_WAITING_VOTES = waiting.MAX_WAITING  # blind comparisons kept for a vote; the oldest are dropped first
+NOT_WAITING = waiting.NOT_WAITING
 
 
 # --- the input, checked once ---------------------------------------------------------------------
@@ -412,7 +410,7 @@ def run(
     comparison = Comparison(task, targets, blind, owner=visitor.id, session=visitor.session)
     uses_local = any(t.provider in FREE_PROVIDERS for t in targets)
     if blind:
-        _waiting.hide(comparison.id)
+        waiting.hide(comparison.id, task.value, [t.name for t in targets], comparison.owner, comparison.session)
     try:
         with quotas.local_turn(visitor, uses_local):  # the visitor's one local turn, for every local target
             yield comparison
@@ -426,11 +424,11 @@ def run(
         if comparison.blind and not comparison.awaits_vote:
             comparison.revealed = True  # fewer than two answers: there is nothing to vote on
         if comparison.awaits_vote:
-            _waiting.put(comparison)
+            _local.put(comparison)
         yield comparison
     finally:
-        if not comparison.awaits_vote:
-            _waiting.unhide(comparison.id)
+        if blind and not comparison.awaits_vote:
+            waiting.unhide(comparison.id)
 
 
 def _target_call(task: Task, job: Job, key: SessionKey | None, comparison: Comparison, visitor: Visitor) -> fanout.Call:
@@ -474,52 +472,50 @@ def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
 # --- blind votes ---------------------------------------------------------------------------------
 
 
-class _WaitingVotes:
-    """Blind comparisons waiting for their vote, by id; server memory only (bounded, oldest out)."""
+class _LocalComparisons:
+    """This worker's own waiting comparisons, with their outputs, by id (bounded, oldest out): a vote
+    taken here reveals the very object the page holds. The database decides what is waiting."""
 
     def __init__(self):
         self._items: OrderedDict[str, Comparison] = OrderedDict()
-        self._hidden: set[str] = set()  # blind comparisons running or waiting: their runs stay unseen
         self._lock = threading.Lock()
 
-    def hide(self, comparison_id: str) -> None:
-        with self._lock:
-            self._hidden.add(comparison_id)
-
-    def unhide(self, comparison_id: str) -> None:
-        with self._lock:
-            if comparison_id not in self._items:
-                self._hidden.discard(comparison_id)
-
-    def hidden(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._hidden)
-
     def put(self, comparison: Comparison) -> None:
+        dropped = waiting.put(comparison.id, comparison.answered(), comparison.wall_s)
         with self._lock:
             self._items[comparison.id] = comparison
-            self._hidden.add(comparison.id)
+            for expired in dropped:
+                self._items.pop(expired, None)
             while len(self._items) > MAX_WAITING_VOTES:
-                expired, _ = self._items.popitem(last=False)  # too old: its names may now be seen
-                self._hidden.discard(expired)
+                self._items.popitem(last=False)
 
-    def take(self, comparison_id: str, check: Callable[[Comparison], None]) -> Comparison:
-        """Remove and return the comparison once `check` accepts it (so a bad choice keeps it)."""
+    def get(self, row: waiting.Waiting) -> Comparison:
+        """The comparison this worker ran, or one rebuilt from its row (its outputs stayed with
+        the worker that ran it: the vote reveals the names, the outputs show as empty)."""
         with self._lock:
-            comparison = self._items.get(str(comparison_id or ""))
-            if comparison is None:
-                raise BadInput(NOT_WAITING)
-            check(comparison)
-            self._hidden.discard(comparison.id)
-            return self._items.pop(comparison.id)
+            found = self._items.get(row.id)
+        if found is not None:
+            return found
+        targets = [Target.parse(name) for name in row.targets]
+        outcomes: list[Outcome | None] = [
+            Outcome(t, None, None if i in row.answered else "no answer", 0.0) for i, t in enumerate(targets)
+        ]
+        return Comparison(
+            Task(row.task), targets, True, id=row.id, outcomes=outcomes, wall_s=row.wall_s, owner=row.owner,
+            session=row.session,
+        )  # fmt: skip
+
+    def forget(self, comparison_id: str) -> None:
+        with self._lock:
+            self._items.pop(comparison_id, None)
 
 
-_waiting = _WaitingVotes()
+_local = _LocalComparisons()
 
 
 def hidden_ids() -> frozenset[str]:
-    """The blind comparisons whose runs no reader may see yet (running or waiting for a vote)."""
-    return _waiting.hidden()
+    """The blind comparisons whose runs no reader may see yet (running or waiting for a vote), on any worker."""
+    return waiting.hidden()
 
 
 def parse_choice(comparison: Comparison, choice: str) -> int | str:
@@ -540,24 +536,17 @@ def vote(
     """Record a blind vote (a letter, "tie", or "skip" to reveal without voting) and reveal the
     names; returns the comparison and the task's standings. Only the visitor who ran the
     comparison (same login, address or page session) may vote on it, within their vote quota."""
-    picked: dict[str, int | str] = {}
-
-    def check(comparison: Comparison) -> None:
+    with waiting.claim(comparison_id) as (conn, row):  # one transaction: the vote, and the comparison gone
+        comparison = _local.get(row)
         if visitor.id != comparison.owner and not (visitor.session and visitor.session == comparison.session):
             raise BadInput(NOT_WAITING)
-        picked.setdefault("choice", parse_choice(comparison, choice))
+        chosen = parse_choice(comparison, choice)
         quotas.vote(visitor)
-
-    comparison = _waiting.take(comparison_id, check)
-    chosen = picked["choice"]
-    if chosen != "skip":
-        rated = [comparison.targets[i].name for i in comparison.answered()]
-        winner = comparison.targets[chosen].name if isinstance(chosen, int) else None  # else "tie"
-        try:
-            leaderboard.record_vote(comparison.task, comparison.id, rated, winner)
-        except Exception:
-            _waiting.put(comparison)  # the vote did not count: it may be cast again
-            raise
+        if chosen != "skip":
+            rated = [comparison.targets[i].name for i in comparison.answered()]
+            winner = comparison.targets[chosen].name if isinstance(chosen, int) else None  # else "tie"
+            leaderboard.apply_vote(conn, comparison.task, comparison.id, rated, winner)
+    _local.forget(comparison.id)
     comparison.vote = chosen if isinstance(chosen, str) else LETTERS[chosen]
     comparison.revealed = True
     return comparison, leaderboard.standings(comparison.task)

@@ -1,4 +1,4 @@
-"""Per-task leaderboard from blind votes, kept in SQLite so it survives restarts.
+"""Per-task leaderboard from blind votes, kept in a database so it survives restarts.
 
 Two ratings per target, from the same votes. One vote settles one comparison:
 
@@ -12,10 +12,11 @@ before the vote and their changes added up, so the order of targets inside a com
 matter; the order of the votes does. Bradley-Terry (`bradley_terry`) is refitted from the whole
 `votes` table, so it does not depend on that order, and comes with a bootstrap 95% interval.
 
-The database is `FMG_LEADERBOARD` (default `~/.fm-gallery/leaderboard.sqlite3`), in WAL mode; a
-vote and its rating changes are one transaction, so concurrent voters (threads or processes)
-queue up instead of overwriting each other, and a killed process leaves either the whole vote
-or none of it.
+The database is `FMG_LEADERBOARD` (default `~/.fm-gallery/leaderboard.sqlite3`, WAL), or the
+shared one of `FMG_DATABASE_URL` (services.db). A vote and its rating changes are one
+transaction, which first takes the task's lock (SQLite: the file's write lock; PostgreSQL: an
+advisory lock per task), so concurrent voters in any process or worker queue instead of
+overwriting each other's ratings, and a killed process leaves either the whole vote or none of it.
 """
 
 from __future__ import annotations
@@ -23,42 +24,46 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from sqlalchemy import Column, Connection, Engine, Float, Integer, MetaData, Table, Text, exc, insert, select, update
+
 from adapters.errors import BadInput
 from adapters.types import Task
+from services import db
 from services.comparisons import bradley_terry
-from services.sqlite_wal import open_wal
 
 K = 32.0
 START = 1000.0
 DEFAULT_PATH = Path("~/.fm-gallery/leaderboard.sqlite3")
+BRANCH = "leaderboard"  # its Alembic branch
 COLUMNS = ["rank", "target", "rating", "votes", "wins", "ties", "losses", "bt rating", "bt 95% low", "bt 95% high"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS votes (
-    id INTEGER PRIMARY KEY,
-    task TEXT NOT NULL,
-    comparison_id TEXT NOT NULL UNIQUE,  -- one vote per comparison, even across processes
-    targets TEXT NOT NULL,               -- JSON list of the rated targets' names
-    winner TEXT,                         -- NULL for a tie
-    voted_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS ratings (
-    task TEXT NOT NULL,
-    target TEXT NOT NULL,
-    rating REAL NOT NULL,
-    wins INTEGER NOT NULL DEFAULT 0,
-    ties INTEGER NOT NULL DEFAULT 0,
-    losses INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (task, target)
-);
-"""
+metadata = MetaData()
+votes = Table(
+    "votes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task", Text, nullable=False),
+    Column("comparison_id", Text, nullable=False, unique=True),  # one vote per comparison, even across workers
+    Column("targets", Text, nullable=False),  # JSON list of the rated targets' names
+    Column("winner", Text),  # NULL for a tie
+    Column("voted_at", Float, nullable=False),
+)
+ratings = Table(
+    "ratings",
+    metadata,
+    Column("task", Text, primary_key=True),
+    Column("target", Text, primary_key=True),
+    Column("rating", Float, nullable=False),
+    Column("wins", Integer, nullable=False),
+    Column("ties", Integer, nullable=False),
+    Column("losses", Integer, nullable=False),
+)
 
 
 @dataclass(frozen=True)
@@ -85,19 +90,25 @@ class Standing:
 
 
 def db_path() -> Path:
-    """Read on every call, so a test (or a deployment) can point it elsewhere at any time."""
+    """The SQLite file without FMG_DATABASE_URL; read on every call, so a test (or a deployment)
+    can point it elsewhere at any time."""
     return Path(os.environ.get("FMG_LEADERBOARD") or DEFAULT_PATH).expanduser()
 
 
-def connect() -> sqlite3.Connection:
-    """A new connection per use: sqlite3 connections are not shared across threads."""
-    conn, _ = open_wal(db_path(), busy_timeout_s=10.0)  # transactions are explicit
-    try:
-        conn.executescript(SCHEMA)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+def url() -> str:
+    """The leaderboard's database (also that of the blind comparisons waiting for a vote)."""
+    return db.store_url(db_path())
+
+
+def engine() -> Engine:
+    """The database, with the leaderboard's tables at their current schema."""
+    return db.ready(url(), BRANCH)
+
+
+def _exists() -> bool:
+    """False only for a SQLite file not made yet: reading creates no file."""
+    local = db.sqlite_file(url())
+    return local is None or local.exists()
 
 
 def expected(rating: float, other: float) -> float:
@@ -128,53 +139,60 @@ def record_vote(task: Task, comparison_id: str, targets: Sequence[str], winner: 
     names = list(dict.fromkeys(targets))
     if len(names) < 2:
         raise BadInput("A vote needs at least two rated targets.")
-    conn = connect()
-    try:
-        conn.execute("BEGIN IMMEDIATE")  # take the write lock before reading the ratings
+    with db.storage_errors("the leaderboard could not record the vote"):
+        bound = engine()
         try:
-            conn.execute(
-                "INSERT INTO votes (task, comparison_id, targets, winner, voted_at) VALUES (?, ?, ?, ?, ?)",
-                (task.value, comparison_id, json.dumps(names), winner, time.time()),
-            )
-        except sqlite3.IntegrityError:
-            conn.execute("ROLLBACK")
+            with db.writing(bound) as conn:
+                apply_vote(conn, task, comparison_id, names, winner)
+        except exc.IntegrityError:
             raise BadInput("This comparison already has a vote.") from None
-        before = _ratings(conn, task, names)
-        after = elo_update(before, winner)
-        for name in names:
-            won, tied = name == winner, winner is None
-            conn.execute(
-                "INSERT INTO ratings (task, target, rating, wins, ties, losses) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (task, target) DO UPDATE SET rating = excluded.rating, "
-                "wins = wins + excluded.wins, ties = ties + excluded.ties, losses = losses + excluded.losses",
-                (task.value, name, after[name], int(won), int(tied), int(not won and not tied)),
+        with bound.connect() as conn:
+            return _standings(conn, task)
+
+
+def apply_vote(conn: Connection, task: Task, comparison_id: str, names: list[str], winner: str | None) -> None:
+    """The vote and its rating changes, inside the caller's write transaction (which may do more:
+    the blind comparison's row goes in the same one). The task's lock is taken first, so that no
+    other voter reads the ratings between this one's read and write."""
+    db.lock(conn, f"fm-gallery:leaderboard:{task.value}")
+    conn.execute(
+        insert(votes).values(
+            task=task.value, comparison_id=comparison_id, targets=json.dumps(names), winner=winner, voted_at=time.time()
+        )
+    )
+    before = _ratings(conn, task, names)
+    after = elo_update(before, winner)
+    for name in names:
+        won, tied = name == winner, winner is None
+        counts = {"wins": int(won), "ties": int(tied), "losses": int(not won and not tied)}
+        changed = conn.execute(
+            update(ratings)
+            .where(ratings.c.task == task.value, ratings.c.target == name)
+            .values(
+                rating=after[name],
+                wins=ratings.c.wins + counts["wins"],
+                ties=ratings.c.ties + counts["ties"],
+                losses=ratings.c.losses + counts["losses"],
             )
-        conn.execute("COMMIT")
-        return _standings(conn, task)
-    finally:
-        conn.close()
+        ).rowcount
+        if not changed:  # a first vote for this target (no other voter can add it meanwhile: the lock)
+            conn.execute(insert(ratings).values(task=task.value, target=name, rating=after[name], **counts))
 
 
 def standings(task: Task) -> list[Standing]:
     """The task's targets, best rating first (none before the first vote: reading creates no file)."""
-    if not db_path().exists():
+    if not _exists():
         return []
-    conn = connect()
-    try:
+    with db.storage_errors("the leaderboard could not be read"), engine().connect() as conn:
         return _standings(conn, task)
-    finally:
-        conn.close()
 
 
 def bt_standings(task: Task) -> dict[str, Strength]:
     """The task's Bradley-Terry ratings with 95% intervals, best first, from all its stored votes."""
-    if not db_path().exists():
+    if not _exists():
         return {}
-    conn = connect()
-    try:
+    with db.storage_errors("the leaderboard could not be read"), engine().connect() as conn:
         return _bt_standings(conn, task)
-    finally:
-        conn.close()
 
 
 def rows(table: list[Standing]) -> list[list]:
@@ -189,21 +207,20 @@ def _bt_cells(bt: Strength | None) -> list[float | None]:
     return [None, None, None] if bt is None else [round(bt.rating, 1), round(bt.low, 1), round(bt.high, 1)]
 
 
-def _ratings(conn: sqlite3.Connection, task: Task, names: list[str]) -> dict[str, float]:
-    marks = ",".join("?" * len(names))
-    found = dict(
-        conn.execute(
-            f"SELECT target, rating FROM ratings WHERE task = ? AND target IN ({marks})", (task.value, *names)
-        ).fetchall()
+def _ratings(conn: Connection, task: Task, names: list[str]) -> dict[str, float]:
+    statement = select(ratings.c.target, ratings.c.rating).where(
+        ratings.c.task == task.value, ratings.c.target.in_(names)
     )
+    found = {target: rating for target, rating in conn.execute(statement.with_for_update())}
     return {name: found.get(name, START) for name in names}
 
 
-def _standings(conn: sqlite3.Connection, task: Task) -> list[Standing]:
+def _standings(conn: Connection, task: Task) -> list[Standing]:
     found = conn.execute(
-        "SELECT target, rating, wins, ties, losses FROM ratings WHERE task = ? ORDER BY rating DESC, target",
-        (task.value,),
-    ).fetchall()
+        select(ratings.c.target, ratings.c.rating, ratings.c.wins, ratings.c.ties, ratings.c.losses)
+        .where(ratings.c.task == task.value)
+        .order_by(ratings.c.rating.desc(), ratings.c.target)
+    ).all()
     strengths = _bt_standings(conn, task)
     return [
         Standing(target, rating, wins, ties, losses, strengths.get(target))
@@ -211,8 +228,10 @@ def _standings(conn: sqlite3.Connection, task: Task) -> list[Standing]:
     ]
 
 
-def _bt_standings(conn: sqlite3.Connection, task: Task) -> dict[str, Strength]:
-    found = conn.execute("SELECT targets, winner FROM votes WHERE task = ? ORDER BY id", (task.value,)).fetchall()
+def _bt_standings(conn: Connection, task: Task) -> dict[str, Strength]:
+    found = conn.execute(
+        select(votes.c.targets, votes.c.winner).where(votes.c.task == task.value).order_by(votes.c.id)
+    ).all()
     return dict(_fit(tuple((tuple(json.loads(targets)), winner) for targets, winner in found)))  # a copy: cached
 
 

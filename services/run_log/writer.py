@@ -14,29 +14,29 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Hashable
 from typing import Any
 
 log = logging.getLogger("fm_gallery.run_log")
 
 Row = dict[str, Any]
+Where = Hashable  # where rows go (the run log's database); its `name`, if any, is what a warning shows
 EXIT_WAIT_S = 10.0  # at a normal exit, how long queued rows may take to be written
 
 
 class RowWriter:
-    """Hands rows to `write(path, rows)` on one daemon thread, started on the first row."""
+    """Hands rows to `write(where, rows)` on one daemon thread, started on the first row."""
 
-    def __init__(self, write: Callable[[Path, list[Row]], None], name: str = "fmg-run-log-writer"):
+    def __init__(self, write: Callable[[Any, list[Row]], None], name: str = "fmg-run-log-writer"):
         self._write = write
         self._name = name
         self._ready = threading.Condition()
-        self._queue: list[tuple[Path, Row]] = []
+        self._queue: list[tuple[Where, Row]] = []
         self._queued = 0  # rows handed over so far
         self._settled = 0  # rows written (or given up on) so far
         self._thread: threading.Thread | None = None
 
-    def put(self, path: Path, row: Row) -> None:
+    def put(self, path: Where, row: Row) -> None:
         with self._ready:
             self._queue.append((path, row))
             self._queued += 1
@@ -62,15 +62,17 @@ class RowWriter:
                     try:
                         self._write(path, rows)
                     except Exception:  # `write` reports its own; the writer (and other files' rows) go on
-                        log.exception("the run-log writer failed on %d rows for %s", len(rows), path.name)
+                        log.exception(
+                            "the run-log writer failed on %d rows for %s", len(rows), getattr(path, "name", "?")
+                        )
             finally:
                 with self._ready:
                     self._settled += len(batch)
                     self._ready.notify_all()
 
 
-def _by_path(batch: list[tuple[Path, Row]]) -> dict[Path, list[Row]]:
-    grouped: dict[Path, list[Row]] = {}
+def _by_path(batch: list[tuple[Where, Row]]) -> dict[Where, list[Row]]:
+    grouped: dict[Where, list[Row]] = {}
     for path, row in batch:
         grouped.setdefault(path, []).append(row)
     return grouped
