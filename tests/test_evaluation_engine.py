@@ -296,3 +296,23 @@ def test_a_small_real_run_on_the_packaged_smollm2():
     assert done.status == "done" and len(cells) == 6 and all(c.error is None for c in cells)
     assert all(c.output and c.score in (0.0, 1.0) and c.why for c in cells)
     assert all(c.input_tokens and c.output_tokens for c in cells)
+
+
+def test_in_public_mode_a_cached_reply_serves_only_the_visitor_who_paid_for_it(monkeypatch, priced):
+    """Visitor B sending A's exact private input must not get A's stored reply (nor its cost)."""
+    from services.visitors import Visitor
+
+    monkeypatch.setenv("FMG_PUBLIC", "1")
+    monkeypatch.setenv("FMG_PUBLIC_CALLS_PER_MINUTE", "1000")
+    monkeypatch.setenv("FMG_PUBLIC_VISITOR_USD_PER_DAY", "1000")
+    monkeypatch.setenv("FMG_PUBLIC_GLOBAL_USD_PER_DAY", "1000")
+    monkeypatch.setattr(quotas, "_quotas", None)
+    alice, bob, owner = Visitor("browser:alice"), Visitor("browser:bob"), Visitor("user:own", admin=True)
+    spec = Spec(SMALL, (Target("oracle", "right"),))
+    run(spec, visitor=alice)
+    made = len(oracle.calls)
+    assert run(spec, visitor=alice).cache_hits == 10  # her own cache still serves her
+    assert run(spec, visitor=bob).cache_hits == 0 and len(oracle.calls) == made + 10  # bob pays for his own
+    assert run(spec, visitor=owner).cache_hits == 0  # and a visitor's replies are not the owner's either
+    monkeypatch.setenv("FMG_PUBLIC", "0")
+    assert run(spec).cache_hits == 10  # private mode shares the owner's (and admins') cache

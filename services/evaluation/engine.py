@@ -239,6 +239,7 @@ class Evaluation:
         self._gates: dict[str, threading.Semaphore] = {}
         self._adapters: dict[tuple[Target, Task], Any] = {}
         self._thread: threading.Thread | None = None
+        self._cache_scope = cache_scope(visitor)
         # scorer time for the whole evaluation (public mode: `scoring_seconds`), cached cells included
         self._scoring = budget.Meter(public.limits().scoring_seconds if public.enabled() else math.inf)
 
@@ -335,9 +336,10 @@ class Evaluation:
             return None
         keys = []
         if variant.guard == "detector" and "document" in item.meta:
-            keys.append(call_key(target, self._seeded(self.spec.params, 0), variants.detector_messages(item)))
+            detector = variants.detector_messages(item)
+            keys.append(call_key(target, self._seeded(self.spec.params, 0), detector, self._cache_scope))
         messages, params = variants.messages(variant, item), self._sampling(variant)
-        keys += [call_key(target, self._seeded(params, n), messages) for n in range(variant.samples)]
+        keys += [call_key(target, self._seeded(params, n), messages, self._cache_scope) for n in range(variant.samples)]
         return keys
 
     def _seeded(self, params: CompletionParams, sample: int) -> CompletionParams:
@@ -480,7 +482,7 @@ class Evaluation:
         self, target: Target, messages: list[Message], params: CompletionParams, sample: int, tally: _Tally
     ) -> str:
         params = self._seeded(params, sample)
-        key = call_key(target, params, messages)
+        key = call_key(target, params, messages, self._cache_scope)
         hit = self._prefetched.get(key) or store.cached(key)
         if hit is not None:
             with self._lock:
@@ -577,11 +579,22 @@ def _verified(variant: Variant, text: str) -> bool:
     return False
 
 
-def call_key(target: Target, params: CompletionParams, messages: Iterable[Message]) -> str:
-    """The cache key of one call: provider, model, parameters (seed included) and messages."""
-    body = json.dumps(
-        {"target": target.name, "params": params.__dict__, "messages": list(messages)}, sort_keys=True, default=str
-    )
+def cache_scope(visitor: Visitor) -> str:
+    """Whose cached replies an evaluation may use: in public mode a visitor's own only (a reply
+    is private, and was paid for by whoever asked); the owner's and admins' are shared with
+    private mode's."""
+    if not public.enabled() or visitor.admin:
+        return ""
+    return f"visitor:{visitor.key}"
+
+
+def call_key(target: Target, params: CompletionParams, messages: Iterable[Message], scope: str = "") -> str:
+    """The cache key of one call: provider, model, parameters (seed included) and messages, and
+    whose cache it is (`cache_scope`)."""
+    call = {"target": target.name, "params": params.__dict__, "messages": list(messages)}
+    if scope:  # private mode's keys stay what they were, so its cache survives the upgrade
+        call["scope"] = scope
+    body = json.dumps(call, sort_keys=True, default=str)
     return hashlib.sha256(body.encode()).hexdigest()
 
 
