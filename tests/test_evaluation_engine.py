@@ -316,3 +316,31 @@ def test_in_public_mode_a_cached_reply_serves_only_the_visitor_who_paid_for_it(m
     assert run(spec, visitor=owner).cache_hits == 0  # and a visitor's replies are not the owner's either
     monkeypatch.setenv("FMG_PUBLIC", "0")
     assert run(spec).cache_hits == 10  # private mode shares the owner's (and admins') cache
+
+
+def test_every_vendor_request_is_in_the_call_count_and_the_estimate(priced, monkeypatch, fake_provider):
+    """The cap and the estimate count samples, detector, judge and embedder calls, not only the targets'."""
+    from services.evaluation.engine import estimate
+
+    one = Spec(SMALL, (Target("oracle", "right"),))
+    assert one.calls == 10
+    voting = Variant("vote", samples=5, pick="majority")
+    assert Spec(SMALL, (Target("oracle", "right"),), variants=(voting,)).calls == 50
+    judged = Spec(
+        SMALL, (Target("oracle", "right"), Target("oracle", "wrong")), scorer="judge", judge=Target("oracle", "right")
+    )
+    assert judged.calls == 2 * 10 * 2  # each answer and its judging
+    similar = Spec(SMALL, (Target("oracle", "right"),), scorer="similarity", embedder=Target("fake"))
+    assert similar.calls == 20  # each answer and its embedding
+
+    embedder_price = {"input_per_1m": 1e4, "output_per_1m": 0.0}
+    table = {**quotas.price_table(), "fake": {"fake-1": embedder_price}}
+    monkeypatch.setattr(quotas, "price_table", lambda: table)
+    plain, scored = estimate(one), estimate(similar)
+    assert plain.usd is not None and scored.usd is not None and scored.usd > plain.usd
+    assert estimate(judged).usd > 2 * plain.usd  # the judge's calls are priced too
+
+    monkeypatch.setenv("FMG_PUBLIC", "1")
+    monkeypatch.setenv("FMG_PUBLIC_EVALUATION_CALLS", "15")
+    with pytest.raises(BadInput, match="15"):
+        Evaluation(similar)  # 20 requests: over a cap of 15, though only 10 are the target's

@@ -31,7 +31,7 @@ from services.evaluation.datasets import Dataset, Item
 from services.evaluation.scoring import budget
 from services.evaluation.store import Cell, Reply
 from services.evaluation.variants import Variant
-from services.quotas import LimitReached, Work, estimate_usd
+from services.quotas import CHARS_PER_TOKEN, LimitReached, Work, estimate_usd
 from services.visitors import OWNER, Visitor
 
 CHAT_KINDS = ("chat", "classification", "injection")
@@ -133,8 +133,13 @@ class Spec:
     @property
     def calls(self) -> int:
         """Model calls at most (samples, detector and judge calls included; cache hits count too)."""
-        per_item = sum(v.samples + (v.guard == "detector") + self._judge_calls(v) for v in self.variants)
+        per_item = sum(
+            v.samples + (v.guard == "detector") + self._judge_calls(v) + self._embedder_calls() for v in self.variants
+        )
         return len(self.dataset.items) * len(self.targets) * per_item
+
+    def _embedder_calls(self) -> int:
+        return int(self.scorer_name == "similarity" and self.embedder is not None)
 
     def _judge_calls(self, variant: Variant) -> int:
         return (self.scorer_name == "judge") + (variant.verifier == "judge") * variant.samples
@@ -155,36 +160,41 @@ class Estimate:
 
 
 def estimate(spec: Spec) -> Estimate:
-    """Worst-case cost before the run: every call at full `max_tokens`, no cache hits."""
+    """Worst-case cost before the run: every call at full `max_tokens`, no cache hits; the judge's
+    and the similarity scorer's embedder's calls included (each sees a full-length answer)."""
     total, unpriced = 0.0, []
-    for target in _priced_targets(spec):
-        model = _model(target)
-        usd = 0.0
+    answer_chars = spec.params.max_tokens * CHARS_PER_TOKEN  # a full-length answer, as input tokens
+    for target in spec.targets:
+        costs = []
         for item in spec.dataset.items:
             for variant in spec.variants:
                 chars = sum(len(str(m["content"])) for m in variants.messages(variant, item))
                 calls = variant.samples + (variant.guard == "detector")
-                one = estimate_usd(
-                    target.provider, model, Work(input_chars=chars, output_tokens=spec.params.max_tokens)
-                )
-                if one is None:
-                    break
-                usd += one * calls
-            else:
-                continue
-            unpriced.append(target.name)
-            break
-        else:
-            total += usd
-    return Estimate(spec.calls, None if unpriced else total, tuple(unpriced))
+                costs.append((target, Work(input_chars=chars, output_tokens=spec.params.max_tokens), calls))
+                reference = len(item.reference or "")
+                if spec.judge is not None and spec._judge_calls(variant):
+                    asked = len(spec.rubric or "") + len(item.input) + reference + answer_chars
+                    judged = Work(input_chars=asked, output_tokens=max(64, spec.params.max_tokens // 2))
+                    costs.append((spec.judge, judged, spec._judge_calls(variant)))
+                if spec.embedder is not None and spec._embedder_calls():
+                    costs.append((spec.embedder, Work(input_chars=reference + answer_chars), 1))
+        usd = 0.0
+        for who, work, calls in costs:
+            one = estimate_usd(who.provider, _model(who, Task.EMBEDDINGS if who is spec.embedder else None), work)
+            if one is None:
+                unpriced.append(who.name)
+                break
+            usd += one * calls
+        total += usd
+    return Estimate(spec.calls, None if unpriced else total, tuple(dict.fromkeys(unpriced)))
 
 
 def _priced_targets(spec: Spec) -> list[Target]:
-    return [*spec.targets, *([spec.judge] if spec.judge else [])]
+    return [*spec.targets, *([spec.judge] if spec.judge else []), *([spec.embedder] if spec.embedder else [])]
 
 
-def _model(target: Target) -> str:
-    """The model a target runs: its own, else the provider's configured default."""
+def _model(target: Target, task: Task | None = None) -> str:
+    """The model a target runs: its own, else the provider's configured default for `task`."""
     if target.model:
         return target.model
     from adapters import registry
@@ -192,7 +202,7 @@ def _model(target: Target) -> str:
     provider = registry.providers().get(target.provider)
     if provider is None:
         return ""
-    return provider.model(Task.COMPLETION) or ""
+    return provider.model(task or Task.COMPLETION) or ""
 
 
 class _Stop(Exception):
@@ -471,8 +481,14 @@ class Evaluation:
         embedder = self._adapter(self.spec.embedder, Task.EMBEDDINGS)
         pair = [text.strip() or "(empty)", reference]
         work = Work(input_chars=sum(map(len, pair)))
-        with self._gate(self.spec.embedder.provider), access.call(self.visitor, embedder, work):
-            result = embedder.embed(pair, kind="document")
+        self._reserve(embedder, work)  # the cost cap holds embedding calls too
+        try:
+            with self._gate(self.spec.embedder.provider), access.call(self.visitor, embedder, work):
+                result = embedder.embed(pair, kind="document")
+        finally:
+            self._release(embedder, work)
+        with self._lock:
+            self.spent_usd += result.cost_usd or 0.0
         tally.cost = None if tally.cost is None or result.cost_usd is None else tally.cost + result.cost_usd
         return scoring.similarity(result.vectors[0], result.vectors[1])
 
