@@ -539,3 +539,21 @@ def test_an_edit_goes_to_every_target_and_one_without_the_mode_says_why(tmp_path
     finally:
         for provider in made:
             registry.unregister(provider.name)
+
+
+def test_a_blind_failed_target_hides_its_error_until_the_vote_and_is_not_rated(fake_provider, leaderboard_db):
+    """An error names its vendor ("Set FAKE_API_KEY"): before the vote the page and the API say
+    only that the column failed; after it, the failed target gets no rating (the voter never
+    saw its answer), while the two that answered are rated."""
+    from services.comparisons import leaderboard
+
+    targets = ["fake", "fake:needs-key", "fake:other"]
+    done = finished(Task.COMPLETION, targets, Form(prompt="hello"), blind=True)
+    failed = next(i for i, o in enumerate(done.outcomes) if not o.ok)  # blind columns are shuffled
+    assert "needs-key" in done.targets[failed].name
+    before = compare.cell_stats(done, failed) + json.dumps(compare.summary(done))
+    assert "FAKE_API_KEY" not in before and compare.HIDDEN_ERROR in before
+    comparison.vote(done.id, done.letter(next(i for i in range(3) if i != failed)))
+    rated = {s.target for s in leaderboard.standings(Task.COMPLETION)}
+    assert rated == {"fake:fake-1", "fake:other"}  # not fake:needs-key
+    assert "FAKE_API_KEY" in compare.cell_stats(done, failed)  # revealed after the vote
