@@ -216,6 +216,7 @@ shown()
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_blind_comparison_from_one_worker_is_hidden_and_votable_in_another(two_targets, db_url):
     done = blind(two_targets)  # this process is worker 1
+    assert run_log.flush(timeout=30)  # its runs are answered: committed, for every worker to read
     before, after = child(READ_VOTE_READ, done.id).splitlines()
     assert before == "0 True"  # worker 2 sees none of its runs while it waits
     assert after == "2 False"  # worker 2 takes the vote, then sees both
