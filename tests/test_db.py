@@ -98,8 +98,9 @@ def test_a_database_from_a_newer_fm_gallery_is_refused_untouched(db_url, tmp_pat
 MIGRATOR = "import sys; from services import db; db.migrate(sys.argv[1]); print('ok')"
 
 
-def test_processes_migrating_at_once_all_succeed(db_url, tmp_path):
-    url = db_url or db.sqlite_url(tmp_path / "together.sqlite3")
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # N workers started together (the advisory lock)
+def test_processes_migrating_at_once_all_succeed(db_url):
+    url = db_url
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", MIGRATOR, url],

@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, cast
 
 from adapters import inputs, registry, snippets
 from adapters.errors import BadInput
@@ -28,17 +24,20 @@ from adapters.prices import FREE_PROVIDERS
 from adapters.tasks import Adapter
 from adapters.types import CompletionParams, EditMode, GeneratedImages, ImageParams, Result, Task
 from services import access, boundary, public, quotas, run_log, visitors
-from services.comparisons import fanout, leaderboard, waiting
-from services.comparisons.fanout import Emit, Outcome, Target
+from services.comparisons import fanout, votes, waiting
+from services.comparisons.comparison import LETTERS as LETTERS
+from services.comparisons.comparison import MAX_TARGETS, MIN_TARGETS, Comparison
+from services.comparisons.fanout import Emit, Target
+from services.comparisons.votes import MAX_WAITING_VOTES as MAX_WAITING_VOTES
+from services.comparisons.votes import NOT_WAITING as NOT_WAITING
+from services.comparisons.votes import hidden_ids as hidden_ids
+from services.comparisons.votes import parse_choice as parse_choice
+from services.comparisons.votes import vote as vote
 from services.search import corpus, corpus_index
 from services.visitors import Visitor
 
 TAB = "compare"  # the tab's id in the app and in the run log
-MIN_TARGETS, MAX_TARGETS = 2, 6
-LETTERS = "ABCDEF"
 DEFAULT_TIMEOUT_S = 120.0  # local models on CPU take their time; vendors have their own, shorter deadline
-MAX_WAITING_VOTES = waiting.MAX_WAITING  # blind comparisons kept for a vote; the oldest are dropped first
-NOT_WAITING = waiting.NOT_WAITING
 
 
 # --- the input, checked once ---------------------------------------------------------------------
@@ -333,63 +332,6 @@ def timeout_s() -> float:
 # --- one comparison ------------------------------------------------------------------------------
 
 
-@dataclass
-class Comparison:
-    """A comparison as it fills in: per column the output so far and, once done, its outcome."""
-
-    task: Task
-    targets: list[Target]
-    blind: bool
-    id: str = field(default_factory=lambda: secrets.token_urlsafe(16))
-    outputs: list[object] = field(default_factory=list)
-    outcomes: list[Outcome | None] = field(default_factory=list)
-    wall_s: float | None = None
-    revealed: bool = False
-    vote: str | None = None  # "A", "B", ..., "tie" or "skip" once voted
-    owner: str = visitors.OWNER.id  # the visitor who ran it: only they may vote
-    session: str = ""  # and the page session it ran in
-
-    def __post_init__(self):
-        self.outputs = self.outputs or [None] * len(self.targets)
-        self.outcomes = self.outcomes or [None] * len(self.targets)
-
-    @property
-    def hidden(self) -> bool:
-        """True while the targets' names must not reach the page."""
-        return self.blind and not self.revealed
-
-    @property
-    def done(self) -> bool:
-        return self.wall_s is not None
-
-    def letter(self, i: int) -> str:
-        return f"Model {LETTERS[i]}"
-
-    def label(self, i: int) -> str:
-        """What column `i` is called on the page right now."""
-        if self.hidden:
-            return self.letter(i)
-        name = boundary.shown_target(self.targets[i].name) or ""  # (None only for no name)
-        return f"{self.letter(i)}: {name}" if self.blind else name
-
-    def answered(self) -> list[int]:
-        """Columns with a result: the ones a vote can rate (a failed call says nothing of the model)."""
-        return [i for i, o in enumerate(self.outcomes) if o is not None and o.ok]
-
-    @property
-    def awaits_vote(self) -> bool:
-        return self.hidden and self.done and len(self.answered()) >= MIN_TARGETS
-
-    def apply(self, i: int, event: str | Outcome) -> None:
-        if isinstance(event, str):
-            self.outputs[i] = cast(str, self.outputs[i] or "") + event  # a text column holds text
-            return
-        self.outcomes[i] = event
-        if event.ok:
-            cell: Any = event.value  # an ok outcome holds its cell
-            self.outputs[i] = cell.output
-
-
 def run(
     task: Task,
     names: Sequence[str],
@@ -424,7 +366,7 @@ def run(
         if comparison.blind and not comparison.awaits_vote:
             comparison.revealed = True  # fewer than two answers: there is nothing to vote on
         if comparison.awaits_vote:
-            _local.put(comparison)
+            votes.remember(comparison)
         yield comparison
     finally:
         if blind and not comparison.awaits_vote:
@@ -467,86 +409,3 @@ def _snippet(task: Task, job: Job, adapter: Adapter, result: Result) -> str:
         secrets=[getattr(adapter, "api_key", None)],
         public=public.enabled(),
     )
-
-
-# --- blind votes ---------------------------------------------------------------------------------
-
-
-class _LocalComparisons:
-    """This worker's own waiting comparisons, with their outputs, by id (bounded, oldest out): a vote
-    taken here reveals the very object the page holds. The database decides what is waiting."""
-
-    def __init__(self):
-        self._items: OrderedDict[str, Comparison] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def put(self, comparison: Comparison) -> None:
-        dropped = waiting.put(comparison.id, comparison.answered(), comparison.wall_s)
-        with self._lock:
-            self._items[comparison.id] = comparison
-            for expired in dropped:
-                self._items.pop(expired, None)
-            while len(self._items) > MAX_WAITING_VOTES:
-                self._items.popitem(last=False)
-
-    def get(self, row: waiting.Waiting) -> Comparison:
-        """The comparison this worker ran, or one rebuilt from its row (its outputs stayed with
-        the worker that ran it: the vote reveals the names, the outputs show as empty)."""
-        with self._lock:
-            found = self._items.get(row.id)
-        if found is not None:
-            return found
-        targets = [Target.parse(name) for name in row.targets]
-        outcomes: list[Outcome | None] = [
-            Outcome(t, None, None if i in row.answered else "no answer", 0.0) for i, t in enumerate(targets)
-        ]
-        return Comparison(
-            Task(row.task), targets, True, id=row.id, outcomes=outcomes, wall_s=row.wall_s, owner=row.owner,
-            session=row.session,
-        )  # fmt: skip
-
-    def forget(self, comparison_id: str) -> None:
-        with self._lock:
-            self._items.pop(comparison_id, None)
-
-
-_local = _LocalComparisons()
-
-
-def hidden_ids() -> frozenset[str]:
-    """The blind comparisons whose runs no reader may see yet (running or waiting for a vote), on any worker."""
-    return waiting.hidden()
-
-
-def parse_choice(comparison: Comparison, choice: str) -> int | str:
-    """A column index for "A".."F" (or "Model A"), or "tie" / "skip"; only answered columns count."""
-    text = str(choice or "").strip().lower().removeprefix("model").strip()
-    if text in ("tie", "skip"):
-        return text
-    letters = {LETTERS[i].lower(): i for i in comparison.answered()}
-    if text not in letters:
-        options = ", ".join(LETTERS[i] for i in comparison.answered())
-        raise BadInput(f"Vote for one of {options}, or 'tie' (or 'skip' to reveal without voting).")
-    return letters[text]
-
-
-def vote(
-    comparison_id: str, choice: str, visitor: Visitor = visitors.OWNER
-) -> tuple[Comparison, list[leaderboard.Standing]]:
-    """Record a blind vote (a letter, "tie", or "skip" to reveal without voting) and reveal the
-    names; returns the comparison and the task's standings. Only the visitor who ran the
-    comparison (same login, address or page session) may vote on it, within their vote quota."""
-    with waiting.claim(comparison_id) as (conn, row):  # one transaction: the vote, and the comparison gone
-        comparison = _local.get(row)
-        if visitor.id != comparison.owner and not (visitor.session and visitor.session == comparison.session):
-            raise BadInput(NOT_WAITING)
-        chosen = parse_choice(comparison, choice)
-        quotas.vote(visitor)
-        if chosen != "skip":
-            rated = [comparison.targets[i].name for i in comparison.answered()]
-            winner = comparison.targets[chosen].name if isinstance(chosen, int) else None  # else "tie"
-            leaderboard.apply_vote(conn, comparison.task, comparison.id, rated, winner)
-    _local.forget(comparison.id)
-    comparison.vote = chosen if isinstance(chosen, str) else LETTERS[chosen]
-    comparison.revealed = True
-    return comparison, leaderboard.standings(comparison.task)
