@@ -13,4 +13,3 @@ def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
         for s in sockets:
             s.bind((host, 0))
         return [s.getsockname()[1] for s in sockets]
-
