@@ -174,11 +174,11 @@ def warn_about_quotas(workers: int) -> None:
 
 
 def migrate() -> None:
-    """The database's migrations, once, before any worker starts."""
-    # TODO(lead, at merge): services.db comes with the `storage` branch; call it unguarded then.
-    if importlib.util.find_spec("services.db") is None:
-        return
-    importlib.import_module("services.db").migrate()
+    """The database's migrations, once, before any worker starts (nothing to do on SQLite files,
+    which each store upgrades on first use)."""
+    from services import db
+
+    db.migrate()
 
 
 def llama_server(env: dict[str, str], children: list[Child]) -> tuple[Child, int, str] | None:
