@@ -93,23 +93,30 @@ def stop_vendor(vendor) -> None:
         vendor.proc.stdout.close()
 
 
-def polite(url: str, chat_index: int, seconds: float) -> dict[str, list[float]]:
+def polite(url: str, chat_index: int, seconds: float) -> dict[str, list]:
     """A polite visitor for `seconds`: page loads in one loop and hosted chats in another, each one
-    request at a time with a pause between; the seconds of each that succeeded."""
+    request at a time with a pause between: the seconds of each that succeeded, what the others got."""
     import httpx
 
     from bench.abuse import run_event
 
-    async def go() -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {"page": [], "chat": [], "failed": []}
+    async def go() -> dict[str, list]:
+        out: dict[str, list] = {"page": [], "chat": [], "failed": []}
         deadline = time.perf_counter() + seconds
         async with httpx.AsyncClient(timeout=60) as client:
 
             async def pages() -> None:
                 while time.perf_counter() < deadline:
                     started = time.perf_counter()
-                    reply = await client.get(url)
-                    (out["page"] if reply.status_code == 200 else out["failed"]).append(time.perf_counter() - started)
+                    try:
+                        reply = await client.get(url)
+                        status = str(reply.status_code)
+                    except httpx.HTTPError as err:
+                        status = type(err).__name__
+                    if status == "200":
+                        out["page"].append(time.perf_counter() - started)
+                    else:
+                        out["failed"].append(f"page: {status}")
                     await asyncio.sleep(PAGE_PAUSE_S)
 
             async def chats() -> None:
@@ -117,7 +124,10 @@ def polite(url: str, chat_index: int, seconds: float) -> dict[str, list[float]]:
                 while time.perf_counter() < deadline:
                     data = [f"Hello, how are you? ({i})", [], "openai", "", "", 32, 0.7, 1.0, -1]
                     outcome, took, _ = await run_event(client, url, chat_index, data, "127.0.0.1", session)
-                    (out["chat"] if outcome == "ok" else out["failed"]).append(took)
+                    if outcome == "ok":
+                        out["chat"].append(took)
+                    else:
+                        out["failed"].append(f"chat: {outcome}")
                     i += 1
                     await asyncio.sleep(CHAT_PAUSE_S)
 
@@ -133,7 +143,7 @@ def compare(app: LoadApp, windows: int, window_s: float) -> dict:
 
     chat = api_ids(app.url)["chat"]
     polite(app.url, chat, 1.0)  # first-request costs
-    samples: dict[str, dict[str, list[float]]] = {c: {"page": [], "chat": [], "failed": []} for c in ("idle", "load")}
+    samples: dict[str, dict[str, list]] = {c: {"page": [], "chat": [], "failed": []} for c in ("idle", "load")}
     cells = 0
     for w in range(windows):
         for case in ("idle", "load") if w % 2 == 0 else ("load", "idle"):

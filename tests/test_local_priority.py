@@ -54,8 +54,8 @@ def test_a_polite_visitor_keeps_its_speed_during_a_local_evaluation(app):
     samples = measured["samples"]
     assert measured["cells"] >= 2, "the evaluation hardly ran: nothing was measured under load"
     for case in ("idle", "load"):
-        assert not samples[case]["failed"], f"{case}: {len(samples[case]['failed'])} requests failed"
-        assert len(samples[case]["page"]) >= 30 and len(samples[case]["chat"]) >= 10
+        assert not samples[case]["failed"], f"{case}: {samples[case]['failed'][:5]}"
+        assert len(samples[case]["page"]) >= 10 and len(samples[case]["chat"]) >= 5
     report = []
     for kind in ("page", "chat"):
         idle, load = samples["idle"][kind], samples["load"][kind]

@@ -146,12 +146,19 @@ def recorder():
 def test_an_evaluation_makes_its_calls_as_background_work(recorder, started):
     items = datasets.builtin("arithmetic").items[:6]
     spec = Spec(datasets.Dataset("six", "chat", items, "", "numeric"), (Target("recorder"),), concurrency=2)
-    evaluation = Evaluation(spec)
+    finished_in: list[bool] = []  # the thread that ends the run (its own, when started) is background too
+
+    def progress(evaluation: Evaluation) -> None:
+        if evaluation.status == "done":
+            finished_in.append(priority.background())
+
+    evaluation = Evaluation(spec, on_progress=progress)
     if started:
         evaluation.start().wait(30)
     else:
         evaluation.run()
     assert evaluation.status == "done" and len(recorder) == 6
+    assert finished_in == [started]  # run(): the caller's thread, left as it was
     assert all(background for background, _, _ in recorder)
     if sys.platform.startswith("linux"):
         assert all(nice is not None and nice >= priority.NICE for _, nice, _ in recorder)
