@@ -8,10 +8,10 @@ the evaluation runs in this process too, as the Evaluate tab runs one (`Evaluati
 packaged SmolLM2 as the "local" target, the arithmetic set, the tab's default concurrency).
 Prints `URL <local url>` once serving, then answers commands read from stdin, one line each:
 
-- `warm`: one local evaluation of one item (loads the model) -> `WARM <seconds>`
+- `warm`: one local evaluation of one item (loads the model) -> `WARM <seconds> <status> <failed cells>`
 - `load`: evaluations of `--items` items, one after another, each with a new seed (so nothing
   comes from the cache), until `idle` -> `LOADING`
-- `idle`: cancel the running one and wait until it stops -> `IDLE <cells answered since load>`
+- `idle`: cancel the running one and wait until it stops -> `IDLE <cells since load> <failed cells>`
 - `threads`: -> `THREADS <nice values of this process's threads, most common first>`
 
 `--today` serves the behaviour before issue 17, for comparison: llama.cpp on every core
@@ -54,6 +54,12 @@ def thread_nices() -> list[tuple[int, int]]:
     return counts.most_common()
 
 
+def failed_cells(evaluation) -> int:
+    from services.evaluation import store
+
+    return sum(cell.error is not None for cell in store.cells(evaluation.id))
+
+
 class Load:
     """Evaluations on the local target, one after another, until stopped."""
 
@@ -64,7 +70,7 @@ class Load:
         data = datasets.builtin("arithmetic")
         self.data = datasets.Dataset(data.name, data.kind, data.items[:items], data.description, data.scorer)
         self.params = CompletionParams(max_tokens=max_tokens, temperature=0.0)
-        self.cells = 0
+        self.cells = self.failed = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._current = None
@@ -74,13 +80,14 @@ class Load:
         from services.evaluation.engine import Evaluation, Spec, Target
 
         data = self.data if items is None else Dataset(self.data.name, "chat", self.data.items[:items], "", "numeric")
-        spec = Spec(data, (Target("local"),), params=self.params, seed=random.randrange(1, 10**9))
+        # a new seed each time (each call's is seed * 1000 + sample, under 2**32): no answer from the cache
+        spec = Spec(data, (Target("local"),), params=self.params, seed=random.randrange(1, 4_000_000))
         self._current = Evaluation(spec).start()
         return self._current
 
     def start(self) -> None:
         self._stop.clear()
-        self.cells = 0
+        self.cells = self.failed = 0
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
@@ -89,14 +96,15 @@ class Load:
             evaluation = self.one()
             evaluation.wait()
             self.cells += evaluation.done
+            self.failed += failed_cells(evaluation)
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         self._stop.set()
         if self._current is not None:
             self._current.cancel()
         if self._thread is not None:
             self._thread.join()
-        return self.cells
+        return self.cells, self.failed
 
 
 def main(argv=None) -> None:
@@ -125,12 +133,13 @@ def main(argv=None) -> None:
             started = time.perf_counter()
             done = load.one(items=1)
             done.wait()
-            print(f"WARM {time.perf_counter() - started:.2f} {done.status}", flush=True)
+            print(f"WARM {time.perf_counter() - started:.2f} {done.status} {failed_cells(done)}", flush=True)
         elif command == "load":
             load.start()
             print("LOADING", flush=True)
         elif command == "idle":
-            print(f"IDLE {load.stop()}", flush=True)
+            cells, failed = load.stop()
+            print(f"IDLE {cells} {failed}", flush=True)
         elif command == "threads":
             print("THREADS " + " ".join(f"{nice}:{n}" for nice, n in thread_nices()), flush=True)
         elif command:

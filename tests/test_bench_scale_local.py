@@ -30,6 +30,7 @@ def test_quick_run_exits_cleanly_with_a_json_line():
     }
     figures = line["figures"]
     assert figures["polite_visitor"]["issue 17"]["cells_answered_under_load"] > 0
+    assert figures["polite_visitor"]["issue 17"]["cells_failed_under_load"] == 0
     if "memory" in figures:
         assert figures["memory"]["in_process"]["rss_mb"] > 0 and figures["memory"]["shared_server"]["server_rss_mb"] > 0
     assert (results.read_bytes() if results.exists() else None) == before
@@ -39,7 +40,7 @@ def _case(idle_ms: float, load_ms: float) -> dict:
     def samples(ms: float) -> dict:
         return {"page": [ms / 1000] * 20, "chat": [2 * ms / 1000] * 20, "failed": []}
 
-    return {"samples": {"idle": samples(idle_ms), "load": samples(load_ms)}, "cells": 3}
+    return {"samples": {"idle": samples(idle_ms), "load": samples(load_ms)}, "cells": 3, "failed_cells": 0}
 
 
 def test_scale_local_judges_loaded_over_idle_for_each_app(monkeypatch, capsys):
@@ -73,7 +74,7 @@ class FakeApp:
         self.proc = type("P", (), {"pid": 0})()
 
     def send(self, command: str) -> str:
-        return "WARM 1.0 done"
+        return "WARM 1.0 done 0"
 
     def stop(self) -> None:
         pass

@@ -38,7 +38,7 @@ def app():
     try:
         served = LoadApp(vendor.url, ["--items", "4", "--max-tokens", "64"])
         try:
-            assert served.send("warm").endswith("done")
+            assert served.send("warm").endswith("done 0")  # the model loaded and answered
             yield served
         finally:
             served.stop()
@@ -52,7 +52,8 @@ def test_a_polite_visitor_keeps_its_speed_during_a_local_evaluation(app):
 
     measured = compare(app, WINDOWS, WINDOW_S)
     samples = measured["samples"]
-    assert measured["cells"] >= 2, "the evaluation hardly ran: nothing was measured under load"
+    assert measured["cells"] >= 1, "the evaluation hardly ran: nothing was measured under load"
+    assert measured["failed_cells"] == 0, "the evaluation's calls failed: the model did no work"
     for case in ("idle", "load"):
         assert not samples[case]["failed"], f"{case}: {samples[case]['failed'][:5]}"
         assert len(samples[case]["page"]) >= 10 and len(samples[case]["chat"]) >= 5
