@@ -2,9 +2,12 @@
 
 Each adapter resolves its model reference to local weights, loads the runner once (shared by
 all callers) and converts runner failures into the project's errors. Local calls take turns on
-the device slot; embeddings and CLIP scoring requests that arrive together are first joined
-into one model call (`local_models.batching`), which then takes the slot once for all of them.
+the device slot, interactive ones before an evaluation's (`adapters.priority`); embeddings and
+CLIP scoring requests that arrive together are first joined into one model call
+(`local_models.batching`), which then takes the slot once for all of them.
 A CLIP image is resized in its caller's thread before that, holding neither the slot nor a batch.
+Where the launcher runs a llama.cpp server (`FMG_LOCAL_CHAT_URL`), local chat goes there
+(`adapters.local_chat_server`).
 
 `python -m adapters.local fetch [TASK_OR_REPO_ID ...]` downloads the configured models that no
 package ships (`local_models.fetch`).
@@ -20,13 +23,14 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adapters import config
+from adapters import config, local_chat_server, priority
 from adapters.errors import FMError, ProviderError, ProviderUnavailable
 from adapters.registry import Provider
 from adapters.tasks import Captioner, Completer, Embedder, ImageGenerator, ZeroShotClassifier
-from adapters.types import CompletionParams, EditMode, ImageParams, Task
+from adapters.types import CompletionParams, EditMode, ImageParams, Task, Usage
 
 if TYPE_CHECKING:
     from local_models.batching import MicroBatcher
@@ -74,6 +78,12 @@ def env_var(task: Task) -> str:
 def check(task: Task, model: str) -> FMError | None:
     from local_models import weights
 
+    if task is Task.COMPLETION and local_chat_server.completer(model) is not None:
+        if importlib.util.find_spec("openai") is None:
+            return ProviderUnavailable(
+                f"Local chat through {local_chat_server.ENV} needs the OpenAI SDK: pip install openai."
+            )
+        return None  # served by the shared llama.cpp server: nothing to load here
     runner = runner_for(task, model)
     missing = [m for m in runner.needs if importlib.util.find_spec(m) is None]
     if missing:
@@ -97,6 +107,20 @@ def load_runner(task: Task, model: str):
     return loading.load((task, runner.cls, str(path)), build)
 
 
+def gguf_chat_file() -> tuple[str, Path] | None:
+    """The configured local chat model and its GGUF file, or None where it is not a GGUF on this machine
+    (what a llama.cpp server can serve in its place: `launcher.llama_server`)."""
+    from local_models import weights
+
+    model = config.model_for(NAME, Task.COMPLETION)
+    if not model or runner_for(Task.COMPLETION, model) is not GGUF_RUNNER:
+        return None
+    try:
+        return model, weights.resolve(model, GGUF_RUNNER.marker, env_var(Task.COMPLETION))
+    except FMError:
+        return None
+
+
 @contextlib.contextmanager
 def _errors(model: str, loading_model: bool = False, take_slot: bool = True) -> Iterator[None]:
     """Take the device slot and turn runner exceptions into project errors (the full detail goes
@@ -104,7 +128,7 @@ def _errors(model: str, loading_model: bool = False, take_slot: bool = True) -> 
     from local_models.device import slot
 
     try:
-        with slot() if take_slot else contextlib.nullcontext():
+        with slot(priority.background()) if take_slot else contextlib.nullcontext():
             yield
     except FMError:
         raise
@@ -159,12 +183,29 @@ def _run_slotted(task: Task, model: str, method: str, items: list, key):
 def _call_slotted(runner, method: str, items: list, key):
     from local_models.device import slot
 
-    with slot():
+    with slot(priority.background()):
         return getattr(runner, method)(items, key)
+
+
+def _counted(events: Iterator) -> Iterator:
+    """The events, with the output tokens counted where the server sends no usage (llama.cpp's
+    streams carry none): one chunk per token, as the in-process runner counts them."""
+    deltas, usage = 0, False
+    for event in events:
+        deltas += isinstance(event, str) and bool(event)
+        usage = usage or isinstance(event, Usage)
+        yield event
+    if not usage:
+        yield Usage(output_tokens=deltas)
 
 
 class LocalCompleter(Completer):
     def _stream(self, messages, params: CompletionParams):
+        shared = local_chat_server.completer(self.model)
+        if shared is not None:  # the launcher's llama.cpp server, shared by the workers
+            with _errors(self.model):  # still one turn at a time in this worker, interactive calls first
+                yield from _counted(shared._stream(messages, params))
+            return
         runner = load_runner(self.task, self.model)
         with _errors(self.model):
             yield from runner.stream(messages, params)

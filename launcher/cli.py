@@ -9,8 +9,6 @@ worker is restarted on its port; SIGTERM or Ctrl-C stops everything within a few
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import signal
@@ -20,6 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from launcher import llama_server as llama_server_module
 from launcher import nginx, ports, settings
 from launcher.supervisor import Child, stop_all
 
@@ -184,16 +183,12 @@ def migrate() -> None:
 def llama_server(env: dict[str, str], children: list[Child]) -> tuple[Child, int, str] | None:
     """llama.cpp's OpenAI-compatible server for local chat, shared by the workers (its URL goes
     into `env`), or None where the chat model is not a GGUF or llama_cpp.server is missing."""
-    # TODO(lead, at merge): launcher.llama_server comes with the `localmodels` branch.
-    if importlib.util.find_spec("launcher.llama_server") is None:
-        return None
-    module = importlib.import_module("launcher.llama_server")
     (port,) = ports.free_ports(1)
-    argv = module.command(port)
+    argv = llama_server_module.command(port)
     if argv is None:
         return None
     child = Child("llama", argv, dict(env))
     child.start()
     children.append(child)
-    env[module.ENV] = f"http://127.0.0.1:{port}/v1"
-    return child, port, module.health_path
+    env[llama_server_module.ENV] = f"http://127.0.0.1:{port}/v1"
+    return child, port, llama_server_module.health_path

@@ -6,7 +6,6 @@ passed on as they arrive, so that time to first token and tokens/s match llama.c
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 from collections.abc import Iterator
@@ -29,9 +28,11 @@ class LlamaCppChat:
 
     @classmethod
     def from_pretrained(cls, path: Path) -> LlamaCppChat:
+        from local_models import threads
         from local_models.llama_open import open_llama
 
-        return cls(open_llama(path, n_ctx=N_CTX, n_threads=os.cpu_count(), verbose=False))
+        n = threads.count()  # a core left to the web server
+        return cls(open_llama(path, n_ctx=N_CTX, n_threads=n, n_threads_batch=n, verbose=False))
 
     def stream(self, messages: list[Message], params: CompletionParams) -> Iterator[str | Usage | Finish]:
         """Text deltas, then `Usage`, then `Finish("stop" | "length")`.

@@ -36,6 +36,8 @@ def isolated_env(monkeypatch, tmp_path_factory):
         monkeypatch.delenv(var)
     for var in [v for v in os.environ if v.startswith("FMG_MODEL_")]:
         monkeypatch.delenv(var)
+    for var in ("FMG_LOCAL_CHAT_URL", "FMG_LOCAL_THREADS"):  # a worker's shared llama.cpp server, a core count
+        monkeypatch.delenv(var, raising=False)
 
 
 @pytest.fixture

@@ -2,8 +2,9 @@
 
 Each (item, target, variant) cell makes one or more chat calls (samples, a detector guard, a judge),
 through `services.access` so that a public visitor spends only their own quota. Calls run on a
-thread pool, at most `concurrency` at once per provider. Identical calls (same provider, model,
-parameters, messages and seed) are served from the store's cache; every finished cell is saved at
+thread pool, at most `concurrency` at once per provider, as background work (`adapters.priority`:
+after interactive local calls, at a lower scheduling priority). Identical calls (same provider,
+model, parameters, messages and seed) are served from the store's cache; every finished cell is saved at
 once, so a run killed half way resumes where it stopped. A cost cap stops a run before the call
 that could pass it (at list prices, `services.quotas.estimate_usd`), and `cancel()` stops it
 between calls.
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from adapters import inputs
+from adapters import inputs, priority
 from adapters.errors import BadInput, FMError
 from adapters.types import CompletionParams, Message, Task
 from services import access, boundary, public
@@ -259,9 +260,13 @@ class Evaluation:
         self._cancel.set()
 
     def start(self) -> Evaluation:
-        self._thread = threading.Thread(target=self.run, name=f"evaluation-{self.id}", daemon=True)
+        self._thread = threading.Thread(target=self._run_in_background, name=f"evaluation-{self.id}", daemon=True)
         self._thread.start()
         return self
+
+    def _run_in_background(self) -> None:
+        priority.lower_this_thread()  # this thread is the run's own
+        self.run()
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._thread is not None:
@@ -294,7 +299,13 @@ class Evaluation:
             providers.add(self.spec.embedder.provider)
         workers = min(64, self.spec.concurrency * len(providers))
         try:
-            with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=f"eval-{self.id}") as pool:
+            # background work: see adapters.priority
+            pool = ThreadPoolExecutor(
+                max_workers=max(1, workers),
+                thread_name_prefix=f"eval-{self.id}",
+                initializer=priority.lower_this_thread,
+            )
+            with pool:
                 for future in [pool.submit(self._cell_safely, *cell) for cell in todo]:
                     future.result()
         except Exception as exc:
