@@ -42,6 +42,14 @@ def _gguf_runners() -> list:
     return [key for key in loading.loaded() if key[1] == "LlamaCppChat"]
 
 
+@pytest.fixture(autouse=True)
+def no_model_loaded_yet():
+    """Earlier tests in the run may have loaded SmolLM2 in this process: forget it, so that "no
+    copy of the model in this worker" means what it says."""
+    for key in _gguf_runners():
+        loading.unload(key)
+
+
 def test_a_worker_sends_local_chat_to_the_shared_server(shared):
     adapter = registry.get(Task.COMPLETION, "local")
     assert adapter.model == SMOLLM

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 CELL_S = 2.0  # scorer time for one cell (every sample, verifier, pattern and schema step of it)
+MIN_STEP_S = 0.01  # a step with less than this left does not start: the budget is spent
 
 
 class Meter:
@@ -67,6 +68,11 @@ def left() -> float:
 
 
 _charging: ContextVar[float | None] = ContextVar("fmg_scoring_charging", default=None)  # the outer step's start
+
+
+def spent() -> bool:
+    """Whether the current meter (or its evaluation's) has too little left for another step."""
+    return left() < MIN_STEP_S
 
 
 @contextmanager

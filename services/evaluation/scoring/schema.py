@@ -60,7 +60,7 @@ def _counted(keyword: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[An
 
     def counted(validator: Any, value: Any, instance: Any, schema: Any) -> Iterator[Any]:
         _steps.left -= 1
-        if _steps.left < 0 or (_steps.left % CLOCK_EVERY == 0 and budget.left() <= 0):
+        if _steps.left < 0 or (_steps.left % CLOCK_EVERY == 0 and budget.spent()):
             raise _TooLong
         yield from keyword(validator, value, instance, schema)
 

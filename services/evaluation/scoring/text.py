@@ -118,9 +118,9 @@ def _compile(pattern: str, flags: int) -> Any:
 def search(pattern: str, text: str, ignore_case: bool = False) -> bool | None:
     """Whether `pattern` matches in the first MAX_SCAN_CHARS of `text`; None when it ran out of time."""
     compiled = _compile(pattern, regex_lib.IGNORECASE if ignore_case else 0)
-    allowed = min(REGEX_TIMEOUT_S, budget.left())  # and no more than the cell's scorer budget has left
-    if allowed <= 0:
+    if budget.spent():  # the cell's (or its evaluation's) scorer budget
         return None
+    allowed = min(REGEX_TIMEOUT_S, budget.left())
     try:
         with budget.charged():
             return compiled.search(text[:MAX_SCAN_CHARS], timeout=allowed) is not None
