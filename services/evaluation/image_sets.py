@@ -10,7 +10,6 @@ A zip is read in memory and never extracted.
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import os
 import warnings
@@ -168,12 +167,11 @@ def _assemble(
     if len(label_names) > MAX_LABELS:
         raise BadInput(f"The {where} has {len(label_names)} classes; the limit is {MAX_LABELS}.")
 
-    sources = {rel: entries[rel]() for rel, _ in labelled}  # each read once (bytes, or a folder's path)
     if admit is not None:  # the caller's pixel budget, from the headers alone: nothing decoded yet
-        admit(sum(_declared_pixels(source) for source in sources.values()))
+        admit(sum(_declared_pixels(entries[rel]()) for rel, _ in labelled))  # one member in memory at a time
     images, labels, pixels = [], [], 0
     for rel, label in labelled:
-        image = _decoded(rel, functools.partial(sources.pop, rel))
+        image = _decoded(rel, entries[rel])
         pixels += image.size[0] * image.size[1]
         if pixels > MAX_TOTAL_PIXELS:
             raise BadInput(
@@ -329,7 +327,10 @@ def _file_reader(full: Path) -> Callable[[], Any]:
 def _member_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str, budget: _Budget) -> Callable[[], bytes]:
     limit = MAX_LABELS_FILE_BYTES if rel == LABELS_FILE or rel.endswith("/" + LABELS_FILE) else MAX_IMAGE_BYTES
 
+    counted = False  # a member read twice (its header, then its pixels) counts once against the total
+
     def read() -> bytes:
+        nonlocal counted
         if info.file_size > limit:  # the declared size; what is read is checked too, as it may lie
             raise BadInput(_too_big(rel, info.file_size, limit))
         try:
@@ -337,7 +338,8 @@ def _member_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str, bu
                 chunks, size = [], 0
                 for chunk in _chunks(member):
                     size += len(chunk)
-                    budget.take(len(chunk))
+                    if not counted:
+                        budget.take(len(chunk))
                     if size > limit:
                         raise BadInput(_too_big(rel, size, limit))
                     chunks.append(chunk)
@@ -349,6 +351,7 @@ def _member_reader(archive: zipfile.ZipFile, info: zipfile.ZipInfo, rel: str, bu
             raise BadInput(f"'{rel}' uses a compression this app cannot read: zip it with standard Deflate.") from None
         except (zipfile.BadZipFile, OSError, EOFError, ValueError):
             raise BadInput(f"'{rel}' in the zip is damaged: zip the images again and upload them.") from None
+        counted = True
         return b"".join(chunks)
 
     return read
